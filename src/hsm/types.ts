@@ -1,0 +1,128 @@
+/**
+ * The HSM's public shapes (DESIGN.md, "Key hierarchy" and "States"). These are the contract
+ * between src/hsm and its callers (engine, volume, rotation, CLI). Extend, don't rename.
+ */
+
+/** Root-key states, numbered as the KMS numbers them. */
+export const KeyState = {
+  Active: 1,
+  Suspended: 2,
+  Deactivated: 3,
+  Destroyed: 5,
+} as const;
+export type KeyState = (typeof KeyState)[keyof typeof KeyState];
+export type KeyStateName = 'Active' | 'Suspended' | 'Deactivated' | 'Destroyed';
+
+export interface HsmInstanceInfo {
+  id: string;
+  name: string;
+  crn: string;
+  createdAtMs: number;
+}
+
+export interface RootKeyVersionInfo {
+  version: number; // 1, 2, ... ; the newest wraps, all non-destroyed ones unwrap
+  createdAtMs: number;
+}
+
+export interface RotationPolicy {
+  /** At least one hour; the KMS convention is 1 to 12 months. */
+  intervalMs: number;
+}
+
+export interface RootKeyInfo {
+  id: string;
+  name: string;
+  crn: string;
+  instanceId: string;
+  state: KeyState;
+  stateName: KeyStateName;
+  /** The current (newest) version; wrap always uses it. */
+  version: number;
+  versions: RootKeyVersionInfo[];
+  createdAtMs: number;
+  rotatedAtMs: number | null;
+  imported: boolean;
+  /** Created by blockvault for a volume provisioned without a customer key. */
+  platformManaged: boolean;
+  dualAuthDelete: boolean;
+  /** Who called setKeyForDeletion, when dual authorization is on and a deletion is pending. */
+  deletionAuthorizedBy: string | null;
+  rotationPolicy: RotationPolicy | null;
+  destroyedAtMs: number | null;
+}
+
+/** Who is calling: wrap, unwrap and registration requests are checked against authorizations. */
+export interface CallerContext {
+  sourceService: string;
+  sourceInstance?: string;
+  /** Free text for the audit log (a user, a process); defaults to sourceService. */
+  initiator?: string;
+}
+
+export interface WrapResult {
+  keyCrn: string;
+  keyVersion: number;
+  /** AES-KWP (RFC 5649) output under that key version. */
+  wrapped: Uint8Array;
+}
+
+export interface UnwrapResult {
+  plaintext: Uint8Array;
+  keyVersion: number;
+  /** True when `keyVersion` is older than the key's current version. */
+  rewrapRecommended: boolean;
+}
+
+export type AuthorizationRole = 'Reader';
+
+export interface Authorization {
+  id: string;
+  sourceService: string;
+  /** '*' means every instance of the source service. */
+  sourceInstance: string;
+  targetInstance: string;
+  role: AuthorizationRole;
+  createdAtMs: number;
+}
+
+export interface Registration {
+  keyCrn: string;
+  resourceCrn: string;
+  keyVersion: number;
+  preventKeyDeletion: boolean;
+  createdAtMs: number;
+}
+
+export interface ImportTokenInfo {
+  instanceId: string;
+  /** RSA-OAEP-SHA256 public key, SPKI PEM. Encrypt the 32-byte material to it. */
+  publicKeyPem: string;
+  createdAtMs: number;
+  expiresAtMs: number;
+  maxRetrievals: number;
+  retrievals: number;
+}
+
+export interface DeleteKeyResult {
+  key: RootKeyInfo;
+  /** Resource CRNs that were registered against the key when it was destroyed. */
+  affectedResources: string[];
+}
+
+/**
+ * How the engine reacts to key lifecycle events. The HSM calls these; it knows nothing about
+ * volumes or tasks.
+ */
+export interface HsmHooks {
+  /**
+   * After a new key version exists: start the "Syncing KMS state" tasks for the registered
+   * resources and return them (`engine.hsm.rotateKey` returns this list).
+   */
+  onRotated?(key: RootKeyInfo, options: { rewrapOnly: boolean }): Promise<unknown[]>;
+  /**
+   * Called synchronously inside a forced delete, after the material is destroyed and before
+   * `deleteKey` returns: lock every affected resource at once.
+   */
+  onDestroyed?(key: RootKeyInfo, affectedResources: string[]): void | Promise<void>;
+}
