@@ -1,0 +1,174 @@
+/**
+ * `blockvault tasks list|show|wait|cancel`: the "Syncing KMS state" tasks a rotation starts.
+ * Tasks run inside whichever process has the engine open; they are persisted, so `tasks wait`
+ * (which opens the engine) resumes an interrupted task and follows it to the end.
+ */
+import type { Command } from 'commander';
+import { withCommonOptions, withEngine, type CliContext, type CommonOptions } from '../context.js';
+import type { EngineApi, HsmApi, TaskApi, TaskInfo, TaskProgressEvent } from '../engine-port.js';
+import { isoTime, type Output } from '../output.js';
+import { progressGroup } from '../progress.js';
+import { formatDurationMs, parseDurationMs } from '../size.js';
+import { CliFailure } from '../usage-error.js';
+
+const POLL_INTERVAL_MS = 250;
+
+export function registerTasksCommands(program: Command, ctx: CliContext): void {
+  const tasks = program.command('tasks').description('rotation ("Syncing KMS state") tasks: progress, wait, cancel');
+
+  withCommonOptions(tasks.command('list'), ctx)
+    .description('list tasks, newest last')
+    .action(async (options: CommonOptions) => {
+      await withEngine(ctx, options, async ({ engine, out }) => {
+        const all = await requireTasks(engine).list();
+        out.result(all, (o) =>
+          o.table(all, [
+            { header: 'id', value: (t) => t.id },
+            { header: 'state', value: (t) => t.state },
+            { header: 'volume', value: (t) => t.volumeId ?? '-' },
+            { header: 'progress', value: (t) => progressText(t) },
+            { header: 'started', value: (t) => isoTime(t.startedAtMs) },
+            { header: 'ended', value: (t) => isoTime(t.endedAtMs) },
+          ]),
+        );
+      });
+    });
+
+  withCommonOptions(tasks.command('show').argument('<id>', 'task id'), ctx)
+    .description('show one task: state, sectors done/total, MB/s, start and end')
+    .action(async (id: string, options: CommonOptions) => {
+      await withEngine(ctx, options, async ({ engine, out }) => {
+        const task = await requireTasks(engine).get(id);
+        out.result(task, (o) => printTask(o, task));
+      });
+    });
+
+  withCommonOptions(tasks.command('wait').argument('<ids...>', 'task ids'), ctx)
+    .description('resume (if interrupted) and wait for tasks to end, with a live progress bar (percent, MB/s, ETA)')
+    .option('--timeout <duration>', 'give up after this long, e.g. 10m (the tasks keep their checkpoint)', (v) => parseDurationMs(v, '--timeout'))
+    .action(async (ids: string[], options: CommonOptions & { timeout?: number }) => {
+      await withEngine(ctx, options, async ({ engine, out }) => {
+        const api = requireTasks(engine);
+        const initial = await Promise.all(ids.map(async (id) => api.get(id)));
+        const ended = await waitForTasks(engine, initial, out, options.timeout);
+        out.result(ended.length === 1 ? ended[0] : ended, (o) => {
+          for (const t of ended) o.line(`task ${t.id}: ${t.state} ${progressText(t)}${durationText(t)}`);
+        });
+      });
+    });
+
+  withCommonOptions(tasks.command('cancel').argument('<id>', 'task id'), ctx)
+    .description('cancel a task safely (every sector stays readable; the volume keeps both data-key generations)')
+    .action(async (id: string, options: CommonOptions) => {
+      await withEngine(ctx, options, async ({ engine, out }) => {
+        const api = requireTasks(engine);
+        if (api.cancel === undefined) throw notYet('cancelling tasks');
+        await api.cancel(id);
+        const task = await api.get(id);
+        out.result(task, (o) => printTask(o, task));
+      });
+    });
+}
+
+export function requireTasks(engine: EngineApi): TaskApi {
+  if (engine.tasks === undefined) throw notYet('rotation tasks (engine.tasks)');
+  return engine.tasks;
+}
+
+export function requireRotation(engine: EngineApi): NonNullable<HsmApi['rotateKey']> {
+  const rotateKey = engine.hsm.rotateKey;
+  if (typeof rotateKey !== 'function') throw notYet('key rotation (engine.hsm.rotateKey)');
+  return rotateKey.bind(engine.hsm);
+}
+
+function notYet(what: string): Error {
+  return new CliFailure('NOT_AVAILABLE', `${what} is not available in this build of the engine yet (issue 5, rotation)`);
+}
+
+/** rotateKey returns the started tasks; accept an array, or an object that holds one. */
+export function taskList(value: unknown): TaskInfo[] {
+  if (Array.isArray(value)) return value as TaskInfo[];
+  const tasks = (value as { tasks?: unknown } | null)?.tasks;
+  return Array.isArray(tasks) ? (tasks as TaskInfo[]) : [];
+}
+
+const TERMINAL_STATES = new Set(['completed', 'failed', 'cancelled']);
+
+/**
+ * Waits until every task has ended, drawing one progress bar per task from the engine's progress
+ * events (and from polling, so a bar also moves if events are sparse). A failed or cancelled task
+ * rejects with TASK_FAILED / TASK_CANCELLED after all bars are final.
+ */
+export async function waitForTasks(engine: EngineApi, tasks: readonly TaskInfo[], out: Output, timeoutMs?: number): Promise<TaskInfo[]> {
+  const api = requireTasks(engine);
+  const group = progressGroup(out);
+  const bars = new Map(tasks.map((t) => [t.id, group.add(t.volumeId !== undefined ? String(t.volumeId).slice(0, 12) : t.id.slice(0, 12), 'sectors')]));
+  const draw = (t: { taskId?: string; id?: string } & Partial<TaskProgressEvent>): void => {
+    const bar = bars.get((t.taskId ?? t.id)!);
+    if (bar === undefined || t.sectorsTotal === undefined) return;
+    bar.update(t.sectorsDone ?? 0, t.sectorsTotal, {
+      ...(t.bytesPerSecond !== undefined ? { bytesPerSecond: t.bytesPerSecond } : {}),
+      ...(typeof t.etaMs === 'number' ? { etaMs: t.etaMs } : {}),
+      ...(t.state !== undefined ? { state: t.state } : {}),
+    });
+  };
+  const onProgress = (event: TaskProgressEvent): void => draw(event);
+  api.on?.('progress', onProgress);
+  const poll = group.visible
+    ? setInterval(() => {
+        for (const t of tasks) void Promise.resolve(api.get(t.id)).then((info) => draw(info), () => undefined);
+      }, POLL_INTERVAL_MS)
+    : undefined;
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    const all = Promise.allSettled(tasks.map((t) => api.wait(t.id)));
+    const settled =
+      timeoutMs === undefined
+        ? await all
+        : await Promise.race([
+            all,
+            new Promise<never>((_, reject) => {
+              timer = setTimeout(
+                () =>
+                  reject(new CliFailure('TIMEOUT', `the tasks did not end within ${formatDurationMs(timeoutMs)}; they keep their checkpoint and resume when the engine is next opened`)),
+                timeoutMs,
+              );
+            }),
+          ]);
+    const ended = await Promise.all(tasks.map(async (t) => api.get(t.id)));
+    for (const t of ended) draw(t);
+    const failure = settled.find((s): s is PromiseRejectedResult => s.status === 'rejected');
+    if (failure !== undefined) throw failure.reason;
+    return ended;
+  } finally {
+    if (timer !== undefined) clearTimeout(timer);
+    if (poll !== undefined) clearInterval(poll);
+    api.off?.('progress', onProgress);
+    group.stop();
+  }
+}
+
+function progressText(t: TaskInfo): string {
+  if (t.sectorsTotal === undefined) return '-';
+  const percent = t.sectorsTotal === 0 ? 100 : Math.floor(((t.sectorsDone ?? 0) * 100) / t.sectorsTotal);
+  return `${t.sectorsDone ?? 0}/${t.sectorsTotal} sectors (${percent}%)`;
+}
+
+function durationText(t: TaskInfo): string {
+  if (typeof t.startedAtMs !== 'number' || typeof t.endedAtMs !== 'number') return '';
+  return ` in ${formatDurationMs(t.endedAtMs - t.startedAtMs)}`;
+}
+
+export function printTask(o: Output, t: TaskInfo): void {
+  o.line(`id:        ${t.id}`);
+  o.line(`state:     ${t.state}`);
+  if (t.volumeId !== undefined) o.line(`volume:    ${t.volumeId}`);
+  if (t.keyCrn !== undefined) o.line(`key:       ${t.keyCrn}`);
+  o.line(`progress:  ${progressText(t)}`);
+  if (typeof t.bytesPerSecond === 'number') o.line(`speed:     ${(t.bytesPerSecond / 1e6).toFixed(1)} MB/s`);
+  if (typeof t.etaMs === 'number' && !TERMINAL_STATES.has(t.state)) o.line(`eta:       ${formatDurationMs(t.etaMs)}`);
+  o.line(`started:   ${isoTime(t.startedAtMs)}`);
+  o.line(`ended:     ${isoTime(t.endedAtMs)}`);
+  const error = (t as { error?: unknown }).error;
+  if (error !== undefined && error !== null) o.line(`error:     ${typeof error === 'string' ? error : JSON.stringify(error)}`);
+}

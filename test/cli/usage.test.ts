@@ -1,0 +1,101 @@
+/**
+ * Parsing, usage errors and the passphrase rules: all decided before an engine is opened, so
+ * most run in-process; a few go through a real child process to check the exit statuses.
+ */
+import { describe, expect, it } from 'vitest';
+import { decodeKeyMaterial } from '../../src/cli/commands/shared.js';
+import { resolveHsmSecret } from '../../src/cli/passphrase.js';
+import { Readable, Writable } from 'node:stream';
+import { runBlockvault, runInProcess, tempDir } from './helpers.js';
+
+describe('usage errors exit 2', () => {
+  it.each([
+    [['no-such-command'], /unknown command 'no-such-command'/],
+    [['volume'], /a subcommand is required/],
+    [['volume', 'create', '--name', 'v'], /required option '--size <size>'/],
+    [['volume', 'create', '--name', 'v', '--size', '12 parsecs'], /unknown unit "parsecs"/],
+    [['volume', 'create', '--name', 'v', '--size', '1MiB', '--sector-size', '1024'], /512 or 4096/],
+    [['volume', 'list', '--bogus'], /unknown option '--bogus'/],
+    [['key', 'create', '--instance', 'i', '--name', 'k', '--rotation-interval', '90'], /not a duration/],
+    [['events', 'list', '--since', 'last tuesday'], /ISO 8601/],
+    [['tasks', 'wait'], /missing required argument 'ids'/],
+  ])('%j', async (argv, message) => {
+    const result = await runInProcess(argv);
+    expect(result.code).toBe(2);
+    expect(result.stderr).toMatch(/^error USAGE: /m);
+    expect(result.stderr).toMatch(message);
+    expect(result.stdout).toBe('');
+  });
+
+  it('reports usage errors as JSON on stderr with --json', async () => {
+    const result = await runInProcess(['volume', 'create', '--json', '--name', 'v', '--size', '1 MiBs']);
+    expect(result.code).toBe(2);
+    expect(JSON.parse(result.stderr)).toEqual({ error: { code: 'USAGE', message: expect.stringContaining('unknown unit') } });
+    expect(result.stdout).toBe('');
+  });
+
+  it('prints help with units, and exits 0', async () => {
+    const result = await runInProcess(['volume', 'create', '--help']);
+    expect(result.code).toBe(0);
+    expect(result.stdout).toMatch(/--size <size>\s+capacity in bytes, units allowed: 64MiB/);
+    expect(result.stdout).toMatch(/--dir <path>/);
+    expect(result.stdout).toMatch(/--json/);
+  });
+
+  it('refuses a passphrase or key material on argv', async () => {
+    for (const argv of [
+      ['hsm', 'status', '--passphrase', 'hunter2'],
+      ['hsm', 'init', '--passphrase=hunter2', '--json'],
+      ['key', 'import', '--instance', 'i', '--name', 'k', '--material', 'abcd'],
+    ]) {
+      const result = await runInProcess(argv);
+      expect(result.code).toBe(2);
+      expect(result.stderr).toMatch(/never accepted on the command line/);
+      expect(result.stderr).not.toContain('hunter2');
+    }
+  });
+
+  it('checks a key CRN before asking for the passphrase: INVALID_CRN exits 1', async () => {
+    const result = await runInProcess(['key', 'show', 'b5d3c8e0', '--json']);
+    expect(result.code).toBe(1);
+    expect(JSON.parse(result.stderr).error.code).toBe('INVALID_CRN');
+  });
+});
+
+describe('the passphrase', () => {
+  const tty = Object.assign(Readable.from([]), { isTTY: false });
+  const sink = new Writable({ write: (_c, _e, cb) => cb() });
+
+  it('comes from the environment, or a key file', async () => {
+    expect(await resolveHsmSecret({ env: { BLOCKVAULT_PASSPHRASE: 'p' }, stdin: tty, stderr: sink })).toEqual({ passphrase: 'p' });
+    expect(await resolveHsmSecret({ keyFile: 'k.bin', env: { BLOCKVAULT_PASSPHRASE: 'p' }, stdin: tty, stderr: sink })).toEqual({
+      keyFile: expect.stringMatching(/k\.bin$/),
+    });
+  });
+
+  it('without a terminal and without the env var, is a usage error naming the env var', async () => {
+    const { dir, cleanup } = tempDir();
+    try {
+      const result = await runBlockvault(['hsm', 'init', '--dir', dir], { env: { BLOCKVAULT_PASSPHRASE: undefined } });
+      expect(result.code).toBe(2);
+      expect(result.stderr).toMatch(/error USAGE: no HSM passphrase: set the BLOCKVAULT_PASSPHRASE environment variable/);
+      const empty = await runBlockvault(['hsm', 'init', '--dir', dir, '--json'], { env: { BLOCKVAULT_PASSPHRASE: '' } });
+      expect(empty.code).toBe(2);
+      expect(empty.jsonError().error.message).toMatch(/set but empty/);
+    } finally {
+      cleanup();
+    }
+  });
+});
+
+describe('key material', () => {
+  const key = Buffer.alloc(32, 7);
+  it('is accepted as raw bytes, hex or base64', () => {
+    expect(Buffer.from(decodeKeyMaterial(key, 'f'))).toEqual(key);
+    expect(Buffer.from(decodeKeyMaterial(Buffer.from(key.toString('hex') + '\n'), 'f'))).toEqual(key);
+    expect(Buffer.from(decodeKeyMaterial(Buffer.from(key.toString('base64')), 'f'))).toEqual(key);
+  });
+  it('of another length is refused with its length', () => {
+    expect(() => decodeKeyMaterial(Buffer.alloc(16), 'k.bin')).toThrow(/k\.bin is 16 bytes and not a 256-bit key/);
+  });
+});
