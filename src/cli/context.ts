@@ -11,6 +11,7 @@ import { BlockvaultError } from '../errors.js';
 import { openEngine, type EngineApi, type VolumeInfo } from './engine-port.js';
 import { Output, type CliStreams } from './output.js';
 import { resolveHsmSecret, type HsmSecret } from './passphrase.js';
+import { UsageError } from './usage-error.js';
 
 export const DIR_ENV = 'BLOCKVAULT_DIR';
 export const DEFAULT_DIR = './blockvault-data';
@@ -90,7 +91,16 @@ export function isEngineDir(dir: string): boolean {
 /** Volumes are addressed by id or by name on the command line; the engine's delete takes an id. */
 export function findVolume(engine: EngineApi, idOrName: string): VolumeInfo {
   const volumes = engine.listVolumes();
-  const match = volumes.find((v) => v.id === idOrName) ?? volumes.filter((v) => v.name === idOrName).at(-1);
+  const byId = volumes.find((v) => v.id === idOrName);
+  if (byId !== undefined) return byId;
+  const byName = volumes.filter((v) => v.name === idOrName);
+  // A soft-deleted volume may share its name with a newer one; the live one is meant.
+  const live = byName.filter((v) => v.state !== 'deleted');
+  const candidates = live.length > 0 ? live : byName;
+  if (candidates.length > 1) {
+    throw new UsageError(`${candidates.length} volumes are named ${JSON.stringify(idOrName)}: use the id (${candidates.map((v) => v.id).join(', ')})`);
+  }
+  const match = candidates[0];
   if (match === undefined) {
     throw new BlockvaultError('NOT_FOUND', `no volume with id or name ${JSON.stringify(idOrName)}: see \`blockvault volume list\``, {
       volume: idOrName,

@@ -21,7 +21,13 @@ export class Output {
   constructor(
     readonly json: boolean,
     readonly streams: CliStreams,
+    /** Prefixed to every human line (the demo indents tables under its steps). */
+    readonly indent = '',
   ) {}
+
+  indented(prefix: string): Output {
+    return new Output(this.json, this.streams, this.indent + prefix);
+  }
 
   /** The command's result: the JSON document, or the human rendering. */
   result(data: unknown, human?: (out: Output) => void): void {
@@ -36,7 +42,7 @@ export class Output {
 
   /** A human line on stdout; silent in --json mode. */
   line(text = ''): void {
-    if (!this.json) this.streams.stdout.write(text + '\n');
+    if (!this.json) this.streams.stdout.write((text === '' ? '' : this.indent + text) + '\n');
   }
 
   /** A note for a person on stderr (where a temp dir went, a hint); silent in --json mode. */

@@ -231,7 +231,7 @@ async function runDemo(out: Output, dir: string, secret: HsmSecret, sizeBytes: n
 
     step = steps.begin('The audit trail, and its hash-chain verification');
     const events = await engine.events.list({});
-    printEvents(indented(out), events);
+    printEvents(out.indented('    '), events);
     const verify = await verifyAudit(engine);
     steps.say(`verified: ${describeVerify(verify)}`);
     const shredEvents = events.filter((e) => e.action === 'hs-crypto.secrets.delete');
@@ -317,13 +317,4 @@ async function readDigest(vol: VolumeHandle, sizeBytes: number, out: Output, lab
     group.stop();
   }
   return hash.digest('hex');
-}
-
-/** An Output whose human lines are indented under a demo step. */
-function indented(out: Output): Output {
-  const streams = {
-    ...out.streams,
-    stdout: { write: (text: string) => out.streams.stdout.write(text.replace(/^(?=.)/gm, '    ')), isTTY: out.streams.stdout.isTTY },
-  } as unknown as Output['streams'];
-  return new (out.constructor as new (json: boolean, s: Output['streams']) => Output)(out.json, streams);
 }

@@ -169,6 +169,7 @@ export function printTask(o: Output, t: TaskInfo): void {
   if (typeof t.etaMs === 'number' && !TERMINAL_STATES.has(t.state)) o.line(`eta:       ${formatDurationMs(t.etaMs)}`);
   o.line(`started:   ${isoTime(t.startedAtMs)}`);
   o.line(`ended:     ${isoTime(t.endedAtMs)}`);
-  const error = (t as { error?: unknown }).error;
-  if (error !== undefined && error !== null) o.line(`error:     ${typeof error === 'string' ? error : JSON.stringify(error)}`);
+  const error = (t as { error?: { code?: string; message?: string } | string | null }).error;
+  if (typeof error === 'string') o.line(`error:     ${error}`);
+  else if (error !== undefined && error !== null) o.line(`error:     ${error.code ?? ''}: ${error.message ?? ''}`);
 }

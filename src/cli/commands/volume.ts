@@ -98,7 +98,7 @@ export function registerVolumeCommands(program: Command, ctx: CliContext): void 
   withCommonOptions(volume.command('import').argument('<volume>', 'volume id or name'), ctx)
     .description('copy a file (or stdin) into a volume, starting at --offset; flushed (durable) at the end')
     .option('--file <path>', 'read from this file; without it, or with -, read stdin')
-    .option('--offset <size>', 'byte offset in the volume, a multiple of its sector size (units allowed: 1MiB)', (v) => parseSize(v, '--offset'), 0)
+    .option('--offset <size>', 'byte offset in the volume to start at (units allowed: 1MiB)', (v) => parseSize(v, '--offset'), 0)
     .action(async (idOrName: string, options: CommonOptions & { file?: string; offset: number }) => {
       const fromStdin = options.file === undefined || options.file === '-';
       if (fromStdin && ctx.stdin.isTTY === true) throw new UsageError('stdin is a terminal: pipe the data in, or pass --file <path>');
@@ -107,7 +107,6 @@ export function registerVolumeCommands(program: Command, ctx: CliContext): void 
         const vol = await engine.openVolume(findVolume(engine, idOrName).id);
         try {
           const info = vol.info();
-          checkAligned(options.offset, info, '--offset');
           const capacity = info.sizeBytes - options.offset;
           if (capacity < 0) throw outOfRange(`--offset ${options.offset} is past the end of the ${info.sizeBytes}-byte volume ${info.name}`);
           if (inputBytes !== undefined && inputBytes > capacity) {
@@ -157,12 +156,6 @@ export function registerVolumeCommands(program: Command, ctx: CliContext): void 
 function parseSectorSize(text: string): number {
   if (text !== '512' && text !== '4096') throw new UsageError(`--sector-size ${JSON.stringify(text)}: a volume's sector size is 512 or 4096 bytes`);
   return Number(text);
-}
-
-function checkAligned(offset: number, info: VolumeInfo, what: string): void {
-  if (offset % info.sectorSize !== 0) {
-    throw new UsageError(`${what} ${offset} is not a multiple of the volume's ${info.sectorSize}-byte sector size`);
-  }
 }
 
 function outOfRange(message: string): BlockvaultError {
