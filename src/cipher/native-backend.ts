@@ -1,0 +1,33 @@
+/**
+ * The native backend: the Rust addon behind the XtsBackend interface. The addon takes Buffers;
+ * a plain Uint8Array is wrapped in a Buffer view of the same memory (no copy), so the in-place
+ * variant still writes into the caller's array.
+ */
+import type { XtsBackend } from './backend.js';
+import type { NativeAddon } from './native-binding.js';
+
+export function nativeBackend(addon: NativeAddon): XtsBackend {
+  return {
+    name: 'native',
+    sectors(direction, key, firstSector, sectorSize, data) {
+      const fn = direction === 'encrypt' ? addon.xtsEncryptSectors : addon.xtsDecryptSectors;
+      return fn(asBuffer(key), firstSector, sectorSize, asBuffer(data));
+    },
+    sectorsInto(direction, key, firstSector, sectorSize, src, dst) {
+      const fn = direction === 'encrypt' ? addon.xtsEncryptSectorsInto : addon.xtsDecryptSectorsInto;
+      fn(asBuffer(key), firstSector, sectorSize, asBuffer(src), asBuffer(dst));
+    },
+    sectorsAsync(direction, key, firstSector, sectorSize, data) {
+      const fn = direction === 'encrypt' ? addon.xtsEncryptSectorsAsync : addon.xtsDecryptSectorsAsync;
+      return fn(asBuffer(key), firstSector, sectorSize, asBuffer(data));
+    },
+    dataUnits(direction, key, tweaks, dataUnitSize, data) {
+      const fn = direction === 'encrypt' ? addon.xtsEncryptDataUnits : addon.xtsDecryptDataUnits;
+      return fn(asBuffer(key), asBuffer(tweaks), dataUnitSize, asBuffer(data));
+    },
+  };
+}
+
+export function asBuffer(bytes: Uint8Array): Buffer {
+  return Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+}
