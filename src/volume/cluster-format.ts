@@ -1,0 +1,341 @@
+/**
+ * The on-disk cluster format: several consecutive sectors of one volume in one LMDB value.
+ *
+ * Why clusters: LMDB stores a value larger than about half a page in overflow pages, whole pages
+ * each, with a 16-byte page header on the first one. One 4096-byte sector per value therefore
+ * costs two 4 KiB pages (2.0x on disk). A value holding N sectors plus a small header costs
+ * ceil((N * 4096 + 16 + 16) / 4096) pages: 32 KiB of sectors take 9 pages (1.125x), 16 KiB take
+ * 5 (1.25x). bench/volume.bench.ts measures this; bench/results/volume.md has the figures.
+ *
+ * Value layout (all integers big-endian):
+ *
+ *   offset  size  field
+ *        0     2  magic 0x4256 ("BV")
+ *        2     1  format version (1)
+ *        3     1  log2(sector size): 9 or 12
+ *        4     4  DEK generation the sectors are encrypted under (src/rotation/target.ts)
+ *        8     8  presence bitmap: bit (slot & 7) of byte (slot >> 3) is set when the slot holds a sector
+ *       16     -  the ciphertext of the PRESENT slots only, in slot order, sectorSize bytes each
+ *
+ * Unwritten (or trimmed) slots take no space; a cluster with no sector left is deleted, never
+ * stored empty. Because present sectors are stored in slot order, the sectors of slots below a
+ * run form a prefix of the data region and those above it a suffix, so replacing or removing a
+ * run of slots is three copies, with no decryption of the neighbours.
+ *
+ * The XTS tweak of a sector is its absolute sector number, clusterIndex * clusterSectors + slot
+ * (IEEE 1619 data unit sequence number, dm-crypt plain64 as LUKS2 uses it), so a cluster's
+ * ciphertext is exactly what LUKS2 would hold at the same offsets.
+ *
+ * This file is pure: no LMDB, no engine state. Rotation workers import it from worker threads.
+ */
+import { assert } from '../errors.js';
+
+export const CLUSTER_MAGIC = 0x4256;
+export const CLUSTER_FORMAT_VERSION = 1;
+export const CLUSTER_HEADER_BYTES = 16;
+/** The bitmap has 64 bits. */
+export const CLUSTER_SECTORS_MAX = 64;
+/** storeId (u32) + clusterIndex (u64). */
+export const CLUSTER_KEY_BYTES = 12;
+const BITMAP_OFFSET = 8;
+const BITMAP_BYTES = 8;
+const TWO_POW_32 = 0x1_0000_0000;
+
+export type SectorSize = 512 | 4096;
+
+/** The part of src/cipher's XtsCipher this format needs (XtsCipher satisfies it). */
+export interface SectorCipher {
+  encryptSectors(key: Uint8Array, firstSector: number | bigint, sectorSize: number, data: Uint8Array): Uint8Array;
+  encryptSectorsInto(key: Uint8Array, firstSector: number | bigint, sectorSize: number, src: Uint8Array, dst: Uint8Array): void;
+  decryptSectorsInto(key: Uint8Array, firstSector: number | bigint, sectorSize: number, src: Uint8Array, dst: Uint8Array): void;
+}
+
+export interface ClusterGeometry {
+  sectorSize: SectorSize;
+  clusterSectors: number;
+}
+
+export function assertGeometry(g: ClusterGeometry): void {
+  assert(g.sectorSize === 512 || g.sectorSize === 4096, `sector size ${g.sectorSize} is 512 or 4096`);
+  assert(
+    Number.isInteger(g.clusterSectors) && g.clusterSectors >= 1 && g.clusterSectors <= CLUSTER_SECTORS_MAX,
+    `clusterSectors ${g.clusterSectors} is in 1..${CLUSTER_SECTORS_MAX}`,
+  );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Keys: (storeId u32 BE, clusterIndex u64 BE), so one volume's clusters are one key range, in
+// cluster order.
+
+export function clusterKey(storeId: number, clusterIndex: number): Buffer {
+  assert(Number.isInteger(storeId) && storeId >= 0 && storeId < TWO_POW_32, `storeId ${storeId} is a u32`);
+  assert(Number.isSafeInteger(clusterIndex) && clusterIndex >= 0, `clusterIndex ${clusterIndex} is a safe integer >= 0`);
+  const key = Buffer.allocUnsafe(CLUSTER_KEY_BYTES);
+  key.writeUInt32BE(storeId, 0);
+  key.writeUInt32BE(Math.floor(clusterIndex / TWO_POW_32), 4);
+  key.writeUInt32BE(clusterIndex % TWO_POW_32, 8);
+  return key;
+}
+
+export function parseClusterKey(key: Uint8Array): { storeId: number; clusterIndex: number } {
+  assert(key.length === CLUSTER_KEY_BYTES, `cluster key is ${CLUSTER_KEY_BYTES} bytes, got ${key.length}`);
+  const view = new DataView(key.buffer, key.byteOffset, key.byteLength);
+  return {
+    storeId: view.getUint32(0),
+    clusterIndex: view.getUint32(4) * TWO_POW_32 + view.getUint32(8),
+  };
+}
+
+/** [start, end) of one volume's clusters, for LMDB range scans. */
+export function storeKeyRange(storeId: number): { start: Buffer; end: Buffer } {
+  assert(storeId < TWO_POW_32 - 1, 'storeId leaves room for the range end');
+  return { start: clusterKey(storeId, 0), end: clusterKey(storeId + 1, 0) };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Header and bitmap.
+
+const POPCOUNT8 = new Uint8Array(256);
+for (let i = 1; i < 256; i++) POPCOUNT8[i] = (i & 1) + POPCOUNT8[i >> 1]!;
+
+export interface ClusterView {
+  raw: Uint8Array;
+  generation: number;
+  /** A view of the header's 8 bitmap bytes. */
+  bitmap: Uint8Array;
+  presentCount: number;
+}
+
+function sectorShift(sectorSize: SectorSize): number {
+  return sectorSize === 512 ? 9 : 12;
+}
+
+/** Decode and check a stored cluster: magic, version, sector size, bitmap range, and length. */
+export function decodeCluster(raw: Uint8Array, g: ClusterGeometry): ClusterView {
+  assert(raw.length >= CLUSTER_HEADER_BYTES, `cluster value of ${raw.length} bytes is shorter than its header`);
+  const magic = (raw[0]! << 8) | raw[1]!;
+  assert(magic === CLUSTER_MAGIC, `cluster magic 0x${magic.toString(16)} is 0x${CLUSTER_MAGIC.toString(16)}`);
+  assert(raw[2] === CLUSTER_FORMAT_VERSION, `cluster format version ${raw[2]} is ${CLUSTER_FORMAT_VERSION}`);
+  assert(raw[3] === sectorShift(g.sectorSize), `cluster sector shift ${raw[3]} matches sector size ${g.sectorSize}`);
+  const generation = readU32(raw, 4);
+  const bitmap = raw.subarray(BITMAP_OFFSET, BITMAP_OFFSET + BITMAP_BYTES);
+  let presentCount = 0;
+  for (let i = 0; i < BITMAP_BYTES; i++) presentCount += POPCOUNT8[bitmap[i]!]!;
+  assert(presentCount > 0, 'a stored cluster holds at least one sector');
+  assert(highestSlot(bitmap) < g.clusterSectors, `cluster bitmap has no slot beyond ${g.clusterSectors}`);
+  assert(
+    raw.length === CLUSTER_HEADER_BYTES + presentCount * g.sectorSize,
+    `cluster value length ${raw.length} is header + ${presentCount} present sectors of ${g.sectorSize}`,
+  );
+  return { raw, generation, bitmap, presentCount };
+}
+
+/** The generation field alone (for rotation scans), after the header checks. */
+export function clusterGeneration(raw: Uint8Array): number {
+  assert(raw.length >= CLUSTER_HEADER_BYTES && ((raw[0]! << 8) | raw[1]!) === CLUSTER_MAGIC, 'cluster header is valid');
+  return readU32(raw, 4);
+}
+
+export function isPresent(bitmap: Uint8Array, slot: number): boolean {
+  return (bitmap[slot >> 3]! & (1 << (slot & 7))) !== 0;
+}
+
+/** How many present slots come before `slot`: the slot's position in the data region. */
+export function rankOf(bitmap: Uint8Array, slot: number): number {
+  let count = 0;
+  const fullBytes = slot >> 3;
+  for (let i = 0; i < fullBytes; i++) count += POPCOUNT8[bitmap[i]!]!;
+  const rest = slot & 7;
+  if (rest !== 0) count += POPCOUNT8[bitmap[fullBytes]! & ((1 << rest) - 1)]!;
+  return count;
+}
+
+function highestSlot(bitmap: Uint8Array): number {
+  for (let i = BITMAP_BYTES - 1; i >= 0; i--) {
+    const b = bitmap[i]!;
+    if (b !== 0) return i * 8 + (31 - Math.clz32(b));
+  }
+  return -1;
+}
+
+function readU32(raw: Uint8Array, at: number): number {
+  return ((raw[at]! << 24) >>> 0) + (raw[at + 1]! << 16) + (raw[at + 2]! << 8) + raw[at + 3]!;
+}
+
+function writeHeader(out: Uint8Array, g: ClusterGeometry, generation: number, bitmap: Uint8Array): void {
+  assert(Number.isInteger(generation) && generation >= 0 && generation < TWO_POW_32, `generation ${generation} is a u32`);
+  out[0] = CLUSTER_MAGIC >> 8;
+  out[1] = CLUSTER_MAGIC & 0xff;
+  out[2] = CLUSTER_FORMAT_VERSION;
+  out[3] = sectorShift(g.sectorSize);
+  out[4] = generation >>> 24;
+  out[5] = (generation >>> 16) & 0xff;
+  out[6] = (generation >>> 8) & 0xff;
+  out[7] = generation & 0xff;
+  out.set(bitmap, BITMAP_OFFSET);
+}
+
+function assertSlotRun(g: ClusterGeometry, firstSlot: number, lastSlot: number): void {
+  assert(
+    Number.isInteger(firstSlot) && Number.isInteger(lastSlot) && firstSlot >= 0 && firstSlot <= lastSlot && lastSlot < g.clusterSectors,
+    `slot run ${firstSlot}..${lastSlot} lies in 0..${g.clusterSectors - 1}`,
+  );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Edits. Each returns a fresh buffer: a value handed to LMDB is never modified afterwards.
+
+/**
+ * A new cluster value with slots firstSlot..firstSlot+runSectors-1 present, every other slot
+ * carried over from `old`, and the run's bytes (at `runOffset`) left for the caller to fill with
+ * ciphertext under `generation` (encrypting straight into the value saves a copy). `old` must be
+ * under `generation` too unless the run covers every slot: the caller re-encrypts a stale cluster
+ * first, so a rewritten cluster always lands under one generation.
+ */
+export function spliceSlots(
+  old: ClusterView | null,
+  g: ClusterGeometry,
+  firstSlot: number,
+  runSectors: number,
+  generation: number,
+): { value: Buffer; runOffset: number } {
+  const ss = g.sectorSize;
+  const lastSlot = firstSlot + runSectors - 1;
+  assertSlotRun(g, firstSlot, lastSlot);
+  const bitmap = new Uint8Array(BITMAP_BYTES);
+  let below = 0;
+  let above = 0;
+  if (old !== null) {
+    assert(
+      old.generation === generation || runSectors === g.clusterSectors,
+      `cluster under generation ${old.generation} is rewritten under ${generation} only as a whole`,
+    );
+    bitmap.set(old.bitmap);
+    below = rankOf(old.bitmap, firstSlot);
+    above = old.presentCount - rankOf(old.bitmap, lastSlot + 1);
+  }
+  for (let s = firstSlot; s <= lastSlot; s++) bitmap[s >> 3]! |= 1 << (s & 7);
+  const value = Buffer.allocUnsafe(CLUSTER_HEADER_BYTES + (below + runSectors + above) * ss);
+  writeHeader(value, g, generation, bitmap);
+  const runOffset = CLUSTER_HEADER_BYTES + below * ss;
+  if (old !== null && below > 0) value.set(old.raw.subarray(CLUSTER_HEADER_BYTES, runOffset), CLUSTER_HEADER_BYTES);
+  if (old !== null && above > 0) value.set(old.raw.subarray(old.raw.length - above * ss), runOffset + runSectors * ss);
+  return { value, runOffset };
+}
+
+/** spliceSlots with the run's ciphertext given (whole sectors, absolute sector numbers). */
+export function writeSlots(
+  old: ClusterView | null,
+  g: ClusterGeometry,
+  firstSlot: number,
+  ciphertext: Uint8Array,
+  generation: number,
+): Buffer {
+  assert(ciphertext.length > 0 && ciphertext.length % g.sectorSize === 0, `ciphertext of ${ciphertext.length} bytes is whole sectors`);
+  const { value, runOffset } = spliceSlots(old, g, firstSlot, ciphertext.length / g.sectorSize, generation);
+  value.set(ciphertext, runOffset);
+  return value;
+}
+
+/** The cluster without slots firstSlot..lastSlot, or null when no sector is left. */
+export function removeSlots(old: ClusterView, g: ClusterGeometry, firstSlot: number, lastSlot: number): Buffer | null {
+  assertSlotRun(g, firstSlot, lastSlot);
+  const ss = g.sectorSize;
+  const below = rankOf(old.bitmap, firstSlot);
+  const above = old.presentCount - rankOf(old.bitmap, lastSlot + 1);
+  if (below + above === 0) return null;
+  const bitmap = Uint8Array.from(old.bitmap);
+  for (let s = firstSlot; s <= lastSlot; s++) bitmap[s >> 3]! &= ~(1 << (s & 7));
+  const out = Buffer.allocUnsafe(CLUSTER_HEADER_BYTES + (below + above) * ss);
+  writeHeader(out, g, old.generation, bitmap);
+  out.set(old.raw.subarray(CLUSTER_HEADER_BYTES, CLUSTER_HEADER_BYTES + below * ss), CLUSTER_HEADER_BYTES);
+  out.set(old.raw.subarray(old.raw.length - above * ss), CLUSTER_HEADER_BYTES + below * ss);
+  return out;
+}
+
+/**
+ * Visit the runs of consecutive present slots within firstSlot..lastSlot: `visit(slot, count,
+ * dataOffset)`, where dataOffset is where the run's ciphertext starts in `raw`.
+ */
+export function forEachPresentRun(
+  view: ClusterView,
+  g: ClusterGeometry,
+  firstSlot: number,
+  lastSlot: number,
+  visit: (slot: number, count: number, dataOffset: number) => void,
+): void {
+  assertSlotRun(g, firstSlot, lastSlot);
+  let rank = rankOf(view.bitmap, firstSlot);
+  let slot = firstSlot;
+  while (slot <= lastSlot) {
+    if (!isPresent(view.bitmap, slot)) {
+      slot++;
+      continue;
+    }
+    const start = slot;
+    while (slot <= lastSlot && isPresent(view.bitmap, slot)) slot++;
+    const count = slot - start;
+    visit(start, count, CLUSTER_HEADER_BYTES + rank * g.sectorSize);
+    rank += count;
+  }
+}
+
+/**
+ * Decrypt the present slots of firstSlot..lastSlot into `out`, where out[0] is the first byte of
+ * slot firstSlot. Absent slots are left untouched (the caller passes zeroed memory).
+ */
+export function decryptSlotsInto(
+  cipher: SectorCipher,
+  view: ClusterView,
+  g: ClusterGeometry,
+  clusterIndex: number,
+  key: Uint8Array,
+  firstSlot: number,
+  lastSlot: number,
+  out: Uint8Array,
+): void {
+  const ss = g.sectorSize;
+  assert(out.length >= (lastSlot - firstSlot + 1) * ss, 'decrypt target holds the slot run');
+  const base = clusterIndex * g.clusterSectors;
+  forEachPresentRun(view, g, firstSlot, lastSlot, (slot, count, dataOffset) => {
+    const bytes = count * ss;
+    cipher.decryptSectorsInto(
+      key,
+      base + slot,
+      ss,
+      view.raw.subarray(dataOffset, dataOffset + bytes),
+      out.subarray((slot - firstSlot) * ss, (slot - firstSlot) * ss + bytes),
+    );
+  });
+}
+
+/**
+ * Re-encrypt every present sector of a cluster from `oldKey` to `newKey` and stamp it with
+ * `newGeneration`; the bitmap is unchanged. Matches ReencryptClusterFn in src/rotation/target.ts.
+ * The plaintext exists only in the returned buffer's memory for the moment between the two
+ * cipher calls (decrypted and re-encrypted in place).
+ */
+export function reencryptCluster(
+  cipher: SectorCipher,
+  raw: Uint8Array,
+  clusterIndex: number,
+  sectorSize: number,
+  clusterSectors: number,
+  oldKey: Uint8Array,
+  newKey: Uint8Array,
+  newGeneration: number,
+): Uint8Array {
+  const g: ClusterGeometry = { sectorSize: sectorSize as SectorSize, clusterSectors };
+  assertGeometry(g);
+  const view = decodeCluster(raw, g);
+  const out = Buffer.allocUnsafe(raw.length);
+  writeHeader(out, g, newGeneration, view.bitmap);
+  const base = clusterIndex * clusterSectors;
+  forEachPresentRun(view, g, 0, clusterSectors - 1, (slot, count, dataOffset) => {
+    const end = dataOffset + count * sectorSize;
+    const run = out.subarray(dataOffset, end);
+    cipher.decryptSectorsInto(oldKey, base + slot, sectorSize, raw.subarray(dataOffset, end), run);
+    cipher.encryptSectorsInto(newKey, base + slot, sectorSize, run, run);
+  });
+  return out;
+}

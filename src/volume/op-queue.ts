@@ -1,0 +1,92 @@
+/**
+ * A volume's operations, run in call order.
+ *
+ * An operation is a sequence of synchronous *steps*. A step reads clusters, encrypts and issues
+ * its LMDB writes without yielding; the last step returns a promise for the operation's completion
+ * (its commits). Running the steps of every operation strictly in call order, one operation after
+ * the other, is what makes overlapping writes take effect in call order and every cluster
+ * read-modify-write atomic, with no locks: JavaScript does not interleave synchronous code. Large
+ * operations (a 1 GiB write, a trim of a whole volume) are split into bounded steps so the write
+ * budget (src/volume/write-budget.ts) can apply backpressure between them; no other operation
+ * runs in between, so the order still holds.
+ *
+ * Operations wait here only while the engine's write budget is spent; otherwise `submit` runs
+ * them at once, in the caller's tick. The queue holds closures over the callers' own buffers, each
+ * caller awaiting its promise, so its memory is what callers chose to submit; internal buffers
+ * are bounded by the write budget.
+ */
+export type StepResult<T> = { done: false } | { done: true; result: Promise<T> };
+export type Step<T> = () => StepResult<T>;
+
+const NOT_DONE: { done: false } = { done: false };
+export const stepPending = (): { done: false } => NOT_DONE;
+
+interface Pending {
+  step: Step<unknown>;
+  resolve: (value: unknown) => void;
+  reject: (error: unknown) => void;
+}
+
+export class OpQueue {
+  private readonly pending: Pending[] = [];
+  private draining = false;
+
+  /** `waitForRoom` returns null when steps may run now, else a promise to wait on. */
+  constructor(private readonly waitForRoom: () => Promise<void> | null) {}
+
+  get length(): number {
+    return this.pending.length;
+  }
+
+  /** An operation of one step. */
+  submitOne<T>(run: () => Promise<T>): Promise<T> {
+    return this.submit(() => ({ done: true, result: run() }));
+  }
+
+  submit<T>(step: Step<T>): Promise<T> {
+    if (!this.draining && this.pending.length === 0) {
+      // Fast path: nothing queued ahead of us; run steps now while there is room.
+      while (this.waitForRoom() === null) {
+        let outcome: StepResult<T>;
+        try {
+          outcome = step();
+        } catch (error) {
+          return Promise.reject(error);
+        }
+        if (outcome.done) return outcome.result;
+      }
+    }
+    return new Promise<T>((resolve, reject) => {
+      this.pending.push({ step, resolve: resolve as (value: unknown) => void, reject });
+      if (!this.draining) void this.drain();
+    });
+  }
+
+  private async drain(): Promise<void> {
+    this.draining = true;
+    try {
+      while (this.pending.length > 0) {
+        const wait = this.waitForRoom();
+        if (wait !== null) {
+          await wait;
+          continue;
+        }
+        const op = this.pending[0]!;
+        let outcome: StepResult<unknown>;
+        try {
+          outcome = op.step();
+        } catch (error) {
+          this.pending.shift();
+          op.reject(error);
+          continue;
+        }
+        if (outcome.done) {
+          this.pending.shift();
+          outcome.result.then(op.resolve, op.reject);
+        }
+      }
+    } finally {
+      this.draining = false;
+    }
+  }
+}

@@ -1,0 +1,429 @@
+/**
+ * The I/O engine of one open volume: byte ranges to sector runs to clusters, encryption, and the
+ * LMDB reads and writes. One VolumeCore exists per open volume in an engine; handles
+ * (src/volume/volume.ts) and the re-encryption target share it.
+ *
+ * Reads see every acknowledged write: lmdb-js makes an async put visible only once its batch
+ * commits, so values handed to LMDB but not yet committed stay in `overlay` (bounded by the
+ * write budget) and lookups consult it first.
+ *
+ * Durability: a write's promise resolves when its LMDB transaction has committed. With the
+ * engine's LMDB settings (overlappingSync, see src/engine.ts) every commit is also fsynced, but
+ * just after the write lock is released; `flush()` waits for that fsync (`root.flushed`).
+ */
+import type { Database, RootDatabase } from 'lmdb';
+import { BlockvaultError, assert } from '../errors.js';
+import {
+  CLUSTER_KEY_BYTES,
+  type ClusterGeometry,
+  type ClusterView,
+  type SectorCipher,
+  clusterKey,
+  decodeCluster,
+  decryptSlotsInto,
+  forEachPresentRun,
+  isPresent,
+  parseClusterKey,
+  reencryptCluster,
+  removeSlots,
+  spliceSlots,
+} from './cluster-format.js';
+import { KeyRing } from './data-key.js';
+import { OpQueue, type StepResult, stepPending } from './op-queue.js';
+import { stateOf, type VolumeRecord } from './record.js';
+import type { WriteBudget } from './write-budget.js';
+
+export interface VolumeCoreDeps {
+  root: RootDatabase;
+  clusters: Database<Buffer, Buffer>;
+  budget: WriteBudget;
+  cipher: SectorCipher;
+  /** Most bytes one step of a write encrypts and issues (a multiple of every cluster size). */
+  writeStepBytesMax: number;
+  /** Most clusters one step of a trim visits. */
+  trimStepClustersMax: number;
+}
+
+interface PendingCluster {
+  value: Buffer | null;
+}
+
+const SETTLED = Promise.resolve();
+
+export class VolumeCore {
+  readonly keys = new KeyRing();
+  readonly queue: OpQueue;
+  private readonly overlay = new Map<number, PendingCluster>();
+  private readonly geometry: ClusterGeometry;
+  private readonly storeId: number;
+  private closedError: BlockvaultError | null = null;
+  private commitFailure: unknown = null;
+  /** The promise of the last write issued; LMDB commits in issue order. */
+  private lastCommit: Promise<unknown> = SETTLED;
+  /** Handles and targets holding this core open. */
+  refs = 0;
+
+  constructor(
+    private currentRecord: VolumeRecord,
+    private readonly deps: VolumeCoreDeps,
+  ) {
+    this.geometry = { sectorSize: currentRecord.sectorSize, clusterSectors: currentRecord.clusterSectors };
+    this.storeId = currentRecord.storeId;
+    this.queue = new OpQueue(() => deps.budget.waitForRoom());
+  }
+
+  get record(): VolumeRecord {
+    return this.currentRecord;
+  }
+
+  /** The engine replaces the record on every change (records are immutable). */
+  setRecord(record: VolumeRecord): void {
+    assert(record.id === this.currentRecord.id && record.storeId === this.storeId, 'a core keeps its volume');
+    this.currentRecord = record;
+  }
+
+  get id(): string {
+    return this.currentRecord.id;
+  }
+
+  get sectorSize(): number {
+    return this.geometry.sectorSize;
+  }
+
+  get clusterSectors(): number {
+    return this.geometry.clusterSectors;
+  }
+
+  get pendingClusterCount(): number {
+    return this.overlay.size;
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // State.
+
+  /** Why I/O is refused right now, or null. Checked when each step runs, not when it was called. */
+  ioError(): BlockvaultError | null {
+    if (this.closedError !== null) return this.closedError;
+    const record = this.currentRecord;
+    const state = stateOf(record);
+    if (state === 'locked') {
+      return new BlockvaultError(
+        'VOLUME_LOCKED',
+        `volume ${record.name} (${record.id}) is locked: its root key ${record.diskEncryptionKeyCrn} was destroyed and its data cannot be read or written any more; only its metadata remains`,
+        { volumeId: record.id, keyCrn: record.diskEncryptionKeyCrn, reason: record.lockReason },
+      );
+    }
+    if (state === 'deleted') {
+      return new BlockvaultError(
+        'VOLUME_DELETED',
+        `volume ${record.name} (${record.id}) is deleted and will be purged at ${new Date(record.purgeAtMs ?? 0).toISOString()}; restore it with engine.restoreVolume(id) to use it again`,
+        { volumeId: record.id, purgeAtMs: record.purgeAtMs },
+      );
+    }
+    if (!this.keys.has(record.writeGeneration)) {
+      return new BlockvaultError('KEY_STATE', `volume ${record.name} (${record.id}) has no data key loaded; reopen it with engine.openVolume`, {
+        volumeId: record.id,
+      });
+    }
+    return null;
+  }
+
+  private checkIo(): void {
+    const error = this.ioError();
+    if (error !== null) throw error;
+  }
+
+  /** Cryptoshred: wipe the data keys now. Steps that run later fail; in-flight writes reject. */
+  wipeKeys(): void {
+    this.keys.wipe();
+  }
+
+  /** No further steps run; the keys are wiped once everything issued has committed. */
+  async close(error: BlockvaultError): Promise<void> {
+    // Operations submitted before close complete; the error applies from here on.
+    await this.queue
+      .submitOne(() => {
+        this.closedError ??= error;
+        return this.settledCommits();
+      })
+      .catch(() => undefined);
+    this.keys.wipe();
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Cluster access.
+
+  /** The newest value of a cluster: pending in the overlay, else committed. Use before the next lookup. */
+  private lookup(clusterIndex: number): Buffer | null {
+    const pending = this.overlay.get(clusterIndex);
+    if (pending !== undefined) return pending.value;
+    // getBinaryFast returns a buffer that the next get reuses; every caller finishes with it first.
+    return this.deps.clusters.getBinaryFast(clusterKey(this.storeId, clusterIndex)) ?? null;
+  }
+
+  private lookupView(clusterIndex: number): ClusterView | null {
+    const raw = this.lookup(clusterIndex);
+    return raw === null ? null : decodeCluster(raw, this.geometry);
+  }
+
+  /**
+   * The cluster as the base of an edit: re-encrypted to the write generation if it is older, so
+   * every rewritten cluster lands under the newest key (a foreground write wins over rotation).
+   */
+  private editBase(clusterIndex: number, writeGeneration: number): ClusterView | null {
+    const view = this.lookupView(clusterIndex);
+    if (view === null || view.generation === writeGeneration) return view;
+    assert(view.generation < writeGeneration, `cluster generation ${view.generation} is not newer than the write generation ${writeGeneration}`);
+    const raw = reencryptCluster(
+      this.deps.cipher,
+      view.raw,
+      clusterIndex,
+      this.geometry.sectorSize,
+      this.geometry.clusterSectors,
+      this.keys.get(view.generation),
+      this.keys.get(writeGeneration),
+      writeGeneration,
+    );
+    return decodeCluster(raw, this.geometry);
+  }
+
+  private issue(clusterIndex: number, value: Buffer | null): Promise<boolean> {
+    if (value !== null) decodeCluster(value, this.geometry); // invariant check before it reaches the disk
+    const entry: PendingCluster = { value };
+    this.overlay.set(clusterIndex, entry);
+    const bytes = value === null ? CLUSTER_KEY_BYTES : value.length;
+    this.deps.budget.take(bytes);
+    const key = clusterKey(this.storeId, clusterIndex);
+    const written = value === null ? this.deps.clusters.remove(key) : this.deps.clusters.put(key, value);
+    const settle = (): void => {
+      this.deps.budget.give(bytes);
+      if (this.overlay.get(clusterIndex) === entry) this.overlay.delete(clusterIndex);
+    };
+    written.then(settle, (error: unknown) => {
+      settle();
+      this.commitFailure ??= error;
+    });
+    this.lastCommit = written;
+    return written;
+  }
+
+  private settledCommits(): Promise<void> {
+    return this.lastCommit.then(
+      () => undefined,
+      () => undefined,
+    );
+  }
+
+  /** A write's completion: all its clusters committed, and the volume still usable. */
+  private completion(writes: Promise<boolean>[]): Promise<void> {
+    if (writes.length === 0) return SETTLED;
+    return Promise.all(writes).then(() => {
+      if (this.currentRecord.lockedAtMs !== null) this.checkIo();
+    });
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Read.
+
+  read(offset: number, length: number): Promise<Uint8Array> {
+    return this.queue.submitOne(() => Promise.resolve(this.readNow(offset, length)));
+  }
+
+  private readNow(offset: number, length: number): Uint8Array {
+    this.checkIo();
+    if (length === 0) return new Uint8Array(0);
+    const ss = this.geometry.sectorSize;
+    const firstSector = Math.floor(offset / ss);
+    const lastSector = Math.floor((offset + length - 1) / ss);
+    const out = Buffer.alloc((lastSector - firstSector + 1) * ss);
+    this.decryptSectorsInto(firstSector, lastSector, out);
+    const skip = offset - firstSector * ss;
+    if (skip === 0 && out.length === length) return out;
+    return Buffer.from(out.subarray(skip, skip + length));
+  }
+
+  /** Plaintext of sectors firstSector..lastSector into zeroed `out` (absent sectors stay zero). */
+  private decryptSectorsInto(firstSector: number, lastSector: number, out: Uint8Array): void {
+    const { sectorSize: ss, clusterSectors: cs } = this.geometry;
+    for (let c = Math.floor(firstSector / cs); c <= Math.floor(lastSector / cs); c++) {
+      const first = Math.max(firstSector, c * cs);
+      const last = Math.min(lastSector, c * cs + cs - 1);
+      const view = this.lookupView(c);
+      if (view === null) continue;
+      const at = (first - firstSector) * ss;
+      decryptSlotsInto(
+        this.deps.cipher,
+        view,
+        this.geometry,
+        c,
+        this.keys.get(view.generation),
+        first - c * cs,
+        last - c * cs,
+        out.subarray(at, at + (last - first + 1) * ss),
+      );
+    }
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Write.
+
+  /** `offset` and `data` are validated by the caller (in range, integer). */
+  write(offset: number, data: Uint8Array): Promise<void> {
+    if (data.length === 0) return this.queue.submitOne(() => (this.checkIo(), SETTLED));
+    const end = offset + data.length;
+    const stepBytes = this.deps.writeStepBytesMax;
+    let cursor = offset;
+    const writes: Promise<boolean>[] = [];
+    return this.queue.submit((): StepResult<void> => {
+      // Steps end on multiples of writeStepBytesMax, which are cluster boundaries.
+      const stepEnd = Math.min(end, (Math.floor(cursor / stepBytes) + 1) * stepBytes);
+      this.writeNow(cursor, data.subarray(cursor - offset, stepEnd - offset), writes);
+      cursor = stepEnd;
+      return cursor < end ? stepPending() : { done: true, result: this.completion(writes) };
+    });
+  }
+
+  private writeNow(offset: number, data: Uint8Array, writes: Promise<boolean>[]): void {
+    this.checkIo();
+    const { sectorSize: ss, clusterSectors: cs } = this.geometry;
+    const generation = this.currentRecord.writeGeneration;
+    const key = this.keys.get(generation);
+    const firstSector = Math.floor(offset / ss);
+    const lastSector = Math.floor((offset + data.length - 1) / ss);
+    const skip = offset - firstSector * ss;
+    let plain = data;
+    if (skip !== 0 || (offset + data.length) % ss !== 0) {
+      // Partial first or last sector: read-modify-write of those sectors only.
+      plain = Buffer.alloc((lastSector - firstSector + 1) * ss);
+      if (skip !== 0) this.decryptSectorsInto(firstSector, firstSector, plain.subarray(0, ss));
+      if ((offset + data.length) % ss !== 0 && (lastSector !== firstSector || skip === 0)) {
+        this.decryptSectorsInto(lastSector, lastSector, plain.subarray(plain.length - ss));
+      }
+      plain.set(data, skip);
+    }
+    for (let c = Math.floor(firstSector / cs); c <= Math.floor(lastSector / cs); c++) {
+      const first = Math.max(firstSector, c * cs);
+      const last = Math.min(lastSector, c * cs + cs - 1);
+      const runSectors = last - first + 1;
+      const base = runSectors === cs ? null : this.editBase(c, generation);
+      const { value, runOffset } = spliceSlots(base, this.geometry, first - c * cs, runSectors, generation);
+      const from = (first - firstSector) * ss;
+      // One cipher call per cluster run, straight into the new value.
+      this.deps.cipher.encryptSectorsInto(
+        key,
+        first,
+        ss,
+        plain.subarray(from, from + runSectors * ss),
+        value.subarray(runOffset, runOffset + runSectors * ss),
+      );
+      writes.push(this.issue(c, value));
+    }
+    if (plain !== data) plain.fill(0);
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Trim: whole sectors are removed; the covered part of a partial sector is zeroed.
+
+  trim(offset: number, length: number): Promise<void> {
+    if (length === 0) return this.queue.submitOne(() => (this.checkIo(), SETTLED));
+    const ss = this.geometry.sectorSize;
+    const cs = this.geometry.clusterSectors;
+    const end = offset + length;
+    const fullFirst = Math.ceil(offset / ss);
+    const fullEnd = Math.floor(end / ss); // exclusive
+    const writes: Promise<boolean>[] = [];
+    let cursor = -1; // next cluster index to visit; -1 before the edges are done
+    const lastCluster = fullEnd > fullFirst ? Math.floor((fullEnd - 1) / cs) : -1;
+    return this.queue.submit((): StepResult<void> => {
+      this.checkIo();
+      if (cursor === -1) {
+        if (fullEnd <= fullFirst) {
+          this.zeroPartial(offset, end, writes);
+          return { done: true, result: this.completion(writes) };
+        }
+        if (offset % ss !== 0) this.zeroPartial(offset, fullFirst * ss, writes);
+        if (end % ss !== 0) this.zeroPartial(fullEnd * ss, end, writes);
+        cursor = Math.floor(fullFirst / cs);
+      }
+      cursor = this.trimClusters(cursor, lastCluster, fullFirst, fullEnd - 1, writes);
+      return cursor > lastCluster ? { done: true, result: this.completion(writes) } : stepPending();
+    });
+  }
+
+  /** Zero bytes [from, to) inside one sector, if that sector exists (absent sectors read as zeros). */
+  private zeroPartial(from: number, to: number, writes: Promise<boolean>[]): void {
+    const { sectorSize: ss, clusterSectors: cs } = this.geometry;
+    const sector = Math.floor(from / ss);
+    assert(Math.floor((to - 1) / ss) === sector, 'a partial trim stays inside one sector');
+    const view = this.lookupView(Math.floor(sector / cs));
+    if (view === null || !isPresent(view.bitmap, sector % cs)) return;
+    this.writeNow(from, new Uint8Array(to - from), writes);
+  }
+
+  /**
+   * Remove sectors firstSector..lastSector from the stored clusters in fromCluster..toCluster,
+   * visiting at most trimStepClustersMax of them (found by a key-range scan plus the overlay, so
+   * trimming an empty region costs nothing). Returns the next cluster to visit.
+   */
+  private trimClusters(fromCluster: number, toCluster: number, firstSector: number, lastSector: number, writes: Promise<boolean>[]): number {
+    const cs = this.geometry.clusterSectors;
+    const limit = this.deps.trimStepClustersMax;
+    const candidates: number[] = [];
+    for (const key of this.deps.clusters.getKeys({
+      start: clusterKey(this.storeId, fromCluster),
+      end: clusterKey(this.storeId, toCluster + 1),
+      limit,
+    })) {
+      candidates.push(parseClusterKey(key).clusterIndex);
+    }
+    const windowEnd = candidates.length === limit ? candidates[candidates.length - 1]! : toCluster;
+    for (const clusterIndex of this.overlay.keys()) {
+      if (clusterIndex >= fromCluster && clusterIndex <= windowEnd) candidates.push(clusterIndex);
+    }
+    candidates.sort((a, b) => a - b);
+    const generation = this.currentRecord.writeGeneration;
+    let previous = -1;
+    for (const c of candidates) {
+      if (c === previous) continue;
+      previous = c;
+      const first = Math.max(firstSector, c * cs) - c * cs;
+      const last = Math.min(lastSector, c * cs + cs - 1) - c * cs;
+      const current = this.lookupView(c);
+      if (current === null) continue;
+      let hit = false;
+      forEachPresentRun(current, this.geometry, first, last, () => {
+        hit = true;
+      });
+      if (!hit) continue;
+      if (first === 0 && last === cs - 1) {
+        writes.push(this.issue(c, null));
+        continue;
+      }
+      const base = this.editBase(c, generation)!;
+      writes.push(this.issue(c, removeSlots(base, this.geometry, first, last)));
+    }
+    return windowEnd + 1;
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Flush.
+
+  /** Everything acknowledged before this call is on stable storage when it resolves. */
+  flush(): Promise<void> {
+    return this.queue.submitOne(async () => {
+      if (this.closedError !== null) throw this.closedError;
+      await this.settledCommits();
+      await this.deps.root.flushed;
+      const failure = this.commitFailure;
+      if (failure !== null) {
+        this.commitFailure = null;
+        throw failure;
+      }
+    });
+  }
+
+  /** Wait until every write issued so far has committed (not necessarily flushed). */
+  drainCommits(): Promise<void> {
+    return this.queue.submitOne(() => this.settledCommits());
+  }
+}

@@ -1,0 +1,116 @@
+/**
+ * The public handle of an open volume. Validates every argument at the boundary (DESIGN.md:
+ * "validate at the boundary, once, with typed errors") and hands the work to the shared
+ * VolumeCore. Several handles on one volume share one core; the data keys are wiped when the last
+ * handle closes.
+ */
+import { BlockvaultError } from '../errors.js';
+import type { VolumeInfo } from './record.js';
+import type { VolumeCore } from './volume-core.js';
+
+/** What a handle needs from its engine. */
+export interface VolumeHost {
+  /** Current metadata (also after a purge: the last record known). */
+  infoOf(volumeId: string): VolumeInfo;
+  /** Refusal if the engine is closed, else null. */
+  engineError(): BlockvaultError | null;
+  release(core: VolumeCore): Promise<void>;
+}
+
+export class Volume {
+  readonly #core: VolumeCore;
+  readonly #host: VolumeHost;
+  readonly #sizeBytes: number;
+  #closed = false;
+
+  /** @internal Created by Engine.createVolume / Engine.openVolume. */
+  constructor(core: VolumeCore, host: VolumeHost) {
+    this.#core = core;
+    this.#host = host;
+    this.#sizeBytes = core.record.sizeBytes;
+  }
+
+  get id(): string {
+    return this.#core.id;
+  }
+
+  /** Metadata, in every state (also after close). */
+  info(): VolumeInfo {
+    return this.#host.infoOf(this.#core.id);
+  }
+
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  /** Bytes [offset, offset + length); unwritten and trimmed ranges read as zeros. */
+  read(offset: number, length: number): Promise<Uint8Array> {
+    return this.#guard(() => {
+      this.#checkRange('read', offset, length);
+      return this.#core.read(offset, length);
+    });
+  }
+
+  /**
+   * Write `data` at `offset`. Resolves when the write has committed; call flush() to make it
+   * durable against power loss. Writes that overlap take effect in call order.
+   */
+  write(offset: number, data: Uint8Array): Promise<void> {
+    return this.#guard(() => {
+      if (!(data instanceof Uint8Array)) {
+        throw new BlockvaultError('INVALID_ARGUMENT', 'write(offset, data): data must be a Uint8Array or Buffer');
+      }
+      this.#checkRange('write', offset, data.length);
+      return this.#core.write(offset, data);
+    });
+  }
+
+  /** Discard [offset, offset + length): it reads as zeros and whole sectors take no space. */
+  trim(offset: number, length: number): Promise<void> {
+    return this.#guard(() => {
+      this.#checkRange('trim', offset, length);
+      return this.#core.trim(offset, length);
+    });
+  }
+
+  /** Everything acknowledged before this call is durable when it resolves. */
+  flush(): Promise<void> {
+    return this.#guard(() => this.#core.flush());
+  }
+
+  /** Release the handle; the data keys are zeroized when the volume's last handle closes. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    await this.#host.release(this.#core);
+  }
+
+  #guard<T>(run: () => Promise<T>): Promise<T> {
+    try {
+      if (this.#closed) {
+        throw new BlockvaultError('VOLUME_CLOSED', `this handle on volume ${this.#core.id} is closed; open it again with engine.openVolume`);
+      }
+      const engineError = this.#host.engineError();
+      if (engineError !== null) throw engineError;
+      return run();
+    } catch (error) {
+      return Promise.reject(error);
+    }
+  }
+
+  #checkRange(operation: string, offset: number, length: number): void {
+    const size = this.#sizeBytes;
+    const fail = (why: string): never => {
+      throw new BlockvaultError('OUT_OF_RANGE', `${operation}(${String(offset)}, ${String(length)}): ${why}; the volume has ${size} bytes`, {
+        offset,
+        length,
+        sizeBytes: size,
+      });
+    };
+    if (typeof offset !== 'number' || !Number.isSafeInteger(offset)) fail('the offset must be an integer');
+    if (typeof length !== 'number' || !Number.isSafeInteger(length)) fail('the length must be an integer');
+    if (offset < 0) fail('the offset is negative');
+    if (length < 0) fail('the length is negative');
+    if (offset > size || length > size - offset) fail('the range ends past the end of the volume');
+  }
+}
