@@ -1,0 +1,23 @@
+/** Where a benchmark ran: what a reader needs to compare figures across machines. */
+import { cpus, totalmem } from 'node:os';
+
+export interface MachineInfo {
+  date: string;
+  cpuModel: string;
+  logicalCpus: number;
+  memoryGiB: number;
+  node: string;
+  platform: string;
+}
+
+export function machineInfo(): MachineInfo {
+  const list = cpus();
+  return {
+    date: new Date().toISOString(),
+    cpuModel: list[0]?.model.trim() ?? 'unknown',
+    logicalCpus: list.length,
+    memoryGiB: Math.round(totalmem() / 2 ** 30),
+    node: process.version,
+    platform: `${process.platform}-${process.arch}`,
+  };
+}
