@@ -15,7 +15,10 @@ export function nativeBackend(addon: NativeAddon): XtsBackend {
     },
     sectorsInto(direction, key, firstSector, sectorSize, src, dst) {
       const fn = direction === 'encrypt' ? addon.xtsEncryptSectorsInto : addon.xtsDecryptSectorsInto;
-      fn(asBuffer(key), firstSector, sectorSize, asBuffer(src), asBuffer(dst));
+      const srcBuffer = asBuffer(src);
+      // In place: hand the addon one Buffer for both, so it sees the aliasing it must handle.
+      const dstBuffer = dst === src || (dst.buffer === src.buffer && dst.byteOffset === src.byteOffset) ? srcBuffer : asBuffer(dst);
+      fn(asBuffer(key), firstSector, sectorSize, srcBuffer, dstBuffer);
     },
     sectorsAsync(direction, key, firstSector, sectorSize, data) {
       const fn = direction === 'encrypt' ? addon.xtsEncryptSectorsAsync : addon.xtsDecryptSectorsAsync;
