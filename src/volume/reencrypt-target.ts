@@ -17,7 +17,7 @@ import type { Database, RootDatabase } from 'lmdb';
 import { assert } from '../errors.js';
 import type { ClusterSnapshot, ReencryptTarget } from '../rotation/target.js';
 import { clusterGeneration, clusterKey, decodeCluster, parseClusterKey, storeKeyRange, type ClusterGeometry } from './cluster-format.js';
-import type { VolumeCore } from './volume-core.js';
+import { readCluster, type VolumeCore } from './volume-core.js';
 
 /** What the target needs from the engine: key wrapping and record persistence. */
 export interface GenerationKeeper {
@@ -104,8 +104,8 @@ export class VolumeReencryptTarget implements ReencryptTarget {
       let stored = 0;
       for (const { expected, raw } of items) {
         const key = clusterKey(this.storeId, expected.clusterIndex);
-        const current = this.clusters.getBinaryFast(key);
-        if (current !== undefined && Buffer.compare(current, expected.raw) === 0) {
+        const current = readCluster(this.clusters, key);
+        if (current !== null && Buffer.compare(current, expected.raw) === 0) {
           this.clusters.putSync(key, Buffer.from(raw.buffer, raw.byteOffset, raw.byteLength));
           stored++;
         }

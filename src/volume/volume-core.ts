@@ -50,6 +50,17 @@ interface PendingCluster {
 
 const SETTLED = Promise.resolve();
 
+/**
+ * A cluster's stored value without copying it. lmdb-js's getBinaryFast returns its shared read
+ * buffer with `length` patched to the value's size (byteLength stays the whole buffer), which
+ * subarray() and set() do not honour; an exact view fixes that. The next get reuses the memory,
+ * so every caller finishes with the value before its next lookup.
+ */
+export function readCluster(clusters: Database<Buffer, Buffer>, key: Buffer): Buffer | null {
+  const fast = clusters.getBinaryFast(key);
+  return fast === undefined ? null : fast.subarray(0, fast.length);
+}
+
 export class VolumeCore {
   readonly keys = new KeyRing();
   readonly queue: OpQueue;
@@ -157,8 +168,7 @@ export class VolumeCore {
   private lookup(clusterIndex: number): Buffer | null {
     const pending = this.overlay.get(clusterIndex);
     if (pending !== undefined) return pending.value;
-    // getBinaryFast returns a buffer that the next get reuses; every caller finishes with it first.
-    return this.deps.clusters.getBinaryFast(clusterKey(this.storeId, clusterIndex)) ?? null;
+    return readCluster(this.deps.clusters, clusterKey(this.storeId, clusterIndex));
   }
 
   private lookupView(clusterIndex: number): ClusterView | null {
