@@ -348,7 +348,14 @@ export class VolumeCore {
       this.checkIo();
       if (cursor === -1) {
         if (fullEnd <= fullFirst) {
-          this.zeroPartial(offset, end, writes);
+          // No whole sector inside: one or two partial pieces.
+          const boundary = fullFirst * ss;
+          if (offset < boundary && boundary < end) {
+            this.zeroPartial(offset, boundary, writes);
+            this.zeroPartial(boundary, end, writes);
+          } else {
+            this.zeroPartial(offset, end, writes);
+          }
           return { done: true, result: this.completion(writes) };
         }
         if (offset % ss !== 0) this.zeroPartial(offset, fullFirst * ss, writes);

@@ -1,0 +1,93 @@
+/**
+ * A VolumeCore on a real LMDB environment without the engine (no HSM): for storage-level tests
+ * of src/volume. The data key is a plain random key held by the test.
+ */
+import { join } from 'node:path';
+import { open, type Database, type RootDatabase } from 'lmdb';
+import { XtsCipher } from '../../src/cipher/index.js';
+import { BlockvaultError } from '../../src/errors.js';
+import type { SectorSize } from '../../src/volume/cluster-format.js';
+import { generateDataKey } from '../../src/volume/data-key.js';
+import { VOLUME_RECORD_VERSION, type VolumeRecord } from '../../src/volume/record.js';
+import { VolumeCore } from '../../src/volume/volume-core.js';
+import { WriteBudget } from '../../src/volume/write-budget.js';
+
+export interface CoreHarnessOptions {
+  dir: string;
+  backend: 'native' | 'ts';
+  sectorSize: SectorSize;
+  clusterSectors: number;
+  sizeBytes: number;
+  writeBufferBytesMax?: number;
+  writeStepBytesMax?: number;
+  trimStepClustersMax?: number;
+}
+
+export class CoreHarness {
+  root!: RootDatabase;
+  clusters!: Database<Buffer, Buffer>;
+  core!: VolumeCore;
+  readonly dataKey = generateDataKey();
+  readonly cipher: XtsCipher;
+  readonly record: VolumeRecord;
+
+  constructor(readonly options: CoreHarnessOptions) {
+    this.cipher = XtsCipher.create({ backend: options.backend });
+    this.record = {
+      recordVersion: VOLUME_RECORD_VERSION,
+      id: 'test-volume',
+      storeId: 1,
+      name: 'test',
+      crn: 'crn:v1:local:private:blockvault:local:a/default:test:volume:test-volume',
+      sizeBytes: options.sizeBytes,
+      sectorSize: options.sectorSize,
+      clusterSectors: options.clusterSectors,
+      diskEncryptionKeyCrn: 'crn:v1:local:private:blockvault-hsm:local:a/default:test:key:k',
+      platformManaged: true,
+      generations: [{ generation: 1, keyVersion: 1, wrapped: new Uint8Array(72), createdAtMs: 0 }],
+      writeGeneration: 1,
+      createdAtMs: 0,
+      deletedAtMs: null,
+      purgeAtMs: null,
+      purgingSinceMs: null,
+      lockedAtMs: null,
+      lockReason: null,
+      syncTaskId: null,
+    };
+  }
+
+  static async open(options: CoreHarnessOptions): Promise<CoreHarness> {
+    const harness = new CoreHarness(options);
+    harness.openNow();
+    return harness;
+  }
+
+  private openNow(): void {
+    this.root = open({ path: join(this.options.dir, 'engine.lmdb'), maxDbs: 8, pageSize: 4096, compression: false });
+    this.clusters = this.root.openDB<Buffer, Buffer>('clusters', { keyEncoding: 'binary', encoding: 'binary', compression: false, cache: false });
+    this.core = new VolumeCore(this.record, {
+      root: this.root,
+      clusters: this.clusters,
+      budget: new WriteBudget(this.options.writeBufferBytesMax ?? 64 * 1024 * 1024),
+      cipher: this.cipher,
+      writeStepBytesMax: this.options.writeStepBytesMax ?? 4 * 1024 * 1024,
+      trimStepClustersMax: this.options.trimStepClustersMax ?? 1024,
+    });
+    this.core.keys.set(1, Uint8Array.from(this.dataKey));
+  }
+
+  async close(): Promise<void> {
+    await this.core.close(new BlockvaultError('VOLUME_CLOSED', 'closed by the test'));
+    await this.root.flushed;
+    await this.root.close();
+  }
+
+  async reopen(): Promise<void> {
+    await this.close();
+    this.openNow();
+  }
+
+  storedClusterCount(): number {
+    return this.clusters.getKeysCount();
+  }
+}
