@@ -15,11 +15,13 @@ export const SECTOR_SIZES: readonly number[] = [512, 4096];
 /** dm-crypt's plain64 tweak counts 512-byte units, whatever the sector size. */
 export const PLAIN64_UNIT_BYTES = 512;
 /**
- * IEEE 1619-2007, 5.1: a data unit holds at most 2^20 AES blocks. Larger units would also not
- * fit the engine's sectors; smaller than one block would need ciphertext stealing of a unit
+ * The largest data unit the explicit-tweak API takes: 1 MiB, the native addon's bound too, so
+ * both backends accept the same sizes. IEEE 1619-2007 (5.1) allows up to 2^20 blocks (16 MiB);
+ * no caller here needs more than a sector, and a bound keeps a bad argument from meaning a
+ * huge single data unit. Smaller than one block would need ciphertext stealing within a unit
  * shorter than a block, which the standard does not define.
  */
-export const DATA_UNIT_BYTES_MAX = 16 * 2 ** 20;
+export const DATA_UNIT_BYTES_MAX = 2 ** 20;
 const TWEAK_MAX = 2n ** 64n - 1n;
 
 export function checkBytes(value: unknown, name: string): Uint8Array {
