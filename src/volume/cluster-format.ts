@@ -26,12 +26,32 @@
  * (IEEE 1619 data unit sequence number, dm-crypt plain64 as LUKS2 uses it), so a cluster's
  * ciphertext is exactly what LUKS2 would hold at the same offsets.
  *
+ * Two physical layouts store this image (src/volume/cluster-store.ts picks one per volume):
+ *
+ *  - compact (format version 1): the image is the LMDB value itself.
+ *  - split (format version 2, 4096-byte sectors only): a 4072-byte value is the largest that
+ *    fits one 4 KiB overflow page in lmdb-js (page header included), so each sector's first
+ *    SPLIT_BODY_BYTES go to their own value ("body", keyed by absolute sector number) and the last
+ *    SPLIT_TAIL_BYTES go, with the header, into a small per-cluster "meta" value (same 16-byte
+ *    header, then the tails of the present slots in slot order). A sector then costs one page plus
+ *    24 bytes (about 1.02x on disk), and a random 4 KiB write rewrites one page and one small
+ *    value instead of a whole cluster. The body and meta writes of one edit are issued in the same
+ *    event turn, so lmdb-js commits them in one transaction (atomic per sector).
+ *
+ * The image (version 1) is what rotation snapshots, re-encrypts and compares, whatever the layout.
+ *
  * This file is pure: no LMDB, no engine state. Rotation workers import it from worker threads.
  */
 import { assert } from '../errors.js';
 
 export const CLUSTER_MAGIC = 0x4256;
+/** A cluster image: header + the present sectors' ciphertext. */
 export const CLUSTER_FORMAT_VERSION = 1;
+/** A split-layout meta value: header + the present sectors' tails. */
+export const SPLIT_META_FORMAT_VERSION = 2;
+/** Largest value lmdb-js keeps in one 4 KiB overflow page (measured in bench/volume.bench.ts). */
+export const SPLIT_BODY_BYTES = 4072;
+export const SPLIT_TAIL_BYTES = 4096 - SPLIT_BODY_BYTES;
 export const CLUSTER_HEADER_BYTES = 16;
 /** The bitmap has 64 bits. */
 export const CLUSTER_SECTORS_MAX = 64;
@@ -110,12 +130,22 @@ function sectorShift(sectorSize: SectorSize): number {
   return sectorSize === 512 ? 9 : 12;
 }
 
-/** Decode and check a stored cluster: magic, version, sector size, bitmap range, and length. */
+/** Decode and check a cluster image: magic, version, sector size, bitmap range, and length. */
 export function decodeCluster(raw: Uint8Array, g: ClusterGeometry): ClusterView {
+  return decodeWithUnit(raw, g, CLUSTER_FORMAT_VERSION, g.sectorSize);
+}
+
+/** Decode and check a split-layout meta value (header + 24-byte tails). */
+export function decodeSplitMeta(raw: Uint8Array, g: ClusterGeometry): ClusterView {
+  assert(g.sectorSize === 4096, 'the split layout is for 4096-byte sectors');
+  return decodeWithUnit(raw, g, SPLIT_META_FORMAT_VERSION, SPLIT_TAIL_BYTES);
+}
+
+function decodeWithUnit(raw: Uint8Array, g: ClusterGeometry, version: number, unitBytes: number): ClusterView {
   assert(raw.length >= CLUSTER_HEADER_BYTES, `cluster value of ${raw.length} bytes is shorter than its header`);
   const magic = (raw[0]! << 8) | raw[1]!;
   assert(magic === CLUSTER_MAGIC, `cluster magic 0x${magic.toString(16)} is 0x${CLUSTER_MAGIC.toString(16)}`);
-  assert(raw[2] === CLUSTER_FORMAT_VERSION, `cluster format version ${raw[2]} is ${CLUSTER_FORMAT_VERSION}`);
+  assert(raw[2] === version, `cluster format version ${raw[2]} is ${version}`);
   assert(raw[3] === sectorShift(g.sectorSize), `cluster sector shift ${raw[3]} matches sector size ${g.sectorSize}`);
   const generation = readU32(raw, 4);
   const bitmap = raw.subarray(BITMAP_OFFSET, BITMAP_OFFSET + BITMAP_BYTES);
@@ -124,8 +154,8 @@ export function decodeCluster(raw: Uint8Array, g: ClusterGeometry): ClusterView 
   assert(presentCount > 0, 'a stored cluster holds at least one sector');
   assert(highestSlot(bitmap) < g.clusterSectors, `cluster bitmap has no slot beyond ${g.clusterSectors}`);
   assert(
-    raw.length === CLUSTER_HEADER_BYTES + presentCount * g.sectorSize,
-    `cluster value length ${raw.length} is header + ${presentCount} present sectors of ${g.sectorSize}`,
+    raw.length === CLUSTER_HEADER_BYTES + presentCount * unitBytes,
+    `cluster value length ${raw.length} is header + ${presentCount} present units of ${unitBytes}`,
   );
   return { raw, generation, bitmap, presentCount };
 }
@@ -162,11 +192,11 @@ function readU32(raw: Uint8Array, at: number): number {
   return ((raw[at]! << 24) >>> 0) + (raw[at + 1]! << 16) + (raw[at + 2]! << 8) + raw[at + 3]!;
 }
 
-function writeHeader(out: Uint8Array, g: ClusterGeometry, generation: number, bitmap: Uint8Array): void {
+function writeHeader(out: Uint8Array, g: ClusterGeometry, generation: number, bitmap: Uint8Array, version = CLUSTER_FORMAT_VERSION): void {
   assert(Number.isInteger(generation) && generation >= 0 && generation < TWO_POW_32, `generation ${generation} is a u32`);
   out[0] = CLUSTER_MAGIC >> 8;
   out[1] = CLUSTER_MAGIC & 0xff;
-  out[2] = CLUSTER_FORMAT_VERSION;
+  out[2] = version;
   out[3] = sectorShift(g.sectorSize);
   out[4] = generation >>> 24;
   out[5] = (generation >>> 16) & 0xff;
@@ -338,4 +368,100 @@ export function reencryptCluster(
     cipher.encryptSectorsInto(newKey, base + slot, sectorSize, run, run);
   });
   return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The split layout: image <-> (meta value, bodies).
+
+/** The meta value of an image: the same header (version 2) and each present sector's tail. */
+export function splitMetaOf(image: ClusterView, g: ClusterGeometry): Buffer {
+  assert(g.sectorSize === 4096, 'the split layout is for 4096-byte sectors');
+  const meta = Buffer.allocUnsafe(CLUSTER_HEADER_BYTES + image.presentCount * SPLIT_TAIL_BYTES);
+  writeHeader(meta, g, image.generation, image.bitmap, SPLIT_META_FORMAT_VERSION);
+  for (let i = 0; i < image.presentCount; i++) {
+    const sectorEnd = CLUSTER_HEADER_BYTES + (i + 1) * 4096;
+    meta.set(image.raw.subarray(sectorEnd - SPLIT_TAIL_BYTES, sectorEnd), CLUSTER_HEADER_BYTES + i * SPLIT_TAIL_BYTES);
+  }
+  return meta;
+}
+
+/**
+ * A meta value like `old` (or empty) with slots firstSlot..lastSlot set from `tails` (one
+ * SPLIT_TAIL_BYTES tail per slot of the run, or null to remove the run), under `generation`.
+ * Returns null when no slot is left.
+ */
+export function spliceSplitMeta(
+  old: ClusterView | null,
+  g: ClusterGeometry,
+  firstSlot: number,
+  lastSlot: number,
+  tails: ((slot: number) => Uint8Array) | null,
+  generation: number,
+): Buffer | null {
+  assertSlotRun(g, firstSlot, lastSlot);
+  const runSectors = lastSlot - firstSlot + 1;
+  const bitmap = new Uint8Array(BITMAP_BYTES);
+  let below = 0;
+  let above = 0;
+  if (old !== null) {
+    assert(
+      old.generation === generation || (tails !== null && runSectors === g.clusterSectors),
+      `cluster under generation ${old.generation} is rewritten under ${generation} only as a whole`,
+    );
+    bitmap.set(old.bitmap);
+    below = rankOf(old.bitmap, firstSlot);
+    above = old.presentCount - rankOf(old.bitmap, lastSlot + 1);
+  }
+  for (let s = firstSlot; s <= lastSlot; s++) {
+    if (tails === null) bitmap[s >> 3]! &= ~(1 << (s & 7));
+    else bitmap[s >> 3]! |= 1 << (s & 7);
+  }
+  const inRun = tails === null ? 0 : runSectors;
+  const count = below + inRun + above;
+  if (count === 0) return null;
+  const meta = Buffer.allocUnsafe(CLUSTER_HEADER_BYTES + count * SPLIT_TAIL_BYTES);
+  writeHeader(meta, g, generation, bitmap, SPLIT_META_FORMAT_VERSION);
+  let at = CLUSTER_HEADER_BYTES;
+  if (old !== null && below > 0) {
+    meta.set(old.raw.subarray(CLUSTER_HEADER_BYTES, CLUSTER_HEADER_BYTES + below * SPLIT_TAIL_BYTES), at);
+    at += below * SPLIT_TAIL_BYTES;
+  }
+  if (tails !== null) {
+    for (let s = firstSlot; s <= lastSlot; s++) {
+      const tail = tails(s);
+      assert(tail.length === SPLIT_TAIL_BYTES, 'a tail is SPLIT_TAIL_BYTES long');
+      meta.set(tail, at);
+      at += SPLIT_TAIL_BYTES;
+    }
+  }
+  if (old !== null && above > 0) {
+    meta.set(old.raw.subarray(old.raw.length - above * SPLIT_TAIL_BYTES), at);
+    at += above * SPLIT_TAIL_BYTES;
+  }
+  assert(at === meta.length, 'split meta edit filled the value exactly');
+  return meta;
+}
+
+/** The tail of present slot `slot` in a split meta value. */
+export function splitTail(meta: ClusterView, slot: number): Uint8Array {
+  assert(isPresent(meta.bitmap, slot), `slot ${slot} is present`);
+  const at = CLUSTER_HEADER_BYTES + rankOf(meta.bitmap, slot) * SPLIT_TAIL_BYTES;
+  return meta.raw.subarray(at, at + SPLIT_TAIL_BYTES);
+}
+
+/** Rebuild the image from a meta value and the bodies (`bodyOf(slot)`, SPLIT_BODY_BYTES each). */
+export function joinSplitImage(meta: ClusterView, g: ClusterGeometry, bodyOf: (slot: number) => Uint8Array): Buffer {
+  const image = Buffer.allocUnsafe(CLUSTER_HEADER_BYTES + meta.presentCount * 4096);
+  writeHeader(image, g, meta.generation, meta.bitmap);
+  let i = 0;
+  for (let slot = 0; slot < g.clusterSectors; slot++) {
+    if (!isPresent(meta.bitmap, slot)) continue;
+    const at = CLUSTER_HEADER_BYTES + i * 4096;
+    const body = bodyOf(slot);
+    assert(body.length === SPLIT_BODY_BYTES, `a sector body is ${SPLIT_BODY_BYTES} bytes, got ${body.length}`);
+    image.set(body, at);
+    image.set(meta.raw.subarray(CLUSTER_HEADER_BYTES + i * SPLIT_TAIL_BYTES, CLUSTER_HEADER_BYTES + (i + 1) * SPLIT_TAIL_BYTES), at + SPLIT_BODY_BYTES);
+    i++;
+  }
+  return image;
 }

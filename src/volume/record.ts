@@ -4,6 +4,7 @@
  * in every state: after a restart, while locked (the key destroyed), and while soft-deleted.
  */
 import type { SectorSize } from './cluster-format.js';
+import type { VolumeLayout } from './cluster-store.js';
 
 export type VolumeState = 'active' | 'syncing' | 'locked' | 'deleted';
 
@@ -28,6 +29,8 @@ export interface VolumeRecord {
   sizeBytes: number;
   sectorSize: SectorSize;
   clusterSectors: number;
+  /** How clusters are stored (src/volume/cluster-store.ts); fixed per volume. */
+  layout: VolumeLayout;
   diskEncryptionKeyCrn: string;
   platformManaged: boolean;
   generations: DataKeyGeneration[];
@@ -51,8 +54,10 @@ export interface VolumeInfo {
   crn: string;
   sizeBytes: number;
   sectorSize: SectorSize;
-  /** Sectors stored together in one LMDB value (fixed per volume). */
+  /** Sectors per cluster (the unit of re-encryption; fixed per volume). */
   clusterSectors: number;
+  /** 'split' (4096-byte sectors: a body per sector plus a small meta per cluster) or 'compact' (one value per cluster). */
+  layout: VolumeLayout;
   diskEncryptionKeyCrn: string;
   /** The root-key version wrapping the current write generation's data key. */
   keyVersion: number;
@@ -91,6 +96,7 @@ export function infoOf(record: VolumeRecord): VolumeInfo {
     sizeBytes: record.sizeBytes,
     sectorSize: record.sectorSize,
     clusterSectors: record.clusterSectors,
+    layout: record.layout,
     diskEncryptionKeyCrn: record.diskEncryptionKeyCrn,
     keyVersion: writeGenerationOf(record).keyVersion,
     platformManaged: record.platformManaged,

@@ -13,11 +13,11 @@
  *    call order, so a foreground put issued earlier is already applied when the comparison runs
  *    (it differs: skip), and one issued later is applied after (it overwrites: it wins).
  */
-import type { Database, RootDatabase } from 'lmdb';
+import type { RootDatabase } from 'lmdb';
 import { assert } from '../errors.js';
 import type { ClusterSnapshot, ReencryptTarget } from '../rotation/target.js';
-import { clusterGeneration, clusterKey, decodeCluster, parseClusterKey, storeKeyRange, type ClusterGeometry } from './cluster-format.js';
-import { readCluster, type VolumeCore } from './volume-core.js';
+import { decodeCluster, type ClusterGeometry } from './cluster-format.js';
+import type { VolumeCore } from './volume-core.js';
 
 /** What the target needs from the engine: key wrapping and record persistence. */
 export interface GenerationKeeper {
@@ -36,20 +36,17 @@ export class VolumeReencryptTarget implements ReencryptTarget {
   readonly sectorSize: number;
   readonly clusterSectors: number;
   private readonly geometry: ClusterGeometry;
-  private readonly storeId: number;
   private released = false;
 
   constructor(
     private readonly core: VolumeCore,
     private readonly root: RootDatabase,
-    private readonly clusters: Database<Buffer, Buffer>,
     private readonly keeper: GenerationKeeper,
   ) {
     this.volumeId = core.id;
     this.sectorSize = core.sectorSize;
     this.clusterSectors = core.clusterSectors;
     this.geometry = { sectorSize: core.record.sectorSize, clusterSectors: core.record.clusterSectors };
-    this.storeId = core.record.storeId;
   }
 
   writeGeneration(): number {
@@ -73,17 +70,13 @@ export class VolumeReencryptTarget implements ReencryptTarget {
   staleClusters(fromClusterIndex: number, generation: number, limit: number): ClusterSnapshot[] {
     this.checkUsable();
     assert(Number.isSafeInteger(limit) && limit > 0, 'staleClusters limit is a positive integer');
-    const found: ClusterSnapshot[] = [];
-    const { end } = storeKeyRange(this.storeId);
-    for (const { key, value } of this.clusters.getRange({ start: clusterKey(this.storeId, fromClusterIndex), end })) {
-      const clusterGen = clusterGeneration(value);
-      if (clusterGen >= generation) continue;
-      const raw = Uint8Array.from(value);
-      decodeCluster(raw, this.geometry);
-      found.push({ clusterIndex: parseClusterKey(key).clusterIndex, generation: clusterGen, raw });
-      if (found.length >= limit) break;
-    }
-    return found;
+    const store = this.core.store;
+    return store.staleClusters(fromClusterIndex, generation, limit).map(({ clusterIndex, generation: clusterGen }) => {
+      const raw = store.committedImage(clusterIndex);
+      assert(raw !== null, `stale cluster ${clusterIndex} is stored`);
+      assert(decodeCluster(raw, this.geometry).generation === clusterGen, 'the snapshot matches the scan');
+      return { clusterIndex, generation: clusterGen, raw };
+    });
   }
 
   dataKey(generation: number): Uint8Array {
@@ -100,13 +93,14 @@ export class VolumeReencryptTarget implements ReencryptTarget {
       assert(view.generation <= writeGeneration, 'a re-encrypted cluster is not newer than the write generation');
       assert(item.raw.length === item.expected.raw.length, 're-encryption keeps the cluster length');
     }
+    const store = this.core.store;
     return this.root.transaction(() => {
       let stored = 0;
       for (const { expected, raw } of items) {
-        const key = clusterKey(this.storeId, expected.clusterIndex);
-        const current = readCluster(this.clusters, key);
+        // Inside the write transaction: reads see every write queued before this one.
+        const current = store.committedImage(expected.clusterIndex);
         if (current !== null && Buffer.compare(current, expected.raw) === 0) {
-          this.clusters.putSync(key, Buffer.from(raw.buffer, raw.byteOffset, raw.byteLength));
+          store.putImageInTxn(expected.clusterIndex, raw);
           stored++;
         }
       }
@@ -124,7 +118,7 @@ export class VolumeReencryptTarget implements ReencryptTarget {
   }
 
   storedClusterCount(): number {
-    return this.clusters.getKeysCount(storeKeyRange(this.storeId));
+    return this.core.store.storedClusterCount();
   }
 
   /** Release the volume (its data keys are wiped when nothing else holds it open). */

@@ -13,21 +13,8 @@
  */
 import type { Database, RootDatabase } from 'lmdb';
 import { BlockvaultError, assert } from '../errors.js';
-import {
-  CLUSTER_KEY_BYTES,
-  type ClusterGeometry,
-  type ClusterView,
-  type SectorCipher,
-  clusterKey,
-  decodeCluster,
-  decryptSlotsInto,
-  forEachPresentRun,
-  isPresent,
-  parseClusterKey,
-  reencryptCluster,
-  removeSlots,
-  spliceSlots,
-} from './cluster-format.js';
+import { type ClusterGeometry, type ClusterView, type SectorCipher, decodeCluster, forEachPresentRun, isPresent, reencryptCluster } from './cluster-format.js';
+import { createClusterStore, type ClusterStore, type VolumeLayout } from './cluster-store.js';
 import { KeyRing } from './data-key.js';
 import { OpQueue, type StepResult, stepPending } from './op-queue.js';
 import { stateOf, type VolumeRecord } from './record.js';
@@ -36,6 +23,7 @@ import type { WriteBudget } from './write-budget.js';
 export interface VolumeCoreDeps {
   root: RootDatabase;
   clusters: Database<Buffer, Buffer>;
+  sectors: Database<Buffer, Buffer>;
   budget: WriteBudget;
   cipher: SectorCipher;
   /** Most bytes one step of a write encrypts and issues (a multiple of every cluster size). */
@@ -44,33 +32,14 @@ export interface VolumeCoreDeps {
   trimStepClustersMax: number;
 }
 
-interface PendingCluster {
-  value: Buffer | null;
-}
-
 const SETTLED = Promise.resolve();
-
-/**
- * A cluster's stored value without copying it. lmdb-js's getBinaryFast returns its shared read
- * buffer with `length` patched to the value's size (byteLength stays the whole buffer), which
- * subarray() and set() do not honour; an exact view fixes that. The next get reuses the memory,
- * so every caller finishes with the value before its next lookup.
- */
-export function readCluster(clusters: Database<Buffer, Buffer>, key: Buffer): Buffer | null {
-  const fast = clusters.getBinaryFast(key);
-  return fast === undefined ? null : fast.subarray(0, fast.length);
-}
 
 export class VolumeCore {
   readonly keys = new KeyRing();
   readonly queue: OpQueue;
-  private readonly overlay = new Map<number, PendingCluster>();
+  readonly store: ClusterStore;
   private readonly geometry: ClusterGeometry;
-  private readonly storeId: number;
   private closedError: BlockvaultError | null = null;
-  private commitFailure: unknown = null;
-  /** The promise of the last write issued; LMDB commits in issue order. */
-  private lastCommit: Promise<unknown> = SETTLED;
   /** Handles and targets holding this core open. */
   refs = 0;
 
@@ -79,7 +48,7 @@ export class VolumeCore {
     private readonly deps: VolumeCoreDeps,
   ) {
     this.geometry = { sectorSize: currentRecord.sectorSize, clusterSectors: currentRecord.clusterSectors };
-    this.storeId = currentRecord.storeId;
+    this.store = createClusterStore(currentRecord.layout, deps, currentRecord.storeId, this.geometry);
     this.queue = new OpQueue(() => deps.budget.waitForRoom());
   }
 
@@ -89,7 +58,7 @@ export class VolumeCore {
 
   /** The engine replaces the record on every change (records are immutable). */
   setRecord(record: VolumeRecord): void {
-    assert(record.id === this.currentRecord.id && record.storeId === this.storeId, 'a core keeps its volume');
+    assert(record.id === this.currentRecord.id && record.storeId === this.currentRecord.storeId, 'a core keeps its volume');
     this.currentRecord = record;
   }
 
@@ -105,8 +74,8 @@ export class VolumeCore {
     return this.geometry.clusterSectors;
   }
 
-  get pendingClusterCount(): number {
-    return this.overlay.size;
+  get layout(): VolumeLayout {
+    return this.store.layout;
   }
 
   // -------------------------------------------------------------------------------------------
@@ -155,7 +124,7 @@ export class VolumeCore {
     await this.queue
       .submitOne(() => {
         this.closedError ??= error;
-        return this.settledCommits();
+        return this.store.settled();
       })
       .catch(() => undefined);
     this.keys.wipe();
@@ -164,64 +133,28 @@ export class VolumeCore {
   // -------------------------------------------------------------------------------------------
   // Cluster access.
 
-  /** The newest value of a cluster: pending in the overlay, else committed. Use before the next lookup. */
-  private lookup(clusterIndex: number): Buffer | null {
-    const pending = this.overlay.get(clusterIndex);
-    if (pending !== undefined) return pending.value;
-    return readCluster(this.deps.clusters, clusterKey(this.storeId, clusterIndex));
-  }
-
-  private lookupView(clusterIndex: number): ClusterView | null {
-    const raw = this.lookup(clusterIndex);
-    return raw === null ? null : decodeCluster(raw, this.geometry);
-  }
-
   /**
-   * The cluster as the base of an edit: re-encrypted to the write generation if it is older, so
-   * every rewritten cluster lands under the newest key (a foreground write wins over rotation).
+   * The cluster's header as the base of an edit, after re-encrypting the cluster to the write
+   * generation if it is older: every rewritten cluster lands under the newest key, so a
+   * foreground write during rotation wins any race (src/volume/reencrypt-target.ts).
    */
   private editBase(clusterIndex: number, writeGeneration: number): ClusterView | null {
-    const view = this.lookupView(clusterIndex);
-    if (view === null || view.generation === writeGeneration) return view;
-    assert(view.generation < writeGeneration, `cluster generation ${view.generation} is not newer than the write generation ${writeGeneration}`);
-    const raw = reencryptCluster(
+    const meta = this.store.meta(clusterIndex);
+    if (meta === null || meta.generation === writeGeneration) return meta;
+    assert(meta.generation < writeGeneration, `cluster generation ${meta.generation} is not newer than the write generation ${writeGeneration}`);
+    const image = this.store.image(clusterIndex)!;
+    const moved = reencryptCluster(
       this.deps.cipher,
-      view.raw,
+      image.raw,
       clusterIndex,
       this.geometry.sectorSize,
       this.geometry.clusterSectors,
-      this.keys.get(view.generation),
+      this.keys.get(image.generation),
       this.keys.get(writeGeneration),
       writeGeneration,
     );
-    return decodeCluster(raw, this.geometry);
-  }
-
-  private issue(clusterIndex: number, value: Buffer | null): Promise<boolean> {
-    if (value !== null) decodeCluster(value, this.geometry); // invariant check before it reaches the disk
-    const entry: PendingCluster = { value };
-    this.overlay.set(clusterIndex, entry);
-    const bytes = value === null ? CLUSTER_KEY_BYTES : value.length;
-    this.deps.budget.take(bytes);
-    const key = clusterKey(this.storeId, clusterIndex);
-    const written = value === null ? this.deps.clusters.remove(key) : this.deps.clusters.put(key, value);
-    const settle = (): void => {
-      this.deps.budget.give(bytes);
-      if (this.overlay.get(clusterIndex) === entry) this.overlay.delete(clusterIndex);
-    };
-    written.then(settle, (error: unknown) => {
-      settle();
-      this.commitFailure ??= error;
-    });
-    this.lastCommit = written;
-    return written;
-  }
-
-  private settledCommits(): Promise<void> {
-    return this.lastCommit.then(
-      () => undefined,
-      () => undefined,
-    );
+    void this.store.putImage(clusterIndex, decodeCluster(moved, this.geometry));
+    return this.store.meta(clusterIndex);
   }
 
   /** A write's completion: all its clusters committed, and the volume still usable. */
@@ -258,19 +191,17 @@ export class VolumeCore {
     for (let c = Math.floor(firstSector / cs); c <= Math.floor(lastSector / cs); c++) {
       const first = Math.max(firstSector, c * cs);
       const last = Math.min(lastSector, c * cs + cs - 1);
-      const view = this.lookupView(c);
-      if (view === null) continue;
-      const at = (first - firstSector) * ss;
-      decryptSlotsInto(
-        this.deps.cipher,
-        view,
-        this.geometry,
-        c,
-        this.keys.get(view.generation),
-        first - c * cs,
-        last - c * cs,
-        out.subarray(at, at + (last - first + 1) * ss),
-      );
+      const meta = this.store.meta(c);
+      if (meta === null) continue;
+      const key = this.keys.get(meta.generation);
+      forEachPresentRun(meta, this.geometry, first - c * cs, last - c * cs, (slot, count) => {
+        const at = (c * cs + slot - firstSector) * ss;
+        const dst = out.subarray(at, at + count * ss);
+        // One cipher call per run of present sectors; the split layout assembles into dst and
+        // decrypts in place.
+        const src = this.store.ciphertext(c, meta, slot, count, dst);
+        this.deps.cipher.decryptSectorsInto(key, c * cs + slot, ss, src, dst);
+      });
     }
   }
 
@@ -311,22 +242,15 @@ export class VolumeCore {
       }
       plain.set(data, skip);
     }
+    // One cipher call for the whole step: its sectors are consecutive.
+    const ciphertext = this.deps.cipher.encryptSectors(key, firstSector, ss, plain);
     for (let c = Math.floor(firstSector / cs); c <= Math.floor(lastSector / cs); c++) {
       const first = Math.max(firstSector, c * cs);
       const last = Math.min(lastSector, c * cs + cs - 1);
       const runSectors = last - first + 1;
-      const base = runSectors === cs ? null : this.editBase(c, generation);
-      const { value, runOffset } = spliceSlots(base, this.geometry, first - c * cs, runSectors, generation);
+      const base = runSectors === cs ? this.store.meta(c) : this.editBase(c, generation);
       const from = (first - firstSector) * ss;
-      // One cipher call per cluster run, straight into the new value.
-      this.deps.cipher.encryptSectorsInto(
-        key,
-        first,
-        ss,
-        plain.subarray(from, from + runSectors * ss),
-        value.subarray(runOffset, runOffset + runSectors * ss),
-      );
-      writes.push(this.issue(c, value));
+      writes.push(this.store.writeRun(c, base, first - c * cs, ciphertext.subarray(from, from + runSectors * ss), generation));
     }
     if (plain !== data) plain.fill(0);
   }
@@ -372,8 +296,8 @@ export class VolumeCore {
     const { sectorSize: ss, clusterSectors: cs } = this.geometry;
     const sector = Math.floor(from / ss);
     assert(Math.floor((to - 1) / ss) === sector, 'a partial trim stays inside one sector');
-    const view = this.lookupView(Math.floor(sector / cs));
-    if (view === null || !isPresent(view.bitmap, sector % cs)) return;
+    const meta = this.store.meta(Math.floor(sector / cs));
+    if (meta === null || !isPresent(meta.bitmap, sector % cs)) return;
     this.writeNow(from, new Uint8Array(to - from), writes);
   }
 
@@ -384,42 +308,24 @@ export class VolumeCore {
    */
   private trimClusters(fromCluster: number, toCluster: number, firstSector: number, lastSector: number, writes: Promise<boolean>[]): number {
     const cs = this.geometry.clusterSectors;
-    const limit = this.deps.trimStepClustersMax;
-    const candidates: number[] = [];
-    for (const key of this.deps.clusters.getKeys({
-      start: clusterKey(this.storeId, fromCluster),
-      end: clusterKey(this.storeId, toCluster + 1),
-      limit,
-    })) {
-      candidates.push(parseClusterKey(key).clusterIndex);
-    }
-    const windowEnd = candidates.length === limit ? candidates[candidates.length - 1]! : toCluster;
-    for (const clusterIndex of this.overlay.keys()) {
-      if (clusterIndex >= fromCluster && clusterIndex <= windowEnd) candidates.push(clusterIndex);
-    }
-    candidates.sort((a, b) => a - b);
+    const { indexes, scannedTo } = this.store.clusterIndexes(fromCluster, toCluster, this.deps.trimStepClustersMax);
     const generation = this.currentRecord.writeGeneration;
-    let previous = -1;
-    for (const c of candidates) {
-      if (c === previous) continue;
-      previous = c;
+    for (const c of indexes) {
       const first = Math.max(firstSector, c * cs) - c * cs;
       const last = Math.min(lastSector, c * cs + cs - 1) - c * cs;
-      const current = this.lookupView(c);
+      const current = this.store.meta(c);
       if (current === null) continue;
       let hit = false;
       forEachPresentRun(current, this.geometry, first, last, () => {
         hit = true;
       });
       if (!hit) continue;
-      if (first === 0 && last === cs - 1) {
-        writes.push(this.issue(c, null));
-        continue;
-      }
-      const base = this.editBase(c, generation)!;
-      writes.push(this.issue(c, removeSlots(base, this.geometry, first, last)));
+      // Removing the last sectors deletes the cluster whatever its generation; otherwise what
+      // stays is moved to the write generation first, like any edit.
+      const base = first === 0 && last === cs - 1 ? current : this.editBase(c, generation)!;
+      writes.push(this.store.removeRun(c, base, first, last));
     }
-    return windowEnd + 1;
+    return scannedTo + 1;
   }
 
   // -------------------------------------------------------------------------------------------
@@ -429,18 +335,15 @@ export class VolumeCore {
   flush(): Promise<void> {
     return this.queue.submitOne(async () => {
       if (this.closedError !== null) throw this.closedError;
-      await this.settledCommits();
+      await this.store.settled();
       await this.deps.root.flushed;
-      const failure = this.commitFailure;
-      if (failure !== null) {
-        this.commitFailure = null;
-        throw failure;
-      }
+      const failure = this.store.takeFailure();
+      if (failure !== null) throw failure;
     });
   }
 
   /** Wait until every write issued so far has committed (not necessarily flushed). */
   drainCommits(): Promise<void> {
-    return this.queue.submitOne(() => this.settledCommits());
+    return this.queue.submitOne(() => this.store.settled());
   }
 }

@@ -7,6 +7,7 @@ import { open, type Database, type RootDatabase } from 'lmdb';
 import { XtsCipher } from '../../src/cipher/index.js';
 import { BlockvaultError } from '../../src/errors.js';
 import type { SectorSize } from '../../src/volume/cluster-format.js';
+import type { VolumeLayout } from '../../src/volume/cluster-store.js';
 import { generateDataKey } from '../../src/volume/data-key.js';
 import { VOLUME_RECORD_VERSION, type VolumeRecord } from '../../src/volume/record.js';
 import { VolumeCore } from '../../src/volume/volume-core.js';
@@ -17,6 +18,7 @@ export interface CoreHarnessOptions {
   backend: 'native' | 'ts';
   sectorSize: SectorSize;
   clusterSectors: number;
+  layout: VolumeLayout;
   sizeBytes: number;
   writeBufferBytesMax?: number;
   writeStepBytesMax?: number;
@@ -26,6 +28,7 @@ export interface CoreHarnessOptions {
 export class CoreHarness {
   root!: RootDatabase;
   clusters!: Database<Buffer, Buffer>;
+  sectors!: Database<Buffer, Buffer>;
   core!: VolumeCore;
   readonly dataKey = generateDataKey();
   readonly cipher: XtsCipher;
@@ -42,6 +45,7 @@ export class CoreHarness {
       sizeBytes: options.sizeBytes,
       sectorSize: options.sectorSize,
       clusterSectors: options.clusterSectors,
+      layout: options.layout,
       diskEncryptionKeyCrn: 'crn:v1:local:private:blockvault-hsm:local:a/default:test:key:k',
       platformManaged: true,
       generations: [{ generation: 1, keyVersion: 1, wrapped: new Uint8Array(72), createdAtMs: 0 }],
@@ -65,9 +69,11 @@ export class CoreHarness {
   private openNow(): void {
     this.root = open({ path: join(this.options.dir, 'engine.lmdb'), maxDbs: 8, pageSize: 4096, compression: false });
     this.clusters = this.root.openDB<Buffer, Buffer>('clusters', { keyEncoding: 'binary', encoding: 'binary', compression: false, cache: false });
+    this.sectors = this.root.openDB<Buffer, Buffer>('sectors', { keyEncoding: 'binary', encoding: 'binary', compression: false, cache: false });
     this.core = new VolumeCore(this.record, {
       root: this.root,
       clusters: this.clusters,
+      sectors: this.sectors,
       budget: new WriteBudget(this.options.writeBufferBytesMax ?? 64 * 1024 * 1024),
       cipher: this.cipher,
       writeStepBytesMax: this.options.writeStepBytesMax ?? 4 * 1024 * 1024,

@@ -6,7 +6,7 @@
 import { randomBytes } from 'node:crypto';
 import fc from 'fast-check';
 import { afterAll, describe, expect, it } from 'vitest';
-import { CLUSTER_HEADER_BYTES, decodeCluster } from '../../src/volume/cluster-format.js';
+import { decodeCluster, decodeSplitMeta, isPresent, parseClusterKey } from '../../src/volume/cluster-format.js';
 import { cipherBackends } from '../helpers/cipher-backends.js';
 import { CoreHarness } from '../helpers/core-harness.js';
 import { makeTempDir, removeTempDirs } from '../helpers/temp-dir.js';
@@ -60,19 +60,21 @@ function pattern(seed: number, length: number): Buffer {
 }
 
 const configs = [
-  { sectorSize: 4096 as const, clusterSectors: 8 },
-  { sectorSize: 512 as const, clusterSectors: 64 },
-  { sectorSize: 4096 as const, clusterSectors: 1 },
-  { sectorSize: 512 as const, clusterSectors: 5 },
+  { sectorSize: 4096 as const, clusterSectors: 8, layout: 'split' as const },
+  { sectorSize: 4096 as const, clusterSectors: 3, layout: 'split' as const },
+  { sectorSize: 4096 as const, clusterSectors: 8, layout: 'compact' as const },
+  { sectorSize: 512 as const, clusterSectors: 64, layout: 'compact' as const },
+  { sectorSize: 4096 as const, clusterSectors: 1, layout: 'compact' as const },
+  { sectorSize: 512 as const, clusterSectors: 5, layout: 'compact' as const },
 ];
 
 for (const { backend, skipReason } of cipherBackends()) {
   describe.skipIf(skipReason !== null)(`VolumeCore vs an in-memory model [${backend}]`, () => {
-    for (const { sectorSize, clusterSectors } of configs) {
+    for (const { sectorSize, clusterSectors, layout } of configs) {
       const clusterBytes = sectorSize * clusterSectors;
       // Three whole clusters and a partial one, so the end of the volume falls inside a cluster.
       const sizeBytes = clusterBytes * 3 + Math.max(1, Math.floor(clusterSectors / 2)) * sectorSize;
-      it(`sector ${sectorSize}, ${clusterSectors} sectors per cluster`, async () => {
+      it(`sector ${sectorSize}, ${clusterSectors} sectors per cluster, ${layout}`, async () => {
         await fc.assert(
           fc.asyncProperty(fc.array(opArb(sizeBytes, sectorSize, clusterBytes * 2 + sectorSize), { minLength: 1, maxLength: 25 }), async (ops) => {
             const dir = makeTempDir('bv-core-model-');
@@ -82,6 +84,7 @@ for (const { backend, skipReason } of cipherBackends()) {
               backend,
               sectorSize,
               clusterSectors,
+              layout,
               sizeBytes,
               writeBufferBytesMax: clusterBytes * 4,
               writeStepBytesMax: clusterBytes,
@@ -120,14 +123,21 @@ for (const { backend, skipReason } of cipherBackends()) {
               await h.reopen();
               const all = await h.core.read(0, sizeBytes);
               expect(Buffer.from(all).equals(model)).toBe(true);
-              // Unwritten and trimmed sectors take no space: every stored sector is a nonzero one
-              // or was written (zeros written explicitly are stored, so only check the bound).
+              // Every stored value decodes; split bodies exist exactly for present slots.
+              const g = { sectorSize, clusterSectors };
               let storedSectors = 0;
-              for (const { value } of h.clusters.getRange()) {
-                const view = decodeCluster(value, { sectorSize, clusterSectors });
+              const presentSectors = new Set<number>();
+              for (const { key, value } of h.clusters.getRange()) {
+                const view = layout === 'split' ? decodeSplitMeta(value, g) : decodeCluster(value, g);
                 storedSectors += view.presentCount;
-                expect(value.length).toBe(CLUSTER_HEADER_BYTES + view.presentCount * sectorSize);
+                const { clusterIndex } = parseClusterKey(key);
+                for (let slot = 0; slot < clusterSectors; slot++) {
+                  if (isPresent(view.bitmap, slot)) presentSectors.add(clusterIndex * clusterSectors + slot);
+                }
               }
+              const bodies = [...h.sectors.getKeys()].map((key) => parseClusterKey(key).clusterIndex);
+              if (layout === 'split') expect(new Set(bodies)).toEqual(presentSectors);
+              else expect(bodies).toEqual([]);
               let nonZeroSectors = 0;
               for (let s = 0; s < sizeBytes / sectorSize; s++) {
                 if (model.subarray(s * sectorSize, (s + 1) * sectorSize).some((b) => b !== 0)) nonZeroSectors++;
@@ -142,10 +152,10 @@ for (const { backend, skipReason } of cipherBackends()) {
       });
     }
 
-    it('trim of a whole volume leaves no cluster behind', async () => {
+    it.each(['split', 'compact'] as const)('trim of a whole volume leaves no cluster behind (%s)', async (layout) => {
       const dir = makeTempDir('bv-core-trim-');
       const sizeBytes = 4096 * 8 * 10;
-      const h = await CoreHarness.open({ dir, backend, sectorSize: 4096, clusterSectors: 8, sizeBytes, trimStepClustersMax: 3 });
+      const h = await CoreHarness.open({ dir, backend, sectorSize: 4096, clusterSectors: 8, layout, sizeBytes, trimStepClustersMax: 3 });
       try {
         await h.core.write(0, randomBytes(sizeBytes));
         expect(h.storedClusterCount()).toBe(10);
@@ -153,6 +163,7 @@ for (const { backend, skipReason } of cipherBackends()) {
         expect(h.storedClusterCount()).toBe(2);
         await h.core.trim(0, sizeBytes);
         expect(h.storedClusterCount()).toBe(0);
+        expect(h.sectors.getKeysCount()).toBe(0);
         expect(Buffer.from(await h.core.read(0, sizeBytes)).equals(Buffer.alloc(sizeBytes))).toBe(true);
       } finally {
         await h.close();

@@ -1,0 +1,416 @@
+/**
+ * Where a volume's cluster images physically live in LMDB: one value per cluster (compact) or
+ * split into per-sector bodies plus a small per-cluster meta value (split; see cluster-format.ts
+ * for the formats and bench/results/volume.md for why). VolumeCore works on images and slot runs
+ * through this interface and never sees the layout.
+ *
+ * Both stores keep values handed to LMDB but not yet committed in an overlay (lmdb-js makes an
+ * async put visible only after its commit), so every lookup sees every acknowledged write. The
+ * write budget bounds the overlay.
+ *
+ * Lookups return views that are valid until the store's next lookup (lmdb-js reuses its read
+ * buffer); callers finish with one before asking for the next.
+ */
+import type { Database } from 'lmdb';
+import { assert } from '../errors.js';
+import {
+  CLUSTER_HEADER_BYTES,
+  CLUSTER_KEY_BYTES,
+  SPLIT_BODY_BYTES,
+  SPLIT_TAIL_BYTES,
+  clusterGeneration,
+  clusterKey,
+  decodeCluster,
+  decodeSplitMeta,
+  isPresent,
+  joinSplitImage,
+  parseClusterKey,
+  rankOf,
+  removeSlots,
+  spliceSplitMeta,
+  splitMetaOf,
+  splitTail,
+  storeKeyRange,
+  writeSlots,
+  type ClusterGeometry,
+  type ClusterView,
+} from './cluster-format.js';
+import type { WriteBudget } from './write-budget.js';
+
+export type VolumeLayout = 'compact' | 'split';
+
+export interface ClusterStoreDeps {
+  /** Cluster images (compact) or meta values (split), keyed (storeId, clusterIndex). */
+  clusters: Database<Buffer, Buffer>;
+  /** Sector bodies of the split layout, keyed (storeId, absolute sector). */
+  sectors: Database<Buffer, Buffer>;
+  budget: WriteBudget;
+}
+
+export interface ClusterStore {
+  readonly layout: VolumeLayout;
+  /** The cluster's header (generation, bitmap); for compact the whole image. Null when absent. */
+  meta(clusterIndex: number): ClusterView | null;
+  /**
+   * The ciphertext of present slots slot..slot+count-1 (all present), contiguous: a view of the
+   * stored image (compact) or assembled into `scratch` (split; at least count sectors long).
+   */
+  ciphertext(clusterIndex: number, meta: ClusterView, slot: number, count: number, scratch: Uint8Array): Uint8Array;
+  /** The cluster image (header + present sectors), decoded. */
+  image(clusterIndex: number): ClusterView | null;
+  /** Issue the writes that put `ciphertext` (fresh, never modified later) into slots firstSlot.. */
+  writeRun(clusterIndex: number, base: ClusterView | null, firstSlot: number, ciphertext: Uint8Array, generation: number): Promise<boolean>;
+  /** Issue the writes that remove slots firstSlot..lastSlot (the cluster goes when empty). */
+  removeRun(clusterIndex: number, base: ClusterView, firstSlot: number, lastSlot: number): Promise<boolean>;
+  /** Issue the writes that replace the whole cluster by `image` (a fresh buffer). */
+  putImage(clusterIndex: number, image: ClusterView): Promise<boolean>;
+  /** Indexes of stored or pending clusters in from..to, at most `limit` committed ones; ascending, distinct. */
+  clusterIndexes(from: number, to: number, limit: number): { indexes: number[]; scannedTo: number };
+
+  // Committed state only (rotation; inside an LMDB write transaction these see queued writes).
+  committedImage(clusterIndex: number): Buffer | null;
+  /** Inside an LMDB write transaction: store `image` (a re-encrypted cluster with the same slots). */
+  putImageInTxn(clusterIndex: number, image: Uint8Array): void;
+  /** Up to `limit` committed clusters from `fromCluster` on with a generation below `generation`. */
+  staleClusters(fromCluster: number, generation: number, limit: number): { clusterIndex: number; generation: number }[];
+  storedClusterCount(): number;
+
+  /** Resolves when every write issued so far has settled (committed or failed). */
+  settled(): Promise<void>;
+  /** The first commit failure since the last call, or null. */
+  takeFailure(): unknown;
+  readonly pendingCount: number;
+}
+
+interface Pending {
+  value: Buffer | null;
+}
+
+/** An exact view of getBinaryFast's result (lmdb-js patches `length`, not `byteLength`). */
+export function readFast(db: Database<Buffer, Buffer>, key: Buffer): Buffer | null {
+  const fast = db.getBinaryFast(key);
+  return fast === undefined ? null : fast.subarray(0, fast.length);
+}
+
+/** Overlay bookkeeping shared by both layouts. */
+class PendingWrites {
+  private lastCommit: Promise<unknown> = Promise.resolve();
+  private failure: unknown = null;
+
+  constructor(private readonly budget: WriteBudget) {}
+
+  issue(db: Database<Buffer, Buffer>, overlay: Map<number, Pending>, index: number, key: Buffer, value: Buffer | null): Promise<boolean> {
+    const entry: Pending = { value };
+    overlay.set(index, entry);
+    const bytes = value === null ? CLUSTER_KEY_BYTES : value.length + CLUSTER_KEY_BYTES;
+    this.budget.take(bytes);
+    const written = value === null ? db.remove(key) : db.put(key, value);
+    const settle = (): void => {
+      this.budget.give(bytes);
+      if (overlay.get(index) === entry) overlay.delete(index);
+    };
+    written.then(settle, (error: unknown) => {
+      settle();
+      this.failure ??= error;
+    });
+    this.lastCommit = written;
+    return written;
+  }
+
+  settled(): Promise<void> {
+    return this.lastCommit.then(
+      () => undefined,
+      () => undefined,
+    );
+  }
+
+  takeFailure(): unknown {
+    const failure = this.failure;
+    this.failure = null;
+    return failure;
+  }
+}
+
+function indexesIn(
+  db: Database<Buffer, Buffer>,
+  storeId: number,
+  overlays: Map<number, Pending>,
+  from: number,
+  to: number,
+  limit: number,
+): { indexes: number[]; scannedTo: number } {
+  const found: number[] = [];
+  for (const key of db.getKeys({ start: clusterKey(storeId, from), end: clusterKey(storeId, to + 1), limit })) {
+    found.push(parseClusterKey(key).clusterIndex);
+  }
+  const scannedTo = found.length === limit ? found[found.length - 1]! : to;
+  for (const index of overlays.keys()) if (index >= from && index <= scannedTo) found.push(index);
+  found.sort((a, b) => a - b);
+  const distinct = found.filter((index, i) => i === 0 || found[i - 1] !== index);
+  return { indexes: distinct, scannedTo };
+}
+
+function staleIn(db: Database<Buffer, Buffer>, storeId: number, fromCluster: number, generation: number, limit: number) {
+  const found: { clusterIndex: number; generation: number }[] = [];
+  const { end } = storeKeyRange(storeId);
+  for (const { key, value } of db.getRange({ start: clusterKey(storeId, fromCluster), end })) {
+    const clusterGen = clusterGeneration(value);
+    if (clusterGen >= generation) continue;
+    found.push({ clusterIndex: parseClusterKey(key).clusterIndex, generation: clusterGen });
+    if (found.length >= limit) break;
+  }
+  return found;
+}
+
+// ---------------------------------------------------------------------------------------------
+
+export class CompactStore implements ClusterStore {
+  readonly layout = 'compact';
+  private readonly overlay = new Map<number, Pending>();
+  private readonly writes: PendingWrites;
+
+  constructor(
+    private readonly deps: ClusterStoreDeps,
+    private readonly storeId: number,
+    private readonly g: ClusterGeometry,
+  ) {
+    this.writes = new PendingWrites(deps.budget);
+  }
+
+  get pendingCount(): number {
+    return this.overlay.size;
+  }
+
+  meta(clusterIndex: number): ClusterView | null {
+    const pending = this.overlay.get(clusterIndex);
+    const raw = pending !== undefined ? pending.value : readFast(this.deps.clusters, clusterKey(this.storeId, clusterIndex));
+    return raw === null ? null : decodeCluster(raw, this.g);
+  }
+
+  ciphertext(_clusterIndex: number, meta: ClusterView, slot: number, count: number): Uint8Array {
+    const at = CLUSTER_HEADER_BYTES + rankOf(meta.bitmap, slot) * this.g.sectorSize;
+    return meta.raw.subarray(at, at + count * this.g.sectorSize);
+  }
+
+  image(clusterIndex: number): ClusterView | null {
+    return this.meta(clusterIndex);
+  }
+
+  writeRun(clusterIndex: number, base: ClusterView | null, firstSlot: number, ciphertext: Uint8Array, generation: number): Promise<boolean> {
+    return this.issue(clusterIndex, writeSlots(base, this.g, firstSlot, ciphertext, generation));
+  }
+
+  removeRun(clusterIndex: number, base: ClusterView, firstSlot: number, lastSlot: number): Promise<boolean> {
+    return this.issue(clusterIndex, removeSlots(base, this.g, firstSlot, lastSlot));
+  }
+
+  putImage(clusterIndex: number, image: ClusterView): Promise<boolean> {
+    return this.issue(clusterIndex, Buffer.from(image.raw.buffer, image.raw.byteOffset, image.raw.byteLength));
+  }
+
+  clusterIndexes(from: number, to: number, limit: number): { indexes: number[]; scannedTo: number } {
+    return indexesIn(this.deps.clusters, this.storeId, this.overlay, from, to, limit);
+  }
+
+  committedImage(clusterIndex: number): Buffer | null {
+    const raw = readFast(this.deps.clusters, clusterKey(this.storeId, clusterIndex));
+    return raw === null ? null : Buffer.from(raw);
+  }
+
+  putImageInTxn(clusterIndex: number, image: Uint8Array): void {
+    decodeCluster(image, this.g);
+    this.deps.clusters.putSync(clusterKey(this.storeId, clusterIndex), Buffer.from(image.buffer, image.byteOffset, image.byteLength));
+  }
+
+  staleClusters(fromCluster: number, generation: number, limit: number) {
+    return staleIn(this.deps.clusters, this.storeId, fromCluster, generation, limit);
+  }
+
+  storedClusterCount(): number {
+    return this.deps.clusters.getKeysCount(storeKeyRange(this.storeId));
+  }
+
+  settled(): Promise<void> {
+    return this.writes.settled();
+  }
+
+  takeFailure(): unknown {
+    return this.writes.takeFailure();
+  }
+
+  private issue(clusterIndex: number, value: Buffer | null): Promise<boolean> {
+    if (value !== null) decodeCluster(value, this.g); // invariant check before it reaches the disk
+    return this.writes.issue(this.deps.clusters, this.overlay, clusterIndex, clusterKey(this.storeId, clusterIndex), value);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+
+export class SplitStore implements ClusterStore {
+  readonly layout = 'split';
+  private readonly metaOverlay = new Map<number, Pending>();
+  private readonly bodyOverlay = new Map<number, Pending>();
+  private readonly writes: PendingWrites;
+
+  constructor(
+    private readonly deps: ClusterStoreDeps,
+    private readonly storeId: number,
+    private readonly g: ClusterGeometry,
+  ) {
+    assert(g.sectorSize === 4096, 'the split layout is for 4096-byte sectors');
+    this.writes = new PendingWrites(deps.budget);
+  }
+
+  get pendingCount(): number {
+    return this.metaOverlay.size + this.bodyOverlay.size;
+  }
+
+  /** A copy (small): body lookups reuse lmdb-js's read buffer. */
+  meta(clusterIndex: number): ClusterView | null {
+    const pending = this.metaOverlay.get(clusterIndex);
+    if (pending !== undefined) return pending.value === null ? null : decodeSplitMeta(pending.value, this.g);
+    const raw = readFast(this.deps.clusters, clusterKey(this.storeId, clusterIndex));
+    return raw === null ? null : decodeSplitMeta(Buffer.from(raw), this.g);
+  }
+
+  ciphertext(clusterIndex: number, meta: ClusterView, slot: number, count: number, scratch: Uint8Array): Uint8Array {
+    const base = clusterIndex * this.g.clusterSectors;
+    for (let i = 0; i < count; i++) {
+      const at = i * 4096;
+      scratch.set(this.body(base + slot + i), at);
+      scratch.set(splitTail(meta, slot + i), at + SPLIT_BODY_BYTES);
+    }
+    return scratch.subarray(0, count * 4096);
+  }
+
+  image(clusterIndex: number): ClusterView | null {
+    const meta = this.meta(clusterIndex);
+    if (meta === null) return null;
+    const base = clusterIndex * this.g.clusterSectors;
+    return decodeCluster(
+      joinSplitImage(meta, this.g, (slot) => this.body(base + slot)),
+      this.g,
+    );
+  }
+
+  writeRun(clusterIndex: number, base: ClusterView | null, firstSlot: number, ciphertext: Uint8Array, generation: number): Promise<boolean> {
+    assert(ciphertext.length > 0 && ciphertext.length % 4096 === 0, 'ciphertext is whole sectors');
+    const count = ciphertext.length / 4096;
+    const lastSlot = firstSlot + count - 1;
+    const meta = spliceSplitMeta(base, this.g, firstSlot, lastSlot, (slot) => sectorTail(ciphertext, slot - firstSlot), generation);
+    const first = clusterIndex * this.g.clusterSectors + firstSlot;
+    for (let i = 0; i < count; i++) this.issueBody(first + i, sectorBody(ciphertext, i));
+    return this.issueMeta(clusterIndex, meta);
+  }
+
+  removeRun(clusterIndex: number, base: ClusterView, firstSlot: number, lastSlot: number): Promise<boolean> {
+    const meta = spliceSplitMeta(base, this.g, firstSlot, lastSlot, null, base.generation);
+    const first = clusterIndex * this.g.clusterSectors;
+    for (let slot = firstSlot; slot <= lastSlot; slot++) {
+      if (isPresent(base.bitmap, slot)) this.issueBody(first + slot, null);
+    }
+    return this.issueMeta(clusterIndex, meta);
+  }
+
+  putImage(clusterIndex: number, image: ClusterView): Promise<boolean> {
+    const old = this.meta(clusterIndex);
+    const first = clusterIndex * this.g.clusterSectors;
+    let i = 0;
+    for (let slot = 0; slot < this.g.clusterSectors; slot++) {
+      if (isPresent(image.bitmap, slot)) this.issueBody(first + slot, sectorBody(image.raw, 0, CLUSTER_HEADER_BYTES + i++ * 4096));
+      else if (old !== null && isPresent(old.bitmap, slot)) this.issueBody(first + slot, null);
+    }
+    return this.issueMeta(clusterIndex, splitMetaOf(image, this.g));
+  }
+
+  clusterIndexes(from: number, to: number, limit: number): { indexes: number[]; scannedTo: number } {
+    return indexesIn(this.deps.clusters, this.storeId, this.metaOverlay, from, to, limit);
+  }
+
+  committedImage(clusterIndex: number): Buffer | null {
+    const raw = readFast(this.deps.clusters, clusterKey(this.storeId, clusterIndex));
+    if (raw === null) return null;
+    const meta = decodeSplitMeta(Buffer.from(raw), this.g);
+    const base = clusterIndex * this.g.clusterSectors;
+    return joinSplitImage(meta, this.g, (slot) => {
+      const body = readFast(this.deps.sectors, clusterKey(this.storeId, base + slot));
+      assert(body !== null, `the body of present sector ${base + slot} is stored`);
+      return body;
+    });
+  }
+
+  putImageInTxn(clusterIndex: number, image: Uint8Array): void {
+    const view = decodeCluster(image, this.g);
+    const first = clusterIndex * this.g.clusterSectors;
+    let i = 0;
+    for (let slot = 0; slot < this.g.clusterSectors; slot++) {
+      if (!isPresent(view.bitmap, slot)) continue;
+      this.deps.sectors.putSync(clusterKey(this.storeId, first + slot), Buffer.from(sectorBody(image, 0, CLUSTER_HEADER_BYTES + i++ * 4096)));
+    }
+    this.deps.clusters.putSync(clusterKey(this.storeId, clusterIndex), splitMetaOf(view, this.g));
+  }
+
+  staleClusters(fromCluster: number, generation: number, limit: number) {
+    return staleIn(this.deps.clusters, this.storeId, fromCluster, generation, limit);
+  }
+
+  storedClusterCount(): number {
+    return this.deps.clusters.getKeysCount(storeKeyRange(this.storeId));
+  }
+
+  settled(): Promise<void> {
+    return this.writes.settled();
+  }
+
+  takeFailure(): unknown {
+    return this.writes.takeFailure();
+  }
+
+  /** A sector's body: pending or committed; a view valid until the next lookup. */
+  private body(sector: number): Uint8Array {
+    const pending = this.bodyOverlay.get(sector);
+    const body = pending !== undefined ? pending.value : readFast(this.deps.sectors, clusterKey(this.storeId, sector));
+    assert(body !== null && body.length === SPLIT_BODY_BYTES, `the body of present sector ${sector} is stored, ${SPLIT_BODY_BYTES} bytes`);
+    return body;
+  }
+
+  private issueBody(sector: number, body: Buffer | null): void {
+    this.writes.issue(this.deps.sectors, this.bodyOverlay, sector, clusterKey(this.storeId, sector), body);
+  }
+
+  private issueMeta(clusterIndex: number, meta: Buffer | null): Promise<boolean> {
+    if (meta !== null) decodeSplitMeta(meta, this.g); // invariant check before it reaches the disk
+    return this.writes.issue(this.deps.clusters, this.metaOverlay, clusterIndex, clusterKey(this.storeId, clusterIndex), meta);
+  }
+}
+
+/** Sector i's body in a buffer of whole sectors starting at `offset`. */
+function sectorBody(buffer: Uint8Array, i: number, offset = 0): Buffer {
+  const at = offset + i * 4096;
+  return Buffer.from(buffer.buffer, buffer.byteOffset + at, SPLIT_BODY_BYTES);
+}
+
+function sectorTail(buffer: Uint8Array, i: number): Uint8Array {
+  const at = i * 4096 + SPLIT_BODY_BYTES;
+  return buffer.subarray(at, at + SPLIT_TAIL_BYTES);
+}
+
+export function createClusterStore(layout: VolumeLayout, deps: ClusterStoreDeps, storeId: number, g: ClusterGeometry): ClusterStore {
+  return layout === 'split' ? new SplitStore(deps, storeId, g) : new CompactStore(deps, storeId, g);
+}
+
+/**
+ * Remove up to `limit` stored keys of a volume (clusters, metas and bodies) in one transaction.
+ * Returns how many went; 0 means the volume's data is gone. For the purge, in bounded batches.
+ */
+export async function purgeBatch(deps: Pick<ClusterStoreDeps, 'clusters' | 'sectors'>, storeId: number, limit: number): Promise<number> {
+  const range = storeKeyRange(storeId);
+  const bodies = [...deps.sectors.getKeys({ ...range, limit })];
+  const clusters = [...deps.clusters.getKeys({ ...range, limit: Math.max(1, limit - bodies.length) })];
+  if (bodies.length + clusters.length === 0) return 0;
+  await deps.clusters.transaction(() => {
+    for (const key of bodies) deps.sectors.removeSync(key);
+    for (const key of clusters) deps.clusters.removeSync(key);
+  });
+  return bodies.length + clusters.length;
+}
