@@ -67,12 +67,24 @@ export interface TaskApi {
 }
 
 export interface AuditEvent {
+  seq?: number;
+  timeMs?: number;
   action: string;
   [field: string]: unknown;
 }
 
+export interface AuditFilter {
+  action?: string;
+  keyCrn?: string;
+  sinceMs?: number;
+  untilMs?: number;
+  afterSeq?: number;
+  limit?: number;
+  order?: 'asc' | 'desc';
+}
+
 export interface AuditApi {
-  list(filter?: { action?: string; keyCrn?: string; sinceMs?: number; untilMs?: number }): Promise<AuditEvent[]> | AuditEvent[];
+  list(filter?: AuditFilter): Promise<AuditEvent[]> | AuditEvent[];
   verify(): Promise<unknown> | unknown;
 }
 

@@ -24,7 +24,7 @@ import { progressGroup } from '../progress.js';
 import { formatBytes, parseSize } from '../size.js';
 import { CliFailure } from '../usage-error.js';
 import { STORAGE_SERVICE } from './auth.js';
-import { describeVerify, printEvents, verifyAudit } from './events.js';
+import { describeVerify, listEvents, printEvents, verifyAudit } from './events.js';
 import { taskList, waitForTasks } from './tasks.js';
 import { TRANSFER_CHUNK_BYTES } from './volume.js';
 
@@ -230,7 +230,7 @@ async function runDemo(out: Output, dir: string, secret: HsmSecret, sizeBytes: n
     Object.assign(step, { metadata: after, key: keyAfter, restoreError: restore, readError });
 
     step = steps.begin('The audit trail, and its hash-chain verification');
-    const events = await engine.events.list({});
+    const events = await listEvents(engine, {});
     printEvents(out.indented('    '), events);
     const verify = await verifyAudit(engine);
     steps.say(`verified: ${describeVerify(verify)}`);

@@ -2,7 +2,7 @@
 import type { Command } from 'commander';
 import { BlockvaultError } from '../../errors.js';
 import { withCommonOptions, withEngine, type CliContext, type CommonOptions } from '../context.js';
-import type { AuditEvent, EngineApi } from '../engine-port.js';
+import type { AuditEvent, AuditFilter, EngineApi } from '../engine-port.js';
 import { isoTime, type Output } from '../output.js';
 import { parsePositiveInteger, parseTimeMs } from '../size.js';
 import { keyCrnArgument } from './shared.js';
@@ -19,13 +19,12 @@ export function registerEventsCommands(program: Command, ctx: CliContext): void 
     .option('--limit <count>', 'only the newest <count> events', (v) => parsePositiveInteger(v, '--limit'))
     .action(async (options: CommonOptions & { action?: string; key?: string; since?: number; until?: number; limit?: number }) => {
       await withEngine(ctx, options, async ({ engine, out }) => {
-        let list = await engine.events.list({
+        const list = await listEvents(engine, {
           ...(options.action !== undefined ? { action: options.action } : {}),
           ...(options.key !== undefined ? { keyCrn: options.key } : {}),
           ...(options.since !== undefined ? { sinceMs: options.since } : {}),
           ...(options.until !== undefined ? { untilMs: options.until } : {}),
-        });
-        if (options.limit !== undefined) list = list.slice(-options.limit);
+        }, options.limit);
         out.result(list, (o) => printEvents(o, list));
       });
     });
@@ -38,6 +37,23 @@ export function registerEventsCommands(program: Command, ctx: CliContext): void 
         out.result(result, (o) => o.line(`Audit chain verified: ${describeVerify(result)}.`));
       });
     });
+}
+
+const EVENTS_PAGE_SIZE = 1000;
+
+/**
+ * Events oldest first: the newest `limit` of them, or all of them, read in pages (the audit log
+ * returns at most a page per call, and `afterSeq` continues after the last one).
+ */
+export async function listEvents(engine: EngineApi, filter: AuditFilter, limit?: number): Promise<AuditEvent[]> {
+  if (limit !== undefined) return (await engine.events.list({ ...filter, limit, order: 'desc' })).reverse();
+  const all: AuditEvent[] = [];
+  for (;;) {
+    const last = all.at(-1)?.seq;
+    const page = await engine.events.list({ ...filter, limit: EVENTS_PAGE_SIZE, order: 'asc', ...(typeof last === 'number' ? { afterSeq: last } : {}) });
+    all.push(...page);
+    if (page.length < EVENTS_PAGE_SIZE || typeof page.at(-1)?.seq !== 'number') return all;
+  }
 }
 
 /** Normalizes verify(): it may return a report ({ ok, count, ... }), a boolean, or throw. */
@@ -59,7 +75,8 @@ export function describeVerify(report: Record<string, unknown>): string {
 
 export function printEvents(o: Output, list: readonly AuditEvent[]): void {
   o.table(list, [
-    { header: 'time', value: (e) => isoTime((e.timeMs ?? e.atMs ?? e.eventTimeMs ?? e.createdAtMs) as number | undefined) },
+    { header: 'seq', value: (e) => e.seq ?? '-' },
+    { header: 'time', value: (e) => isoTime(e.timeMs) },
     { header: 'action', value: (e) => e.action },
     { header: 'outcome', value: (e) => e.outcome ?? '-' },
     { header: 'target', value: (e) => e.keyCrn ?? e.resourceCrn ?? e.target ?? '-' },

@@ -1,0 +1,73 @@
+/**
+ * `blockvault demo`, the README's main job, end to end in a fresh directory, parsed from --json;
+ * then the directory it leaves is inspected with the ordinary commands.
+ */
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { runBlockvault, tempDir } from './helpers.js';
+
+const { dir: root, cleanup } = tempDir('bv-demo-');
+afterAll(() => cleanup());
+
+describe('blockvault demo', () => {
+  it('runs the whole BYOK story and reports it as one JSON document', async () => {
+    const dir = path.join(root, 'demo');
+    // No passphrase in the environment: the demo makes its own key file beside the directory.
+    const result = await runBlockvault(['demo', '--dir', dir, '--size', '4MiB', '--json'], { env: { BLOCKVAULT_PASSPHRASE: undefined }, timeoutMs: 110_000 });
+    expect(result.code, result.stderr).toBe(0);
+    expect(result.stderr).toBe('');
+    const summary = result.json();
+    expect(summary).toMatchObject({ ok: true, dir, keyFile: `${dir}.hsm-key`, sizeBytes: 4 * 1024 * 1024, pending: [] });
+    expect(existsSync(summary.keyFile)).toBe(true);
+
+    const byTitle = (fragment: string) => summary.steps.find((s: { title: string }) => s.title.includes(fragment));
+    expect(byTitle('before authorizing').error.code).toBe('NOT_AUTHORIZED');
+    expect(byTitle('Write the whole volume')).toMatchObject({ status: 'ok', verified: true });
+    expect(byTitle('without --force').error.code).toBe('KEY_IN_USE');
+    expect(summary.steps.every((s: { status: string }) => s.status === 'ok' || s.status === 'expected-error')).toBe(true);
+
+    expect(summary.data).toMatchObject({ bytesWritten: 4 * 1024 * 1024, verified: true, verifiedAfterRotation: true });
+    expect(summary.rotation.keyVersion).toBe(2);
+    expect(summary.rotation.tasks).toEqual([expect.objectContaining({ state: 'completed', volumeId: summary.volume.id })]);
+    expect(summary.shred.affectedResources).toHaveLength(1);
+    expect(['VOLUME_LOCKED', 'KEY_DESTROYED']).toContain(summary.shred.readError.code);
+    expect(summary.volume.metadataAfterShred).toMatchObject({ name: 'demo-volume', state: 'locked', sizeBytes: 4 * 1024 * 1024 });
+    expect(summary.key.after).toMatchObject({ stateName: 'Destroyed', state: 5 });
+
+    const actions = summary.audit.events.map((e: { action: string }) => e.action);
+    expect(actions).toContain('hs-crypto.secrets.delete');
+    expect(summary.audit.verify.ok).toBe(true);
+
+    // The directory it leaves behind: metadata readable, data not.
+    const [list, exported] = await Promise.all([
+      runBlockvault(['volume', 'list', '--dir', dir, '--key-file', summary.keyFile, '--json'], { env: { BLOCKVAULT_PASSPHRASE: undefined } }),
+      runBlockvault(['volume', 'export', 'demo-volume', '--dir', dir, '--key-file', summary.keyFile, '--file', path.join(root, 'x'), '--json']),
+    ]);
+    expect(list.code, list.stderr).toBe(0);
+    expect(list.json()).toEqual([expect.objectContaining({ name: 'demo-volume', state: 'locked' })]);
+    expect(exported.code).toBe(1);
+    expect(['VOLUME_LOCKED', 'KEY_DESTROYED']).toContain(exported.jsonError().error.code);
+  });
+
+  it('tells its story step by step in human mode', async () => {
+    const result = await runBlockvault(['demo', '--dir', path.join(root, 'human'), '--size', '1MiB'], { timeoutMs: 110_000 });
+    expect(result.code, result.stderr).toBe(0);
+    const text = result.stdout.toString();
+    expect(text).toMatch(/Engine directory: /);
+    expect(text).toMatch(/refused as it should be: NOT_AUTHORIZED/);
+    expect(text).toMatch(/refused as it should be: KEY_IN_USE/);
+    expect(text).toMatch(/data is gone for good: (VOLUME_LOCKED|KEY_DESTROYED)/);
+    expect(text).toMatch(/hs-crypto\.secrets\.delete/);
+    expect(text).toMatch(/Demo complete\./);
+  });
+
+  it('refuses a directory that is not fresh', async () => {
+    const used = path.join(root, 'used');
+    mkdirSync(used);
+    writeFileSync(path.join(used, 'something'), 'x');
+    const result = await runBlockvault(['demo', '--dir', used, '--json']);
+    expect(result.code).toBe(1);
+    expect(result.jsonError().error.code).toBe('ALREADY_EXISTS');
+  });
+});
