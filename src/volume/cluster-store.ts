@@ -92,6 +92,24 @@ export function readFast(db: Database<Buffer, Buffer>, key: Buffer): Buffer | nu
   return fast === undefined ? null : fast.subarray(0, fast.length);
 }
 
+/**
+ * One key buffer per store for lookups: lmdb-js copies a key before get returns, so reads need no
+ * allocation of their own (writes still get fresh keys; their instructions outlive the call).
+ */
+class LookupKey {
+  private readonly key = Buffer.allocUnsafe(CLUSTER_KEY_BYTES);
+
+  constructor(storeId: number) {
+    this.key.writeUInt32BE(storeId, 0);
+  }
+
+  of(index: number): Buffer {
+    this.key.writeUInt32BE(Math.floor(index / 0x1_0000_0000), 4);
+    this.key.writeUInt32BE(index >>> 0, 8);
+    return this.key;
+  }
+}
+
 /** Overlay bookkeeping shared by both layouts. */
 class PendingWrites {
   private lastCommit: Promise<unknown> = Promise.resolve();
@@ -168,6 +186,7 @@ export class CompactStore implements ClusterStore {
   readonly layout = 'compact';
   private readonly overlay = new Map<number, Pending>();
   private readonly writes: PendingWrites;
+  private readonly lookup: LookupKey;
 
   constructor(
     private readonly deps: ClusterStoreDeps,
@@ -175,6 +194,7 @@ export class CompactStore implements ClusterStore {
     private readonly g: ClusterGeometry,
   ) {
     this.writes = new PendingWrites(deps.budget);
+    this.lookup = new LookupKey(storeId);
   }
 
   get pendingCount(): number {
@@ -183,7 +203,7 @@ export class CompactStore implements ClusterStore {
 
   meta(clusterIndex: number): ClusterView | null {
     const pending = this.overlay.get(clusterIndex);
-    const raw = pending !== undefined ? pending.value : readFast(this.deps.clusters, clusterKey(this.storeId, clusterIndex));
+    const raw = pending !== undefined ? pending.value : readFast(this.deps.clusters, this.lookup.of(clusterIndex));
     return raw === null ? null : decodeCluster(raw, this.g);
   }
 
@@ -251,6 +271,7 @@ export class SplitStore implements ClusterStore {
   private readonly metaOverlay = new Map<number, Pending>();
   private readonly bodyOverlay = new Map<number, Pending>();
   private readonly writes: PendingWrites;
+  private readonly lookup: LookupKey;
 
   constructor(
     private readonly deps: ClusterStoreDeps,
@@ -259,6 +280,7 @@ export class SplitStore implements ClusterStore {
   ) {
     assert(g.sectorSize === 4096, 'the split layout is for 4096-byte sectors');
     this.writes = new PendingWrites(deps.budget);
+    this.lookup = new LookupKey(storeId);
   }
 
   get pendingCount(): number {
@@ -269,7 +291,7 @@ export class SplitStore implements ClusterStore {
   meta(clusterIndex: number): ClusterView | null {
     const pending = this.metaOverlay.get(clusterIndex);
     if (pending !== undefined) return pending.value === null ? null : decodeSplitMeta(pending.value, this.g);
-    const raw = readFast(this.deps.clusters, clusterKey(this.storeId, clusterIndex));
+    const raw = readFast(this.deps.clusters, this.lookup.of(clusterIndex));
     return raw === null ? null : decodeSplitMeta(Buffer.from(raw), this.g);
   }
 
@@ -369,7 +391,7 @@ export class SplitStore implements ClusterStore {
   /** A sector's body: pending or committed; a view valid until the next lookup. */
   private body(sector: number): Uint8Array {
     const pending = this.bodyOverlay.get(sector);
-    const body = pending !== undefined ? pending.value : readFast(this.deps.sectors, clusterKey(this.storeId, sector));
+    const body = pending !== undefined ? pending.value : readFast(this.deps.sectors, this.lookup.of(sector));
     assert(body !== null && body.length === SPLIT_BODY_BYTES, `the body of present sector ${sector} is stored, ${SPLIT_BODY_BYTES} bytes`);
     return body;
   }
