@@ -7,7 +7,7 @@
  *
  * Encryption only (decryption costs the same in all three), in place for native and ts.
  * `npm run bench:cipher`; writes bench/results/cipher.json and bench/results/cipher.md.
- * Takes about a minute.
+ * Takes under a minute.
  */
 import { createCipheriv, randomBytes } from 'node:crypto';
 import { add, configure, cycle, suite } from 'benny';
@@ -60,16 +60,35 @@ async function main(): Promise<void> {
   console.log(`blockvault cipher benchmark: ${machine.cpuModel}, ${machine.logicalCpus} logical CPUs, Node ${machine.node}`);
   console.log(native ? `native addon: ${status.version ?? '?'} (${status.cpuPath ?? '?'} path)` : `native addon unavailable: ${status.error}`);
 
-  // OpenSSL first and alone, so that it does not compete with the Node cases for the core.
-  const openssl = new Map<number, OpensslSpeed | undefined>();
+  // OpenSSL alone, before and after the Node cases (never concurrently with them), keeping the
+  // faster of the two runs: on a shared machine the ceiling is the best the core gave OpenSSL,
+  // which makes native / openssl a conservative ratio.
+  const opensslRuns = new Map<number, (OpensslSpeed | undefined)[]>();
+  const measureOpenssl = (when: string) => {
+    for (const sectorSize of SECTOR_SIZES) {
+      const speed = opensslSpeed('aes-256-xts', sectorSize, OPENSSL_SECONDS);
+      opensslRuns.set(sectorSize, [...(opensslRuns.get(sectorSize) ?? []), speed]);
+      console.log(
+        speed
+          ? `openssl speed -seconds ${OPENSSL_SECONDS} -bytes ${sectorSize} -evp aes-256-xts (${when}): ${formatNumber(speed.bytesPerSecond / 1e6)} MB/s`
+          : `openssl speed -bytes ${sectorSize}: unavailable (no openssl CLI or unparsable output)`,
+      );
+    }
+  };
+  measureOpenssl('before');
+
+  // Warm-up: let V8 optimise every path at every size before anything is measured, so the first
+  // suite does not pay for compilation the later ones get for free.
+  const warmKey = distinctHalvesKey();
   for (const sectorSize of SECTOR_SIZES) {
-    const speed = opensslSpeed('aes-256-xts', sectorSize, OPENSSL_SECONDS);
-    openssl.set(sectorSize, speed);
-    console.log(
-      speed
-        ? `openssl speed -seconds ${OPENSSL_SECONDS} -bytes ${sectorSize} -evp aes-256-xts: ${formatNumber(speed.bytesPerSecond / 1e6)} MB/s`
-        : `openssl speed -bytes ${sectorSize}: unavailable (no openssl CLI or unparsable output)`,
-    );
+    for (const batchSectors of BATCH_SECTORS) {
+      const data = randomBytes(sectorSize * batchSectors);
+      const rounds = Math.max(4, Math.floor(2048 / batchSectors));
+      for (let i = 0; i < rounds; i++) {
+        native?.encryptSectorsInto(warmKey, i, sectorSize, data, data);
+        ts.encryptSectorsInto(warmKey, i, sectorSize, data, data);
+      }
+    }
   }
 
   const results: CaseResult[] = [];
@@ -109,6 +128,13 @@ async function main(): Promise<void> {
         });
       }
     }
+  }
+
+  measureOpenssl('after');
+  const openssl = new Map<number, OpensslSpeed | undefined>();
+  for (const [sectorSize, runs] of opensslRuns) {
+    const measured = runs.filter((r): r is OpensslSpeed => r !== undefined);
+    openssl.set(sectorSize, measured.sort((a, b) => b.bytesPerSecond - a.bytesPerSecond)[0]);
   }
 
   const mbps = (sectorSize: number, batchSectors: number, impl: Impl) =>
@@ -172,9 +198,9 @@ async function main(): Promise<void> {
   const table = markdownTable(header, rows);
   const markdown = [
     `AES-256-XTS encryption, one thread, MB/s = 10^6 bytes/s (\`npm run bench:cipher\`, ${machine.date.slice(0, 10)}).`,
-    `${machine.cpuModel}, ${machine.logicalCpus} logical CPUs, Node ${machine.node}, ${opensslVersionText}, ${nativeText}.`,
+    `${machine.cpuModel}, ${machine.logicalCpus} logical CPUs (load average ${machine.loadAverage1m} at start), Node ${machine.node}, ${opensslVersionText}, ${nativeText}.`,
     `"batch" is sectors per call; node:crypto creates one \`aes-256-xts\` cipher per sector with the plain64 IV;`,
-    `openssl is \`openssl speed -seconds ${OPENSSL_SECONDS} -bytes <sector> -evp aes-256-xts\` in the same run, the single-core ceiling.`,
+    `openssl is \`openssl speed -seconds ${OPENSSL_SECONDS} -bytes <sector> -evp aes-256-xts\`, the single-core ceiling, best of a run before and after the Node cases.`,
     '',
     table,
     '',
@@ -189,6 +215,7 @@ async function main(): Promise<void> {
       machine,
       native: status,
       openssl: Object.fromEntries([...openssl].map(([size, s]) => [size, s ?? null])),
+      opensslRuns: Object.fromEntries([...opensslRuns].map(([size, runs]) => [size, runs.map((r) => r?.bytesPerSecond ?? null)])),
       caseOptions: CASE_OPTIONS,
       results,
       targets,

@@ -1,5 +1,5 @@
 /** Where a benchmark ran: what a reader needs to compare figures across machines. */
-import { cpus, totalmem } from 'node:os';
+import { cpus, loadavg, totalmem } from 'node:os';
 
 export interface MachineInfo {
   date: string;
@@ -8,6 +8,8 @@ export interface MachineInfo {
   memoryGiB: number;
   node: string;
   platform: string;
+  /** 1-minute load average when the benchmark started: how busy the (possibly shared) machine was. */
+  loadAverage1m: number;
 }
 
 export function machineInfo(): MachineInfo {
@@ -19,5 +21,6 @@ export function machineInfo(): MachineInfo {
     memoryGiB: Math.round(totalmem() / 2 ** 30),
     node: process.version,
     platform: `${process.platform}-${process.arch}`,
+    loadAverage1m: Math.round(loadavg()[0]! * 100) / 100,
   };
 }
