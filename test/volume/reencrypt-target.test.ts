@@ -71,7 +71,7 @@ for (const { backend, skipReason } of cipherBackends()) {
           model.fill(0, 7 * clusterBytes, 7 * clusterBytes + clusterBytes / 2);
 
           const keeper = testKeeper();
-          const checkpoints = h.root.openDB<number, string>('checkpoints');
+          const checkpoints = h.root.openDB<number, string>('checkpoints', {});
           const target = new VolumeReencryptTarget(h.core, h.root, keeper);
           expect(target.writeGeneration()).toBe(1);
           expect(target.storedClusterCount()).toBe(clusterCount - 1);
