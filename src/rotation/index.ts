@@ -1,0 +1,7 @@
+export { TaskManager, TaskWaitTimeoutError, type RotationOptions, type TaskManagerOptions, type WaitOptions } from './task-manager.js';
+export { RotationRunner, DEFAULT_RUNNER_OPTIONS, type RunnerOptions, type RunnerStats } from './runner.js';
+export { RotationPool, type RotationPoolOptions } from './worker-pool.js';
+export { TaskStore } from './task-store.js';
+export type { ClusterOps, RotationCipher } from './cluster-ops.js';
+export * from './task-types.js';
+export type { ClusterSnapshot, ReencryptTarget, ReencryptClusterFn } from './target.js';

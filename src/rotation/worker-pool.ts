@@ -1,0 +1,91 @@
+import { readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { availableParallelism } from 'node:os';
+import { dirname, join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { Piscina } from 'piscina';
+import { workerScript } from '../util/worker-script.js';
+import type { ReencryptBatchRequest, ReencryptBatchResult, RotationWorkerData } from './batch-protocol.js';
+import { defaultClusterOpsUrl, loadClusterOps, toModuleUrl } from './cluster-ops.js';
+
+export interface RotationPoolOptions {
+  /** Worker threads; default os.availableParallelism(). */
+  workers?: number;
+  /** The ClusterOps module (file URL or absolute path); default the volume's format and src/cipher. */
+  clusterOpsModule?: string;
+  /** Cipher backend passed to ClusterOps.createCipher: 'native', 'ts' or undefined (default). */
+  backend?: string;
+  /** Idle threads exit after this long; the pool starts them again on demand. */
+  idleTimeoutMs?: number;
+}
+
+/** A piscina pool of rotation workers shared by every task of an engine. */
+export class RotationPool {
+  readonly size: number;
+  private readonly piscina: Piscina<unknown, unknown>;
+
+  private constructor(piscina: Piscina<unknown, unknown>, size: number) {
+    this.piscina = piscina;
+    this.size = size;
+  }
+
+  static defaultWorkers(): number {
+    return Math.max(1, availableParallelism());
+  }
+
+  static async create(options: RotationPoolOptions = {}): Promise<RotationPool> {
+    const size = options.workers ?? RotationPool.defaultWorkers();
+    if (!Number.isInteger(size) || size < 1 || size > 256) throw new RangeError(`rotation workers must be an integer in 1..256, got ${size}`);
+    const opsModuleUrl = options.clusterOpsModule === undefined ? defaultClusterOpsUrl() : toModuleUrl(options.clusterOpsModule);
+    // Load the ops module (and with it the cipher's native addon) on the main thread first: a
+    // napi addon first loaded by a worker thread is unloaded when that thread exits, and loading
+    // it here also surfaces a broken module before any task starts.
+    await loadClusterOps(opsModuleUrl);
+    const script = workerScript(import.meta.url, 'rotation-worker');
+    const workerData: RotationWorkerData = { opsModuleUrl, backend: options.backend };
+    const piscina = new Piscina<unknown, unknown>({
+      filename: script.filename,
+      execArgv: workerExecArgv(script.execArgv),
+      minThreads: 0,
+      maxThreads: size,
+      idleTimeout: options.idleTimeoutMs ?? 30_000,
+      concurrentTasksPerWorker: 1,
+      workerData,
+      name: 'default',
+    });
+    return new RotationPool(piscina, size);
+  }
+
+  /** `request.packed` and `request.keys` are transferred: detached on this thread from the call on. */
+  async reencrypt(request: ReencryptBatchRequest): Promise<ReencryptBatchResult> {
+    return (await this.piscina.run(request, { transferList: [request.packed, request.keys] })) as ReencryptBatchResult;
+  }
+
+  /** Tests: ask a worker for its ClusterOps.probe() report. */
+  async probe(): Promise<unknown> {
+    return this.piscina.run({ kind: 'probe' });
+  }
+
+  async destroy(): Promise<void> {
+    await this.piscina.destroy();
+  }
+}
+
+/**
+ * From TypeScript sources workerScript asks for `--import tsx`, but before Node 22 tsx registers
+ * its ESM hooks on the main thread only, so a worker would fail on the .ts file. The worker
+ * therefore registers tsx itself, through a preloaded data: module (no extra file to ship).
+ */
+function workerExecArgv(execArgv: string[]): string[] {
+  const at = execArgv.findIndex((arg, i) => arg === '--import' && execArgv[i + 1] === 'tsx');
+  if (at < 0) return execArgv;
+  const preload = `data:text/javascript,${encodeURIComponent(`import { register } from ${JSON.stringify(tsxEsmApiUrl())}; register();`)}`;
+  return [...execArgv.slice(0, at), '--import', preload, ...execArgv.slice(at + 2)];
+}
+
+/** tsx's ESM API module, found through tsx's package.json (vitest's module runner has no import.meta.resolve). */
+function tsxEsmApiUrl(): string {
+  const packageJsonPath = createRequire(import.meta.url).resolve('tsx/package.json');
+  const exports = (JSON.parse(readFileSync(packageJsonPath, 'utf8')) as { exports: Record<string, { import: { default: string } }> }).exports;
+  return pathToFileURL(join(dirname(packageJsonPath), exports['./esm/api']!.import.default)).href;
+}
