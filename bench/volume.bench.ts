@@ -7,14 +7,14 @@
  *    layout; "raw": an LMDB environment with the engine's settings (4 KiB pages, overlappingSync,
  *    fsynced commits) holding each 4096-byte sector as one value under a 12-byte key.
  *  - sequential writes: the whole volume in 1 MiB writes, 4 in flight (raw: 256 puts per MiB);
- *    random writes: 8192 x 4 KiB at random sectors, 64 in flight; both end with a flush
+ *    random writes: 16384 x 4 KiB at random sectors, 64 in flight; both end with a flush
  *    (vol.flush() / root.flushed), which is inside the timing.
  *  - sequential reads: the whole volume in 1 MiB reads, one at a time (raw: 256 gets copied into
- *    a 1 MiB buffer); random reads: 16384 x 4 KiB, one at a time (raw: one get each).
- *  - every case runs in 3 rounds, raw and api alternating (the order flips each round), and the
+ *    a 1 MiB buffer); random reads: 32768 x 4 KiB, one at a time (raw: one get each).
+ *  - every case runs in 4 rounds, raw and api alternating (the order flips each round), and the
  *    reported ratio is api/raw over the summed times: shared machines drift, pairs drift together.
  *  - layouts: for each cluster layout a fresh engine with one 64 MiB volume, written once
- *    sequentially (file growth / logical size), then 3 x 2048 random 4 KiB writes against a raw
+ *    sequentially (file growth / logical size), then 4 x 4096 random 4 KiB writes against a raw
  *    environment prefilled with the same 64 MiB (ratio as above).
  *
  * `node --import tsx bench/volume.bench.ts` (npm run bench:volume); writes
@@ -35,12 +35,12 @@ const MIB = 1024 * 1024;
 const SECTOR = 4096;
 const MAIN_VOLUME_BYTES = 128 * MIB;
 const LAYOUT_VOLUME_BYTES = 64 * MIB;
-const ROUNDS = 3;
+const ROUNDS = 4;
 const SEQ_IN_FLIGHT = 4;
-const RANDOM_WRITES = 8192;
+const RANDOM_WRITES = 16384;
 const RANDOM_WRITES_IN_FLIGHT = 64;
-const RANDOM_READS = 16384;
-const LAYOUT_RANDOM_WRITES = 2048;
+const RANDOM_READS = 32768;
+const LAYOUT_RANDOM_WRITES = 4096;
 const PASSPHRASE = 'volume-bench-passphrase';
 const TARGETS = { randomWrite: 0.7, sequentialWrite: 0.8, read: 0.8, amplification: 1.25 };
 
@@ -313,7 +313,7 @@ async function main(): Promise<void> {
     '# Volume I/O and layout (bench/volume.bench.ts)',
     '',
     `${machine.date}, ${machine.cpuModel}, ${machine.logicalCpus} logical CPUs, ${machine.memoryGiB} GiB, Node ${machine.node}, ${machine.platform}; native cipher; ${elapsedS.toFixed(0)} s.`,
-    'Ratios compare the API with raw LMDB puts/gets of the same data with the same durability, alternating in the same run (3 rounds).',
+    `Ratios compare the API with raw LMDB puts/gets of the same data with the same durability, alternating in the same run (${ROUNDS} rounds).`,
     '',
     '## Throughput (128 MiB volume, 4096-byte sectors, default layout)',
     '',
@@ -325,7 +325,7 @@ async function main(): Promise<void> {
     '## Space of a fully written volume (64 MiB, 4096-byte sectors), per layout',
     '',
     markdownTable(
-      ['layout', 'sectors per cluster', 'file / logical', 'after 6144 random 4 KiB overwrites', 'random 4 KiB writes, api / raw', ''],
+      ['layout', 'sectors per cluster', 'file / logical', `after ${ROUNDS * LAYOUT_RANDOM_WRITES} random 4 KiB overwrites`, 'random 4 KiB writes, api / raw', ''],
       [
         ['raw LMDB, 1 value per sector', '-', layout.rawAmplification.toFixed(3), layout.rawAfterRandom.toFixed(3), '1.00', ''],
         ...layout.layouts.map((l) => [
