@@ -1,0 +1,66 @@
+/**
+ * Where root-key material lives. SoftHsm (authorizations, states, registrations, audit, metadata)
+ * reaches material only through this interface, the way rustls reaches its crypto through a
+ * provider: a PKCS#11 provider for a real HSM can replace the software one without touching the
+ * volume or rotation code.
+ *
+ * Rules every provider follows:
+ * - Material is addressed by handle (key id) and version only. No method returns root-key
+ *   material; `unwrap` returns the *data key* the caller wrapped.
+ * - Material handed in (`import`, `rotate`) is copied; the caller zeroizes its own copy.
+ * - `destroy` is final: the material is overwritten where it is stored and zeroized in memory;
+ *   later use of that version fails with KEY_DESTROYED.
+ * - Errors are BlockvaultErrors: KEY_DESTROYED (no material for that version), INVALID_ARGUMENT
+ *   (a wrapped key that does not authenticate, material of the wrong size, a reused version),
+ *   KEYSTORE_CORRUPT (stored material fails authentication).
+ */
+export interface KeyVersionRef {
+  /** The root key's id ([A-Za-z0-9._-], at most 64 characters). */
+  keyId: string;
+  /** 1, 2, ... */
+  version: number;
+}
+
+/** Material handed over for import: in the clear, or encrypted to a transport (import-token) key. */
+export type ImportMaterial = { material: Uint8Array } | { transportKeyId: string; encryptedMaterial: Uint8Array };
+
+export interface ProviderInventory {
+  keyVersions: KeyVersionRef[];
+  transportKeyIds: string[];
+}
+
+export interface KeyProvider {
+  /** A short name for logs and `SoftHsm.info()`, e.g. 'software'. */
+  readonly kind: string;
+
+  /** Generate fresh random AES-256 material for a new key's first version. */
+  create(ref: KeyVersionRef): Promise<void>;
+  /** Store supplied 32-byte material as a new key's first version (BYOK). */
+  import(ref: KeyVersionRef, material: ImportMaterial): Promise<void>;
+  /**
+   * Add version `ref.version` to an existing key: fresh random material, or the supplied material
+   * (imported keys). Supplied material equal to an existing version is refused.
+   */
+  rotate(ref: KeyVersionRef, material?: ImportMaterial): Promise<void>;
+
+  /** AES-KWP (RFC 5649) of a data key under one version. */
+  wrap(ref: KeyVersionRef, plaintext: Uint8Array): Promise<Uint8Array>;
+  /** The data key; the caller owns the returned buffer and zeroizes it. */
+  unwrap(ref: KeyVersionRef, wrapped: Uint8Array): Promise<Uint8Array>;
+  /** Unwrap under `from` and wrap under `to` without the data key leaving the provider. */
+  rewrap(from: KeyVersionRef, to: KeyVersionRef, wrapped: Uint8Array): Promise<Uint8Array>;
+
+  /** Destroy the given versions of a key (all of them for a key deletion). Idempotent. */
+  destroy(keyId: string, versions: readonly number[]): Promise<void>;
+
+  /** An RSA-OAEP-SHA256 2048-bit key pair for an import token; returns the public key (SPKI PEM). */
+  createTransportKey(transportKeyId: string): Promise<{ publicKeyPem: string }>;
+  /** Destroy an import token's private key. Idempotent. */
+  destroyTransportKey(transportKeyId: string): Promise<void>;
+
+  /** What is stored, so the HSM can finish interrupted operations and remove strays on open. */
+  inventory(): Promise<ProviderInventory>;
+
+  /** Zeroize every copy of material held in memory. The provider is unusable afterwards. */
+  close(): Promise<void>;
+}
