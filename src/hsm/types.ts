@@ -18,11 +18,15 @@ export interface HsmInstanceInfo {
   name: string;
   crn: string;
   createdAtMs: number;
+  /** The internal 'platform' instance that holds platform-managed root keys. */
+  platformManaged?: boolean;
 }
 
 export interface RootKeyVersionInfo {
   version: number; // 1, 2, ... ; the newest wraps, all non-destroyed ones unwrap
   createdAtMs: number;
+  /** When this version's material was destroyed (with the key); null while it exists. */
+  destroyedAtMs?: number | null;
 }
 
 export interface RotationPolicy {
@@ -48,6 +52,8 @@ export interface RootKeyInfo {
   dualAuthDelete: boolean;
   /** Who called setKeyForDeletion, when dual authorization is on and a deletion is pending. */
   deletionAuthorizedBy: string | null;
+  /** Until when that pending authorization is valid (7 days after setKeyForDeletion). */
+  deletionAuthorizedUntilMs?: number | null;
   rotationPolicy: RotationPolicy | null;
   destroyedAtMs: number | null;
 }
@@ -92,6 +98,7 @@ export interface Registration {
   keyVersion: number;
   preventKeyDeletion: boolean;
   createdAtMs: number;
+  updatedAtMs?: number;
 }
 
 export interface ImportTokenInfo {
@@ -102,6 +109,21 @@ export interface ImportTokenInfo {
   expiresAtMs: number;
   maxRetrievals: number;
   retrievals: number;
+}
+
+/** What createImportToken returns: the token's terms, without its public key (fetching that counts). */
+export type ImportTokenStatus = Omit<ImportTokenInfo, 'publicKeyPem'>;
+
+/** What one run of the rotation-policy scheduler did. */
+export interface RotationSchedulerResult {
+  /** Keys rotated because their policy was due, with what `hooks.onRotated` returned for each. */
+  rotated: { keyCrn: string; version: number; tasks: unknown[] }[];
+  /** Keys whose policy was due but that were not rotated, and why (imported, not Active). */
+  skipped: { keyCrn: string; reason: string }[];
+  /** Keys whose rotation failed; the others still ran. */
+  failed: { keyCrn: string; code: string; message: string }[];
+  /** When the next policy falls due (null when no Active key has a policy). */
+  nextDueAtMs: number | null;
 }
 
 export interface DeleteKeyResult {
