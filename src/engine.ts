@@ -734,7 +734,7 @@ export class Engine {
     if (stillUsed) return;
     try {
       const key = await this.hsm.getKey(record.diskEncryptionKeyCrn);
-      if (key.state !== KeyState.Destroyed) await this.hsm.deleteKey(record.diskEncryptionKeyCrn);
+      if (key.state !== KeyState.Destroyed) await this.hsm.deleteKey(record.diskEncryptionKeyCrn, { initiator: STORAGE_SERVICE });
     } catch (error) {
       process.emitWarning(`blockvault: could not delete the platform key of purged volume ${record.id}: ${(error as Error).message}`);
     }
