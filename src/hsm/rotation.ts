@@ -3,7 +3,7 @@ import { DEFAULT_INITIATOR, ROOT_KEY_BYTES, roughInitiator, roughText, type Audi
 import { assertStateAllows, toRootKeyInfo } from './key-info.js';
 import type { KeyRecord } from './metadata-store.js';
 import type { ImportMaterial } from './provider.js';
-import { checkBytes, checkText, invalid } from './validate.js';
+import { checkBoolean, checkBytes, checkText, invalid } from './validate.js';
 import { KeyState, type RootKeyInfo, type RotationSchedulerResult } from './types.js';
 
 /**
@@ -12,12 +12,13 @@ import { KeyState, type RootKeyInfo, type RotationSchedulerResult } from './type
  */
 
 /** Rotate under the HSM mutex; the caller notifies the hooks afterwards, outside it. */
-export async function rotateLocked(core: HsmCore, crn: string, opts: { material?: unknown; initiator?: unknown }, trigger: 'manual' | 'policy'): Promise<RootKeyInfo> {
+export async function rotateLocked(core: HsmCore, crn: string, opts: { material?: unknown; initiator?: unknown; rewrapOnly?: unknown }, trigger: 'manual' | 'policy'): Promise<RootKeyInfo> {
   const meta: AuditMeta = { initiator: roughInitiator(opts, DEFAULT_INITIATOR), keyCrn: roughText(crn) };
   return core.audited('hs-crypto.secrets.rotate', meta, async () => {
     meta.initiator = checkText(opts.initiator, 'initiator', DEFAULT_INITIATOR);
     const { record, crn: keyCrn } = core.resolveKey(crn);
     meta.keyCrn = keyCrn;
+    checkBoolean(opts.rewrapOnly, 'rewrapOnly', false);
     assertStateAllows(record, 'rotate', keyCrn);
     let material: ImportMaterial | undefined;
     if (opts.material !== undefined) {

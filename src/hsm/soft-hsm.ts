@@ -15,7 +15,7 @@ import * as registrations from './registrations.js';
 import * as rootKeys from './root-keys.js';
 import * as rotation from './rotation.js';
 import { SoftwareKeyProvider } from './software-provider.js';
-import { checkBoolean, invalid, optionsObject } from './validate.js';
+import { invalid, optionsObject } from './validate.js';
 import {
   KeyState,
   type Authorization,
@@ -234,9 +234,9 @@ export class SoftHsm {
   async rotateKey(crn: string, options?: { material?: Uint8Array; rewrapOnly?: boolean; initiator?: string }): Promise<unknown[]> {
     this.core.assertOpen();
     const opts = optionsObject(options, 'rotateKey(crn, { material?, rewrapOnly? })');
-    const rewrapOnly = checkBoolean(opts.rewrapOnly, 'rewrapOnly', false);
+    // rotateLocked validates every option (rewrapOnly included) inside its audit record.
     const info = await this.core.exclusive(() => rotation.rotateLocked(this.core, crn, opts, 'manual'));
-    return rotation.notifyRotated(this.core, info, rewrapOnly);
+    return rotation.notifyRotated(this.core, info, opts.rewrapOnly === true);
   }
 
   /** Set, or with null remove, the rotation policy (an interval of at least one hour). */
