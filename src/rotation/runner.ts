@@ -417,7 +417,7 @@ export class RotationRunner {
     let next: TaskRecord | null = null;
     const nextRecord = (): TaskRecord => {
       const sectorsDone = this.record.sectorsDone + sectors;
-      return {
+      const next: TaskRecord = {
         ...this.record,
         checkpointClusterIndex: Math.max(this.record.checkpointClusterIndex, Math.min(checkpoint(committed), END_OF_SCAN)),
         sectorsDone,
@@ -425,6 +425,10 @@ export class RotationRunner {
         bytesDone: this.record.bytesDone + sectors * target.sectorSize,
         updatedAtMs: this.clock.nowMs(),
       };
+      const rate = progressOf(next, this.runBytes + sectors * target.sectorSize, performance.now() - this.runStartMs, target.sectorSize);
+      next.bytesPerSecond = rate.bytesPerSecond;
+      next.etaMs = rate.etaMs;
+      return next;
     };
     const stored = await target.commitReencrypted(items, () => {
       next = nextRecord();
@@ -473,8 +477,9 @@ export class RotationRunner {
     await this.onEvent?.(ROTATION_AUDIT_ACTIONS.kmsAck, { ...this.auditDetails(), eventType: 'rotate', resourceCrn: this.target.volumeId });
     const now = this.clock.nowMs();
     await this.onEvent?.(ROTATION_AUDIT_ACTIONS.complete, { ...this.auditDetails(), durationMs: now - (this.record.startedAtMs ?? now) });
+    const rate = progressOf(this.record, this.runBytes, performance.now() - this.runStartMs, this.target.sectorSize);
     await this.update(
-      { state: 'completed', phase: 'done', endedAtMs: now, sectorsDone: this.record.sectorsTotal, error: null },
+      { state: 'completed', phase: 'done', endedAtMs: now, sectorsDone: this.record.sectorsTotal, bytesPerSecond: rate.bytesPerSecond, etaMs: 0, error: null },
       true,
     );
     return this.record;

@@ -46,6 +46,12 @@ export interface TaskManagerOptions {
    * throw (the volume is gone, locked, deleted) fails the task with that error.
    */
   openTarget(task: TaskRecord): ReencryptTarget | Promise<ReencryptTarget>;
+  /**
+   * Called once the task's run ends, whatever the outcome (also when paused by close()), with the
+   * task's record at that point. Default: `target.close()` when the target has one (the engine's
+   * VolumeReencryptTarget holds its volume open until then).
+   */
+  closeTarget?(task: TaskRecord, target: ReencryptTarget): void | Promise<void>;
   rotation?: RotationOptions;
   /** The ClusterOps module for the workers (file URL or path); default the volume format. Tests pass their own. */
   clusterOpsModule?: string;
@@ -94,6 +100,7 @@ export class TaskManager extends EventEmitter<TaskManagerEvents> {
   private readonly store: TaskStore;
   private readonly root: RootDatabase;
   private readonly openTarget: TaskManagerOptions['openTarget'];
+  private readonly closeTarget: NonNullable<TaskManagerOptions['closeTarget']>;
   private readonly rotation: RotationOptions;
   private readonly clusterOpsModule: string | undefined;
   private readonly clock: Clock;
@@ -112,6 +119,7 @@ export class TaskManager extends EventEmitter<TaskManagerEvents> {
     this.root = options.root;
     this.store = new TaskStore(options.root);
     this.openTarget = options.openTarget;
+    this.closeTarget = options.closeTarget ?? ((_task, target) => (target as { close?: () => unknown }).close?.() as void | Promise<void>);
     this.rotation = validateRotationOptions(options.rotation ?? {});
     this.clusterOpsModule = options.clusterOpsModule;
     this.clock = options.clock ?? systemClock;
@@ -306,8 +314,13 @@ export class TaskManager extends EventEmitter<TaskManagerEvents> {
     let pool: RotationPool;
     try {
       target = await this.openTarget(task);
+    } catch (error) {
+      return this.failBeforeStart(task, error);
+    }
+    try {
       pool = await this.ensurePool();
     } catch (error) {
+      await this.closeQuietly(task, target);
       return this.failBeforeStart(task, error);
     }
     const runner = new RotationRunner({
@@ -326,6 +339,15 @@ export class TaskManager extends EventEmitter<TaskManagerEvents> {
       return await runner.run();
     } finally {
       this.lastStats.set(task.id, runner.stats);
+      await this.closeQuietly(runner.task, target);
+    }
+  }
+
+  private async closeQuietly(task: TaskRecord, target: ReencryptTarget): Promise<void> {
+    try {
+      await this.closeTarget(task, target);
+    } catch {
+      // The task's outcome is persisted already; a target that fails to close must not change it.
     }
   }
 
@@ -426,6 +448,8 @@ function newTaskRecord(spec: Required<NewTaskSpec>, now: number): TaskRecord {
     sectorsDone: 0,
     sectorsTotal: 0,
     bytesDone: 0,
+    bytesPerSecond: 0,
+    etaMs: null,
     createdAtMs: now,
     startedAtMs: null,
     endedAtMs: null,

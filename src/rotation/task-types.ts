@@ -50,6 +50,10 @@ export interface TaskRecord {
   sectorsTotal: number;
   /** Logical bytes re-encrypted (sectors times sector size). */
   bytesDone: number;
+  /** Re-encryption rate of the current (or last) run of the task, as of its last checkpoint. */
+  bytesPerSecond: number;
+  /** Estimated time to completion as of the last checkpoint; null while unknown, 0 once completed. */
+  etaMs: number | null;
   createdAtMs: number;
   startedAtMs: number | null;
   endedAtMs: number | null;

@@ -261,26 +261,32 @@ describe('rotation tasks', () => {
   });
 
   it('the bandwidth cap slows re-encryption down', async () => {
-    const sizeSectors = 8 * 64; // 64 clusters of 4104 bytes: about 263 KB
+    // One pool, warmed up first, and durations from the tasks' own start and end, so that worker
+    // start-up does not count.
+    const sizeSectors = 8 * 24; // 24 clusters of 4104 bytes: about 98 KB
+    const capBytesPerSecond = 48 * 1024;
+    const rotate = async (h: Harness, volumeId: string) => {
+      const task = await h.manager.create({ volumeId, keyCrn: KEY_CRN, fromKeyVersion: 1, toKeyVersion: 2 });
+      const done = await h.manager.wait(task.id);
+      return { done, ms: done.endedAtMs! - done.startedAtMs! };
+    };
     const h1 = await harness({ rotation: { workers: 2, rotationBatchSectorsMax: 16 } });
+    await createFilledVolume(h1, 'warm', { sizeSectors: 8 * 4 });
     await createFilledVolume(h1, 'vol-b', { sizeSectors });
-    let started = performance.now();
-    const free = await h1.manager.create({ volumeId: 'vol-b', keyCrn: KEY_CRN, fromKeyVersion: 1, toKeyVersion: 2 });
-    await h1.manager.wait(free.id);
-    const uncappedMs = performance.now() - started;
+    await rotate(h1, 'warm');
+    const uncapped = await rotate(h1, 'vol-b');
 
-    const capBytesPerSecond = 512 * 1024;
     const h2 = await harness({ rotation: { workers: 2, rotationBatchSectorsMax: 16, bandwidthBytesPerSecond: capBytesPerSecond } });
+    await createFilledVolume(h2, 'warm2', { sizeSectors: 8 * 2 });
     const volume = await createFilledVolume(h2, 'vol-b2', { sizeSectors });
-    started = performance.now();
-    const capped = await h2.manager.create({ volumeId: 'vol-b2', keyCrn: KEY_CRN, fromKeyVersion: 1, toKeyVersion: 2 });
-    await h2.manager.wait(capped.id);
-    const cappedMs = performance.now() - started;
-    const storedBytes = 64 * (8 + 8 * 512);
-    const burstBytes = capBytesPerSecond / 10;
+    await rotate(h2, 'warm2');
+    const capped = await rotate(h2, 'vol-b2');
+    const storedBytes = 24 * (8 + 8 * 512);
+    const burstBytes = 2 * (8 + 8 * 512); // one batch
     const floorMs = ((storedBytes - burstBytes) / capBytesPerSecond) * 1000;
-    expect(cappedMs).toBeGreaterThan(floorMs * 0.9);
-    expect(cappedMs).toBeGreaterThan(uncappedMs);
+    expect(capped.ms).toBeGreaterThan(floorMs * 0.9);
+    expect(capped.ms).toBeGreaterThan(2 * uncapped.ms);
+    expect(capped.done.bytesPerSecond).toBeLessThan(capBytesPerSecond * 1.25);
     expect([...volume.clusterGenerations().keys()]).toEqual([2]);
   });
 

@@ -164,9 +164,14 @@ export class TestVolume implements ReencryptTarget {
     const ss = this.sectorSize;
     if (data.length % ss !== 0 || firstSector < 0 || firstSector + data.length / ss > this.sizeSectors) throw new RangeError('write out of range');
     await this.root.transaction(() => {
-      // The write generation is read inside the write transaction: a write can never land under
-      // a generation older than one beginGeneration has already committed.
-      const generation = this.record.writeGeneration;
+      // The write generation is read from the record inside the write transaction: a write can
+      // never land under a generation older than one beginGeneration has already committed.
+      const record = this.meta.get(this.volumeId)!;
+      if (record.writeGeneration !== this.record.writeGeneration) {
+        this.record = record;
+        this.loadKeys();
+      }
+      const generation = record.writeGeneration;
       const key = this.keys.get(generation)!;
       const sectors = data.length / ss;
       let s = 0;
@@ -204,6 +209,7 @@ export class TestVolume implements ReencryptTarget {
     const raw = this.clusters.get([this.volumeId, clusterIndex]);
     if (raw === undefined) return new Uint8Array(this.sectorSize * this.clusterSectors);
     const generation = clusterGeneration(raw);
+    if (!this.keys.has(generation)) this.reload(); // written through another handle
     const key = this.keys.get(generation);
     if (key === undefined) throw new Error(`cluster ${clusterIndex} of ${this.volumeId} is under generation ${generation}, whose key is gone`);
     return decodeCluster(this.cipher, key, raw, clusterIndex, this.sectorSize, this.clusterSectors);
