@@ -12,18 +12,13 @@ import type {
   Registration,
   RootKeyInfo,
 } from '../hsm/types.js';
+import type { AuditRecord } from '../audit/types.js';
+import type { TaskProgressEvent, TaskRecord } from '../rotation/task-types.js';
+import type { VolumeInfo } from '../volume/record.js';
 import type { HsmSecret } from './passphrase.js';
-import { CliFailure } from './usage-error.js';
 
-export interface VolumeInfo {
-  id: string;
-  name: string;
-  sizeBytes: number;
-  sectorSize: number;
-  state: string;
-  diskEncryptionKeyCrn?: string | null;
-  [field: string]: unknown;
-}
+export type { VolumeInfo };
+import { Engine } from '../engine.js';
 
 export interface VolumeHandle {
   write(offset: number, bytes: Uint8Array): Promise<unknown>;
@@ -34,28 +29,9 @@ export interface VolumeHandle {
   close?(): Promise<unknown> | unknown;
 }
 
-export interface TaskInfo {
-  id: string;
-  state: string;
-  volumeId?: string;
-  keyCrn?: string;
-  sectorsDone?: number;
-  sectorsTotal?: number;
-  bytesPerSecond?: number;
-  etaMs?: number | null;
-  startedAtMs?: number | null;
-  endedAtMs?: number | null;
-  [field: string]: unknown;
-}
-
-export interface TaskProgressEvent {
-  taskId: string;
-  sectorsDone: number;
-  sectorsTotal: number;
-  bytesPerSecond: number;
-  etaMs: number | null;
-  state: string;
-}
+/** A task as engine.tasks returns it (src/rotation/task-types.ts). */
+export type TaskInfo = TaskRecord;
+export type { TaskProgressEvent };
 
 export interface TaskApi {
   list(): Promise<TaskInfo[]> | TaskInfo[];
@@ -66,12 +42,7 @@ export interface TaskApi {
   off?(event: 'progress', listener: (event: TaskProgressEvent) => void): unknown;
 }
 
-export interface AuditEvent {
-  seq?: number;
-  timeMs?: number;
-  action: string;
-  [field: string]: unknown;
-}
+export type AuditEvent = AuditRecord;
 
 export interface AuditFilter {
   action?: string;
@@ -96,7 +67,7 @@ export interface HsmApi {
     options: { name: string; dualAuthDelete?: boolean; rotationPolicy?: { intervalMs: number } },
   ): Promise<RootKeyInfo>;
   importRootKey(instanceId: string, options: { name: string; material: Uint8Array }): Promise<RootKeyInfo>;
-  createImportToken(instanceId: string, options?: { expiresInMs?: number; maxRetrievals?: number }): Promise<ImportTokenInfo>;
+  createImportToken(instanceId: string, options?: { expiresInMs?: number; maxRetrievals?: number }): Promise<Omit<ImportTokenInfo, 'publicKeyPem'>>;
   getImportToken(instanceId: string): Promise<ImportTokenInfo>;
   importRootKeyWithToken(instanceId: string, options: { name: string; encryptedMaterial: Uint8Array }): Promise<RootKeyInfo>;
   getKey(crn: string): Promise<RootKeyInfo> | RootKeyInfo;
@@ -130,17 +101,11 @@ export interface OpenOptions {
   hsm: HsmSecret;
 }
 
-/** The module that exports `Engine`; a variable so the CLI builds before the engine exists. */
-const ENGINE_MODULE = '../index.js';
-
+/**
+ * Opens the engine. The compile-time check below keeps this port honest: if the real Engine
+ * stops satisfying EngineApi (a renamed method, a changed shape), the build fails here.
+ */
 export async function openEngine(options: OpenOptions): Promise<EngineApi> {
-  let mod: { Engine?: { open(options: OpenOptions): Promise<EngineApi> } };
-  try {
-    mod = (await import(ENGINE_MODULE)) as typeof mod;
-  } catch (error) {
-    if ((error as { code?: string }).code !== 'ERR_MODULE_NOT_FOUND') throw error;
-    throw new CliFailure('NOT_AVAILABLE', `the engine module (src/index.ts) is not in this build yet: ${(error as Error).message}`);
-  }
-  if (mod.Engine === undefined) throw new CliFailure('NOT_AVAILABLE', 'src/index.ts does not export Engine yet');
-  return mod.Engine.open(options);
+  const engine: EngineApi = await Engine.open(options);
+  return engine;
 }

@@ -96,7 +96,9 @@ export function reportError(ctx: CliContext, json: boolean, error: unknown): num
 function errorCode(error: unknown): string {
   const code = (error as { code?: unknown } | null)?.code;
   if (error instanceof CliFailure) return error.code;
-  if (typeof code === 'string' && ((ERROR_CODES as readonly string[]).includes(code) || /^E[A-Z]+$/.test(code))) return code;
+  // Typed codes of blockvault (ERROR_CODES, and a few module-level ones such as TIMEOUT) and
+  // Node's system error codes (ENOENT, EACCES) are all upper case; anything else is a bug.
+  if (typeof code === 'string' && ((ERROR_CODES as readonly string[]).includes(code) || /^[A-Z][A-Z0-9_]+$/.test(code))) return code;
   return 'INTERNAL';
 }
 

@@ -25,7 +25,7 @@ import { formatBytes, parseSize } from '../size.js';
 import { CliFailure } from '../usage-error.js';
 import { STORAGE_SERVICE } from './auth.js';
 import { describeVerify, listEvents, printEvents, verifyAudit } from './events.js';
-import { taskList, waitForTasks } from './tasks.js';
+import { taskBytesPerSecond, taskList, waitForTasks } from './tasks.js';
 import { TRANSFER_CHUNK_BYTES } from './volume.js';
 
 const DEFAULT_DEMO_SIZE = '64MiB';
@@ -231,7 +231,7 @@ async function runDemo(out: Output, dir: string, secret: HsmSecret, sizeBytes: n
 
     step = steps.begin('The audit trail, and its hash-chain verification');
     const events = await listEvents(engine, {});
-    printEvents(out.indented('    '), events);
+    printEvents(out.indented('    '), events, { short: true });
     const verify = await verifyAudit(engine);
     steps.say(`verified: ${describeVerify(verify)}`);
     const shredEvents = events.filter((e) => e.action === 'hs-crypto.secrets.delete');
@@ -275,7 +275,8 @@ async function expectError(fn: () => Promise<unknown>): Promise<{ code: string; 
 }
 
 function rate(t: TaskInfo): string {
-  return typeof t.bytesPerSecond === 'number' && t.bytesPerSecond > 0 ? `, ${(t.bytesPerSecond / 1e6).toFixed(1)} MB/s` : '';
+  const bytesPerSecond = taskBytesPerSecond(t);
+  return bytesPerSecond !== null && bytesPerSecond > 0 ? `, ${(bytesPerSecond / 1e6).toFixed(1)} MB/s` : '';
 }
 
 /**

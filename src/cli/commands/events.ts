@@ -73,12 +73,22 @@ export function describeVerify(report: Record<string, unknown>): string {
   return typeof count === 'number' ? `${count} events, chain intact` : 'chain intact';
 }
 
-export function printEvents(o: Output, list: readonly AuditEvent[]): void {
+/** `crn:v1:...:key:ac7f1a6d-...` as `key:ac7f1a6d`, for tables a person reads. */
+export function shortCrn(text: string): string {
+  const parts = text.split(':');
+  return parts.length === 10 && parts[0] === 'crn' ? `${parts[8]}:${parts[9]!.slice(0, 8)}` : text;
+}
+
+export function printEvents(o: Output, list: readonly AuditEvent[], options: { short?: boolean } = {}): void {
+  const target = (e: AuditEvent): string => {
+    const value = e.resourceCrn ?? e.keyCrn ?? e.instanceId ?? '-';
+    return options.short === true ? shortCrn(value) : value;
+  };
   o.table(list, [
     { header: 'seq', value: (e) => e.seq ?? '-' },
     { header: 'time', value: (e) => isoTime(e.timeMs) },
     { header: 'action', value: (e) => e.action },
     { header: 'outcome', value: (e) => e.outcome ?? '-' },
-    { header: 'target', value: (e) => e.keyCrn ?? e.resourceCrn ?? e.target ?? '-' },
+    { header: 'target', value: target },
   ], '(no events)');
 }

@@ -199,12 +199,12 @@ export function registerKeyCommands(program: Command, ctx: CliContext): void {
     });
 }
 
-/** Fetches the instance's import token, creating one first if it has none. */
+/** Fetches the instance's import token; creates a fresh one when it has none or it is used up. */
 async function fetchImportToken(engine: EngineApi, instanceId: string): Promise<ImportTokenInfo> {
   try {
     return await engine.hsm.getImportToken(instanceId);
   } catch (error) {
-    if (!isBlockvaultError(error, 'NOT_FOUND')) throw error;
+    if (!isBlockvaultError(error, 'NOT_FOUND') && !isBlockvaultError(error, 'IMPORT_TOKEN_EXPIRED')) throw error;
     await engine.hsm.createImportToken(instanceId, {});
     return engine.hsm.getImportToken(instanceId);
   }
@@ -217,7 +217,7 @@ export function encryptToImportToken(token: ImportTokenInfo, material: Uint8Arra
   );
 }
 
-function tokenSummary(token: ImportTokenInfo) {
+function tokenSummary(token: Omit<ImportTokenInfo, 'publicKeyPem'>) {
   return {
     instanceId: token.instanceId,
     createdAtMs: token.createdAtMs,

@@ -8,7 +8,7 @@ import { withCommonOptions, withEngine, type CliContext, type CommonOptions } fr
 import type { EngineApi, HsmApi, TaskApi, TaskInfo, TaskProgressEvent } from '../engine-port.js';
 import { isoTime, type Output } from '../output.js';
 import { progressGroup } from '../progress.js';
-import { formatDurationMs, parseDurationMs } from '../size.js';
+import { formatBytes, formatDurationMs, parseDurationMs } from '../size.js';
 import { CliFailure } from '../usage-error.js';
 
 const POLL_INTERVAL_MS = 250;
@@ -92,8 +92,6 @@ export function taskList(value: unknown): TaskInfo[] {
   return Array.isArray(tasks) ? (tasks as TaskInfo[]) : [];
 }
 
-const TERMINAL_STATES = new Set(['completed', 'failed', 'cancelled']);
-
 /**
  * Waits until every task has ended, drawing one progress bar per task from the engine's progress
  * events (and from polling, so a bar also moves if events are sparse). A failed or cancelled task
@@ -103,49 +101,40 @@ export async function waitForTasks(engine: EngineApi, tasks: readonly TaskInfo[]
   const api = requireTasks(engine);
   const group = progressGroup(out);
   const bars = new Map(tasks.map((t) => [t.id, group.add(t.volumeId !== undefined ? String(t.volumeId).slice(0, 12) : t.id.slice(0, 12), 'sectors')]));
-  const draw = (t: { taskId?: string; id?: string } & Partial<TaskProgressEvent>): void => {
-    const bar = bars.get((t.taskId ?? t.id)!);
-    if (bar === undefined || t.sectorsTotal === undefined) return;
-    bar.update(t.sectorsDone ?? 0, t.sectorsTotal, {
-      ...(t.bytesPerSecond !== undefined ? { bytesPerSecond: t.bytesPerSecond } : {}),
-      ...(typeof t.etaMs === 'number' ? { etaMs: t.etaMs } : {}),
-      ...(t.state !== undefined ? { state: t.state } : {}),
+  const draw = (taskId: string, p: { sectorsDone: number; sectorsTotal: number; state: string; bytesPerSecond?: number | null; etaMs?: number | null }): void => {
+    bars.get(taskId)?.update(p.sectorsDone, p.sectorsTotal, {
+      ...(typeof p.bytesPerSecond === 'number' ? { bytesPerSecond: p.bytesPerSecond } : {}),
+      ...(typeof p.etaMs === 'number' ? { etaMs: p.etaMs } : {}),
+      state: p.state,
     });
   };
-  const onProgress = (event: TaskProgressEvent): void => draw(event);
+  const drawTask = (t: TaskInfo): void => draw(t.id, { ...t, bytesPerSecond: taskBytesPerSecond(t) });
+  const onProgress = (event: TaskProgressEvent): void => draw(event.taskId, event);
   api.on?.('progress', onProgress);
   const poll = group.visible
     ? setInterval(() => {
-        for (const t of tasks) void Promise.resolve(api.get(t.id)).then((info) => draw(info), () => undefined);
+        for (const t of tasks) void Promise.resolve(api.get(t.id)).then(drawTask, () => undefined);
       }, POLL_INTERVAL_MS)
     : undefined;
-  let timer: NodeJS.Timeout | undefined;
   try {
-    const all = Promise.allSettled(tasks.map((t) => api.wait(t.id)));
-    const settled =
-      timeoutMs === undefined
-        ? await all
-        : await Promise.race([
-            all,
-            new Promise<never>((_, reject) => {
-              timer = setTimeout(
-                () =>
-                  reject(new CliFailure('TIMEOUT', `the tasks did not end within ${formatDurationMs(timeoutMs)}; they keep their checkpoint and resume when the engine is next opened`)),
-                timeoutMs,
-              );
-            }),
-          ]);
+    const settled = await Promise.allSettled(tasks.map((t) => api.wait(t.id, timeoutMs === undefined ? {} : { timeoutMs })));
     const ended = await Promise.all(tasks.map(async (t) => api.get(t.id)));
-    for (const t of ended) draw(t);
+    for (const t of ended) drawTask(t);
     const failure = settled.find((s): s is PromiseRejectedResult => s.status === 'rejected');
     if (failure !== undefined) throw failure.reason;
     return ended;
   } finally {
-    if (timer !== undefined) clearTimeout(timer);
     if (poll !== undefined) clearInterval(poll);
     api.off?.('progress', onProgress);
     group.stop();
   }
+}
+
+/** Average re-encryption rate of a task: bytes done over its running time (to now while it runs). */
+export function taskBytesPerSecond(t: TaskInfo, nowMs: number = Date.now()): number | null {
+  if (typeof t.startedAtMs !== 'number' || typeof t.bytesDone !== 'number') return null;
+  const elapsedMs = (t.endedAtMs ?? nowMs) - t.startedAtMs;
+  return elapsedMs > 0 ? (t.bytesDone * 1000) / elapsedMs : null;
 }
 
 function progressText(t: TaskInfo): string {
@@ -165,8 +154,8 @@ export function printTask(o: Output, t: TaskInfo): void {
   if (t.volumeId !== undefined) o.line(`volume:    ${t.volumeId}`);
   if (t.keyCrn !== undefined) o.line(`key:       ${t.keyCrn}`);
   o.line(`progress:  ${progressText(t)}`);
-  if (typeof t.bytesPerSecond === 'number') o.line(`speed:     ${(t.bytesPerSecond / 1e6).toFixed(1)} MB/s`);
-  if (typeof t.etaMs === 'number' && !TERMINAL_STATES.has(t.state)) o.line(`eta:       ${formatDurationMs(t.etaMs)}`);
+  const bytesPerSecond = taskBytesPerSecond(t);
+  if (bytesPerSecond !== null) o.line(`speed:     ${(bytesPerSecond / 1e6).toFixed(1)} MB/s (${formatBytes(t.bytesDone)} re-encrypted)`);
   o.line(`started:   ${isoTime(t.startedAtMs)}`);
   o.line(`ended:     ${isoTime(t.endedAtMs)}`);
   const error = (t as { error?: { code?: string; message?: string } | string | null }).error;
