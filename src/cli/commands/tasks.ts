@@ -108,7 +108,7 @@ export async function waitForTasks(engine: EngineApi, tasks: readonly TaskInfo[]
       state: p.state,
     });
   };
-  const drawTask = (t: TaskInfo): void => draw(t.id, { ...t, bytesPerSecond: taskBytesPerSecond(t) });
+  const drawTask = (t: TaskInfo): void => draw(t.id, { ...t, bytesPerSecond: taskBytesPerSecond(t), etaMs: t.etaMs });
   const onProgress = (event: TaskProgressEvent): void => draw(event.taskId, event);
   api.on?.('progress', onProgress);
   const poll = group.visible
@@ -130,8 +130,12 @@ export async function waitForTasks(engine: EngineApi, tasks: readonly TaskInfo[]
   }
 }
 
-/** Average re-encryption rate of a task: bytes done over its running time (to now while it runs). */
+/**
+ * A task's re-encryption rate: the one the task records at each checkpoint, or else bytes done
+ * over its running time (to now while it runs).
+ */
 export function taskBytesPerSecond(t: TaskInfo, nowMs: number = Date.now()): number | null {
+  if (typeof t.bytesPerSecond === 'number' && t.bytesPerSecond > 0) return t.bytesPerSecond;
   if (typeof t.startedAtMs !== 'number' || typeof t.bytesDone !== 'number') return null;
   const elapsedMs = (t.endedAtMs ?? nowMs) - t.startedAtMs;
   return elapsedMs > 0 ? (t.bytesDone * 1000) / elapsedMs : null;
@@ -156,6 +160,7 @@ export function printTask(o: Output, t: TaskInfo): void {
   o.line(`progress:  ${progressText(t)}`);
   const bytesPerSecond = taskBytesPerSecond(t);
   if (bytesPerSecond !== null) o.line(`speed:     ${(bytesPerSecond / 1e6).toFixed(1)} MB/s (${formatBytes(t.bytesDone)} re-encrypted)`);
+  if (typeof t.etaMs === 'number' && (t.state === 'running' || t.state === 'queued')) o.line(`eta:       ${formatDurationMs(t.etaMs)}`);
   o.line(`started:   ${isoTime(t.startedAtMs)}`);
   o.line(`ended:     ${isoTime(t.endedAtMs)}`);
   const error = (t as { error?: { code?: string; message?: string } | string | null }).error;
