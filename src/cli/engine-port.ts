@@ -75,8 +75,10 @@ export interface HsmApi {
   rotateKey?(crn: string, options?: { material?: Uint8Array; rewrapOnly?: boolean }): Promise<unknown[] | unknown>;
   enableKey(crn: string): Promise<RootKeyInfo>;
   disableKey(crn: string): Promise<RootKeyInfo>;
-  deleteKey(crn: string, options?: { force?: boolean }): Promise<DeleteKeyResult>;
-  setKeyForDeletion?(crn: string, ...rest: unknown[]): Promise<unknown>;
+  deleteKey(crn: string, options?: { force?: boolean; initiator?: string }): Promise<DeleteKeyResult>;
+  setKeyForDeletion(crn: string, options: { initiator: string }): Promise<RootKeyInfo>;
+  unsetKeyForDeletion(crn: string, options: { initiator: string }): Promise<RootKeyInfo>;
+  setDualAuthDelete(crn: string, options: { enabled: boolean }): Promise<RootKeyInfo>;
   setRotationPolicy(crn: string, policy: { intervalMs: number } | null): Promise<RootKeyInfo>;
   authorize(options: { sourceService: string; sourceInstance?: string; targetInstance: string; role: 'Reader' }): Promise<Authorization>;
   revoke(id: string): Promise<unknown>;

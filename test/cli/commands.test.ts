@@ -29,6 +29,7 @@ describe('blockvault CLI, end to end on one engine directory', () => {
   let instanceId = '';
   let keyCrn = '';
   let volumeId = '';
+  let importedCrn = '';
 
   beforeAll(async () => {
     const init = await bv(['hsm', 'init', '--json']);
@@ -87,6 +88,7 @@ describe('blockvault CLI, end to end on one engine directory', () => {
     const noMaterial = await bv(['key', 'import', '--instance', instanceId, '--name', 'x', '--json']);
     expectOk(plain);
     expect(plain.json()).toMatchObject({ name: 'byok-plain', imported: true, stateName: 'Active' });
+    importedCrn = plain.json().crn;
     expectOk(token);
     expect(token.json()).toMatchObject({ name: 'byok-token', imported: true });
     expectFailure(noMaterial, 'USAGE', 2);
@@ -204,6 +206,20 @@ describe('blockvault CLI, end to end on one engine directory', () => {
     expect(data.stdout.equals(readFileSync(path.join(root, 'import.bin')).subarray(0, 1024 * 1024))).toBe(true);
   });
 
+  it('deletes a key under dual authorization: set for deletion by one initiator, deleted by another', async () => {
+    const on = await bv(['policy', 'set-dual-auth-delete', importedCrn, 'on', '--json']);
+    expectOk(on);
+    expect(on.json().dualAuthDelete).toBe(true);
+    expectFailure(await bv(['key', 'delete', importedCrn, '--initiator', 'bob', '--json']), 'KEY_DELETION_NOT_AUTHORIZED');
+    const set = await bv(['key', 'set-for-deletion', importedCrn, '--initiator', 'alice', '--json']);
+    expectOk(set);
+    expect(set.json().deletionAuthorizedBy).toBe('alice');
+    expectFailure(await bv(['key', 'delete', importedCrn, '--initiator', 'alice', '--json']), 'KEY_DELETION_NOT_AUTHORIZED');
+    const deleted = await bv(['key', 'delete', importedCrn, '--json'], { env: { BLOCKVAULT_INITIATOR: 'bob' } });
+    expectOk(deleted);
+    expect(deleted.json()).toMatchObject({ key: { crn: importedCrn, stateName: 'Destroyed' }, affectedResources: [] });
+  });
+
   it('soft-deletes and restores a volume', async () => {
     const deleted = await bv(['volume', 'delete', 'pg-data', '--json']);
     expectOk(deleted);
@@ -246,7 +262,7 @@ describe('blockvault CLI, end to end on one engine directory', () => {
     expectOk(status);
     // The platform instance (for volumes without a customer key) counts too.
     expect(status.stdout.toString()).toMatch(/instances:\s+2/);
-    expect(status.stdout.toString()).toMatch(/keys:\s+4 \(4 Active\)/);
+    expect(status.stdout.toString()).toMatch(/keys:\s+4 \(3 Active, 1 Destroyed\)/);
     expect(status.stdout.toString()).toMatch(/volumes:\s+2 \(2 active\)/);
   });
 });

@@ -3,6 +3,7 @@
  * Keys are addressed by their full CRN, as in the programmatic API: a bare id is refused.
  */
 import { constants, publicEncrypt } from 'node:crypto';
+import { userInfo } from 'node:os';
 import type { Command } from 'commander';
 import { isBlockvaultError } from '../../errors.js';
 import type { ImportTokenInfo, RootKeyInfo } from '../../hsm/types.js';
@@ -10,6 +11,7 @@ import { withCommonOptions, withEngine, type CliContext, type CommonOptions } fr
 import type { EngineApi } from '../engine-port.js';
 import { isoTime, type Output } from '../output.js';
 import { formatDurationMs, parseDurationMs, parsePositiveInteger } from '../size.js';
+import { UsageError } from '../usage-error.js';
 import { readKeyMaterial, keyCrnArgument, type MaterialOptions } from './shared.js';
 import { requireRotation, taskList, waitForTasks } from './tasks.js';
 
@@ -174,9 +176,10 @@ export function registerKeyCommands(program: Command, ctx: CliContext): void {
         'that cryptoshreds every such volume, which stays readable as metadata only. Irreversible',
     )
     .option('--force', 'destroy the key even though volumes use it (cryptoshredding)')
-    .action(async (crn: string, options: CommonOptions & { force?: boolean }) => {
+    .option('--initiator <name>', `who deletes it, for the audit log and dual authorization (default: $${INITIATOR_ENV} or your user name)`, defaultInitiator(ctx))
+    .action(async (crn: string, options: CommonOptions & { force?: boolean; initiator: string }) => {
       await withEngine(ctx, options, async ({ engine, out }) => {
-        const result = await engine.hsm.deleteKey(crn, options.force === true ? { force: true } : {});
+        const result = await engine.hsm.deleteKey(crn, { initiator: options.initiator, ...(options.force === true ? { force: true } : {}) });
         out.result(result, (o) => {
           o.line(`Key ${result.key.name} is ${result.key.stateName}: its material is destroyed.`);
           if (result.affectedResources.length > 0) {
@@ -187,7 +190,39 @@ export function registerKeyCommands(program: Command, ctx: CliContext): void {
       });
     });
 
+  for (const [verb, description] of [
+    ['set-for-deletion', 'dual authorization, first step: authorize the deletion of a key (a different initiator then deletes it within 7 days)'],
+    ['unset-for-deletion', 'withdraw a pending deletion authorization'],
+  ] as const) {
+    withCommonOptions(key.command(verb).argument('<crn>', 'the key CRN', keyCrnArgument), ctx)
+      .description(description)
+      .option('--initiator <name>', `who authorizes (default: $${INITIATOR_ENV} or your user name)`, defaultInitiator(ctx))
+      .action(async (crn: string, options: CommonOptions & { initiator: string }) => {
+        await withEngine(ctx, options, async ({ engine, out }) => {
+          const hsm = engine.hsm;
+          const changed =
+            verb === 'set-for-deletion'
+              ? await hsm.setKeyForDeletion(crn, { initiator: options.initiator })
+              : await hsm.unsetKeyForDeletion(crn, { initiator: options.initiator });
+          out.result(changed, (o) => printKey(o, changed));
+        });
+      });
+  }
+
   const policy = program.command('policy').description('key policies');
+
+  withCommonOptions(policy.command('set-dual-auth-delete').argument('<crn>', 'the key CRN', keyCrnArgument), ctx)
+    .description('require (on) or stop requiring (off) two different initiators to delete the key')
+    .argument('<on|off>', 'on or off', (v) => {
+      if (v !== 'on' && v !== 'off') throw new UsageError(`expected on or off, got ${JSON.stringify(v)}`);
+      return v;
+    })
+    .action(async (crn: string, onOff: 'on' | 'off', options: CommonOptions) => {
+      await withEngine(ctx, options, async ({ engine, out }) => {
+        const updated = await engine.hsm.setDualAuthDelete(crn, { enabled: onOff === 'on' });
+        out.result(updated, (o) => o.line(`${updated.name}: dual-authorization delete ${updated.dualAuthDelete ? 'on' : 'off'}.`));
+      });
+    });
   withCommonOptions(policy.command('set-rotation').argument('<crn>', 'the key CRN', keyCrnArgument), ctx)
     .description('rotate the key automatically every --interval (at least 1h; KMS convention 1 to 12 months)')
     .requiredOption('--interval <duration>', 'rotation interval, e.g. 90d, 30d, 12h', (v) => parseDurationMs(v, '--interval'))
@@ -197,6 +232,18 @@ export function registerKeyCommands(program: Command, ctx: CliContext): void {
         out.result(updated, (o) => o.line(`${updated.name} now rotates every ${formatDurationMs(options.interval)}.`));
       });
     });
+}
+
+export const INITIATOR_ENV = 'BLOCKVAULT_INITIATOR';
+
+function defaultInitiator(ctx: CliContext): string {
+  const fromEnv = ctx.env[INITIATOR_ENV];
+  if (fromEnv !== undefined && fromEnv.length > 0) return fromEnv;
+  try {
+    return userInfo().username;
+  } catch {
+    return 'operator';
+  }
 }
 
 /** Fetches the instance's import token; creates a fresh one when it has none or it is used up. */
