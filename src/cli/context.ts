@@ -75,9 +75,12 @@ export async function withEngine(
   const engine = await openEngine({ dir, hsm: secret });
   try {
     await work({ engine, out, dir, secret });
-  } finally {
-    await engine.close();
+  } catch (error) {
+    // The command's own failure is what the user needs to see, not a later one from closing.
+    await engine.close().catch(() => undefined);
+    throw error;
   }
+  await engine.close();
 }
 
 export function isEngineDir(dir: string): boolean {

@@ -88,8 +88,10 @@ async function loadHarness(): Promise<Harness> {
       if (typeof fn === 'function') return fn as Harness;
       errors.push(`${specifier} has no ${HARNESS_EXPORT} export`);
     } catch (error) {
+      // Only the candidate itself missing means "try the next"; a harness that fails to load is a bug to show.
       const code = (error as { code?: string }).code;
-      if (code !== 'ERR_MODULE_NOT_FOUND' && code !== 'MODULE_NOT_FOUND') throw error;
+      const missing = (code === 'ERR_MODULE_NOT_FOUND' || code === 'MODULE_NOT_FOUND') && String((error as Error).message).includes(specifier.split('/').at(-1)!.replace(/\.js$/, ''));
+      if (!missing) throw error;
       errors.push(`${specifier} not found`);
     }
   }
