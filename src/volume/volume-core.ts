@@ -4,8 +4,11 @@
  * (src/volume/volume.ts) and the re-encryption target share it.
  *
  * Reads see every acknowledged write: lmdb-js makes an async put visible only once its batch
- * commits, so values handed to LMDB but not yet committed stay in `overlay` (bounded by the
- * write budget) and lookups consult it first.
+ * commits, so the cluster store (src/volume/cluster-store.ts) keeps values handed to LMDB but not
+ * yet committed in an overlay (bounded by the write budget) and lookups consult it first.
+ *
+ * Every operation runs in call order through the volume's OpQueue, synchronously from reading a
+ * cluster to issuing its puts, so a cluster's read-modify-write is atomic without locks.
  *
  * Durability: a write's promise resolves when its LMDB transaction has committed. With the
  * engine's LMDB settings (overlappingSync, see src/engine.ts) every commit is also fsynced, but
