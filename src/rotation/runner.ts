@@ -37,6 +37,12 @@ export interface RunnerOptions {
   inFlightBatchesMax: number;
   /** Most completed batches committed in one LMDB transaction. */
   commitBatchesMax: number;
+  /**
+   * Commits queued at once. Two let LMDB write the next transaction while the previous one is
+   * being fsynced (lmdb-js overlappingSync), and keep the main thread's commit work off the
+   * critical path; a second one is queued only once it can be a full one.
+   */
+  commitsInFlightMax: number;
   /** Re-encryption bandwidth cap in stored bytes per second; null for none. */
   bandwidthBytesPerSecond: number | null;
   /** Minimum time between two progress events (state changes are always reported). */
@@ -48,6 +54,7 @@ export interface RunnerOptions {
 export const DEFAULT_RUNNER_OPTIONS: Omit<RunnerOptions, 'inFlightBatchesMax'> = {
   rotationBatchSectorsMax: 256,
   commitBatchesMax: 4,
+  commitsInFlightMax: 2,
   bandwidthBytesPerSecond: null,
   progressIntervalMs: 200,
   passesMax: 64,
@@ -88,7 +95,7 @@ interface Batch {
   packedBytes: number;
   keys: ArrayBuffer;
   /** `discarded`: failed or aborted; it stays listed (holding the checkpoint back) until the pass ends. */
-  state: 'running' | 'done' | 'discarded';
+  state: 'running' | 'done' | 'committing' | 'discarded';
   outputs: Uint8Array[];
 }
 
@@ -263,7 +270,7 @@ export class RotationRunner {
     let exhausted = false;
     let found = 0;
     let failure: { error: unknown } | null = null;
-    let committing = false;
+    let commitsRunning = 0;
 
     const checkpoint = (committed: Set<Batch>): number => {
       let index = scanIndex;
@@ -272,9 +279,14 @@ export class RotationRunner {
     };
 
     const startCommit = (): void => {
+      if (commitsRunning >= this.options.commitsInFlightMax) return;
       const ready = this.inFlight.filter((batch) => batch.state === 'done').slice(0, this.options.commitBatchesMax);
       if (ready.length === 0) return;
-      committing = true;
+      const moreComing = this.inFlight.some((batch) => batch.state === 'running') || (!exhausted && this.stopKind === null);
+      // While a commit is running, queue another only when it is full (or nothing more comes).
+      if (commitsRunning > 0 && ready.length < this.options.commitBatchesMax && moreComing) return;
+      for (const batch of ready) batch.state = 'committing';
+      commitsRunning++;
       this.commit(ready, checkpoint)
         .catch((error: unknown) => {
           failure ??= { error };
@@ -284,7 +296,7 @@ export class RotationRunner {
             const at = this.inFlight.indexOf(batch);
             if (at >= 0) this.inFlight.splice(at, 1);
           }
-          committing = false;
+          commitsRunning--;
           this.wakeup.fire();
         });
     };
@@ -292,7 +304,10 @@ export class RotationRunner {
     for (;;) {
       // After a failure or an abort nothing more is committed; a cancel or pause commits what is done.
       const commitsStopped = failure !== null || this.stopKind === 'abort';
-      if (!committing && !commitsStopped) startCommit();
+      if (!commitsStopped) {
+        startCommit();
+        startCommit();
+      }
       if (!exhausted && this.stopKind === null && failure === null && this.inFlight.length < this.options.inFlightBatchesMax) {
         // Whatever throws here (the target, a missing key) must still let in-flight batches drain.
         try {
@@ -317,7 +332,7 @@ export class RotationRunner {
       }
       const running = this.inFlight.some((batch) => batch.state === 'running');
       const committable = !commitsStopped && this.inFlight.some((batch) => batch.state === 'done');
-      if (!running && !committing && !committable) break;
+      if (!running && commitsRunning === 0 && !committable) break;
       await this.wakeup.wait();
     }
     // Whatever is left was discarded (or will not be committed after a failure or an abort).
@@ -430,17 +445,20 @@ export class RotationRunner {
       next.etaMs = rate.etaMs;
       return next;
     };
+    // The record advances inside the callback: queued commits run their callbacks in order, each
+    // building on the previous one's record.
     const stored = await target.commitReencrypted(items, () => {
       next = nextRecord();
       this.store.putInCurrentTxn(next);
+      this.record = next;
     });
     if (next === null) {
       // The target did not call back: persisting after its commit is still safe, since a
       // checkpoint that trails the data only makes a resume scan a little more.
       next = nextRecord();
+      this.record = next;
       await this.store.put(next);
     }
-    this.record = next;
     this.runBytes += sectors * target.sectorSize;
     this.stats.commitTransactions++;
     this.stats.batchesCommitted += batches.length;

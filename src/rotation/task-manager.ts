@@ -26,7 +26,11 @@ export interface RotationOptions {
   tasksConcurrentMax?: number;
   /** Most sectors per worker job. Default 256 (1 MiB of 4 KiB sectors). */
   rotationBatchSectorsMax?: number;
-  /** Most jobs dispatched and not committed, per task. Default 2 x workers. */
+  /**
+   * Most jobs dispatched and not yet committed, per task: with the batch size, the memory bound
+   * (about 2 x this x batch bytes). Default 2 x workers + 2 x commitBatchesMax (12 MiB of
+   * batches for 2 workers and 4 KiB sectors).
+   */
   inFlightBatchesMax?: number;
   /** Most finished jobs per LMDB commit. Default 4. */
   commitBatchesMax?: number;
@@ -246,6 +250,12 @@ export class TaskManager extends EventEmitter<TaskManagerEvents> {
     return this.lastStats.get(id);
   }
 
+  /** Start the worker threads now rather than on the first batch (benchmarks, or right after open). */
+  async warmUp(): Promise<void> {
+    this.assertOpen();
+    await (await this.ensurePool()).warmUp();
+  }
+
   /** Tests: a worker's ClusterOps.probe() report. */
   async probeWorker(): Promise<unknown> {
     return (await this.ensurePool()).probe();
@@ -367,8 +377,11 @@ export class TaskManager extends EventEmitter<TaskManagerEvents> {
     const r = this.rotation;
     return {
       rotationBatchSectorsMax: r.rotationBatchSectorsMax ?? DEFAULT_RUNNER_OPTIONS.rotationBatchSectorsMax,
-      inFlightBatchesMax: r.inFlightBatchesMax ?? 2 * pool.size,
+      // Enough for every worker to hold a batch and queue one, plus full commits queued behind each other.
+      inFlightBatchesMax:
+        r.inFlightBatchesMax ?? 2 * pool.size + (r.commitBatchesMax ?? DEFAULT_RUNNER_OPTIONS.commitBatchesMax) * DEFAULT_RUNNER_OPTIONS.commitsInFlightMax,
       commitBatchesMax: r.commitBatchesMax ?? DEFAULT_RUNNER_OPTIONS.commitBatchesMax,
+      commitsInFlightMax: DEFAULT_RUNNER_OPTIONS.commitsInFlightMax,
       bandwidthBytesPerSecond: r.bandwidthBytesPerSecond ?? DEFAULT_RUNNER_OPTIONS.bandwidthBytesPerSecond,
       progressIntervalMs: r.progressIntervalMs ?? DEFAULT_RUNNER_OPTIONS.progressIntervalMs,
       passesMax: DEFAULT_RUNNER_OPTIONS.passesMax,

@@ -66,6 +66,11 @@ export class RotationPool {
     return this.piscina.run({ kind: 'probe' });
   }
 
+  /** Start every thread now (they otherwise start on demand), e.g. before timing a rotation. */
+  async warmUp(): Promise<void> {
+    await Promise.all(Array.from({ length: this.size }, () => this.piscina.run({ kind: 'probe' })));
+  }
+
   async destroy(): Promise<void> {
     await this.piscina.destroy();
   }

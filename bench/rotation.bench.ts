@@ -1,0 +1,283 @@
+/**
+ * Re-encryption throughput of a "Syncing KMS state" task on a fully written volume, against the
+ * ceiling measured in the same run, and foreground write latency during a rotation.
+ *
+ * Fixed setups:
+ *  - Engine.open (native cipher when built, else ts), one volume of SIZE bytes with 4096-byte
+ *    sectors in the default layout, written fully once with random data (1 MiB writes, 4 in flight).
+ *  - "rotation, W workers": hsm.rotateKey, then one task (src/rotation TaskManager, default batch
+ *    and in-flight bounds) on engine.reencryptTarget(volume) with a pool of W threads, started
+ *    (warmed up) before the clock starts; MB/s = logical bytes re-encrypted / task time.
+ *  - "ceiling": the same clusters read (staleClusters) and rewritten (commitReencrypted, same
+ *    batch and commit sizes, same checkpoint write, same durability) on the main thread, with no
+ *    cipher: only the generation stamp changes. "pipeline, no cipher": the worker pipeline with a
+ *    ClusterOps that restamps instead of re-encrypting (diagnostic: pipeline overhead).
+ *  - latency: random 4 KiB writes (one at a time, to random sectors) with no rotation, then
+ *    during a rotation with all workers, then during one capped at half that rotation's rate.
+ *  - Until engine.tasks is wired, the tasks live in an LMDB environment of their own beside the
+ *    engine's, without fsync (wired, the checkpoint rides in the clusters' own transaction); the
+ *    ceiling writes its checkpoint there too.
+ *
+ * `npm run bench:rotation` (1 GiB), or `-- --size 256MiB`, or ROTATION_BENCH_SIZE=64MiB; `--quick`
+ * is 64 MiB. Writes bench/results/rotation.json and bench/results/rotation.md.
+ */
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { availableParallelism, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { open, type RootDatabase } from 'lmdb';
+import { nativeCipherStatus } from '../src/cipher/index.js';
+import { Engine, type Volume } from '../src/index.js';
+import { DEFAULT_RUNNER_OPTIONS } from '../src/rotation/runner.js';
+import { TaskManager } from '../src/rotation/task-manager.js';
+import { restampGeneration } from '../test/rotation/helpers/plain-product-ops.js';
+import { machineInfo } from './lib/machine.js';
+import { formatNumber, markdownTable, saveResults } from './lib/report.js';
+
+const MIB = 1024 * 1024;
+const SECTOR = 4096;
+const PASSPHRASE = 'rotation-bench-passphrase';
+const TARGET_RATIO = 0.85;
+const PLAIN_OPS = fileURLToPath(new URL('../test/rotation/helpers/plain-product-ops.ts', import.meta.url));
+
+function parseSize(text: string): number {
+  const match = /^(\d+(?:\.\d+)?)\s*(k|m|g)?i?b?$/i.exec(text.trim());
+  if (match === null) throw new Error(`cannot parse size ${text} (try 64MiB, 1GiB)`);
+  const unit = { k: 1024, m: MIB, g: 1024 * MIB }[(match[2] ?? '').toLowerCase() as 'k' | 'm' | 'g'] ?? 1;
+  const bytes = Math.round(Number(match[1]) * unit);
+  if (bytes < MIB || bytes % SECTOR !== 0) throw new Error(`size must be at least 1 MiB and whole sectors, got ${text}`);
+  return bytes;
+}
+
+function argValue(name: string): string | undefined {
+  const at = process.argv.indexOf(name);
+  return at >= 0 ? process.argv[at + 1] : undefined;
+}
+
+const sizeBytes = process.argv.includes('--quick') ? 64 * MIB : parseSize(argValue('--size') ?? process.env.ROTATION_BENCH_SIZE ?? '1GiB');
+const cores = availableParallelism();
+const workerCounts = [...new Set([1, 2, cores])].sort((a, b) => a - b);
+const backend = nativeCipherStatus().available ? 'native' : 'ts';
+
+interface RunResult {
+  name: string;
+  workers: number | null;
+  bytes: number;
+  seconds: number;
+  megabytesPerSecond: number;
+}
+
+interface LatencyResult {
+  name: string;
+  writes: number;
+  p50Ms: number;
+  p99Ms: number;
+  rotationMegabytesPerSecond: number | null;
+}
+
+function percentile(sorted: number[], p: number): number {
+  if (sorted.length === 0) return NaN;
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
+}
+
+async function fill(volume: Volume): Promise<void> {
+  const inFlight = new Set<Promise<unknown>>();
+  for (let offset = 0; offset < sizeBytes; offset += MIB) {
+    const p = volume.write(offset, randomBytes(Math.min(MIB, sizeBytes - offset))).finally(() => inFlight.delete(p));
+    inFlight.add(p);
+    if (inFlight.size >= 4) await Promise.race(inFlight);
+  }
+  await Promise.all(inFlight);
+  await volume.flush();
+}
+
+class Bench {
+  private keyVersion = 1;
+
+  constructor(
+    private readonly engine: Engine,
+    private readonly volume: Volume,
+    private readonly keyCrn: string,
+    private readonly tasksRoot: RootDatabase,
+  ) {}
+
+  private async rotateKey(): Promise<{ from: number; to: number }> {
+    await this.engine.hsm.rotateKey(this.keyCrn);
+    const from = this.keyVersion;
+    this.keyVersion = (await this.engine.hsm.getKey(this.keyCrn)).version;
+    return { from, to: this.keyVersion };
+  }
+
+  /** One rotation task with `workers` threads; returns MB/s over the task. */
+  async rotation(name: string, workers: number, options: { clusterOpsModule?: string; bandwidthBytesPerSecond?: number } = {}): Promise<RunResult> {
+    const versions = await this.rotateKey();
+    const manager = new TaskManager({
+      root: this.tasksRoot,
+      openTarget: (task) => this.engine.reencryptTarget(task.volumeId),
+      rotation: { workers, backend, bandwidthBytesPerSecond: options.bandwidthBytesPerSecond ?? null },
+      ...(options.clusterOpsModule !== undefined ? { clusterOpsModule: options.clusterOpsModule } : {}),
+    });
+    try {
+      await manager.warmUp();
+      const started = performance.now();
+      const task = await manager.create({ volumeId: this.volume.info().id, keyCrn: this.keyCrn, fromKeyVersion: versions.from, toKeyVersion: versions.to });
+      const done = await manager.wait(task.id);
+      const seconds = (performance.now() - started) / 1000;
+      return { name, workers, bytes: done.bytesDone, seconds, megabytesPerSecond: done.bytesDone / seconds / 1e6 };
+    } finally {
+      await manager.close();
+    }
+  }
+
+  /** The same clusters read and rewritten on the main thread, no cipher, same batches and commits. */
+  async ceiling(): Promise<RunResult> {
+    await this.rotateKey();
+    const target = await this.engine.reencryptTarget(this.volume.info().id);
+    const checkpoints = this.tasksRoot.openDB<{ checkpointClusterIndex: number }, string>({ name: 'tasks', encoding: 'msgpack' });
+    const clustersPerTxn = Math.max(1, Math.floor(DEFAULT_RUNNER_OPTIONS.rotationBatchSectorsMax / target.clusterSectors)) * DEFAULT_RUNNER_OPTIONS.commitBatchesMax;
+    try {
+      const started = performance.now();
+      await target.rewrapAll();
+      const generation = await target.beginGeneration(target.writeGeneration());
+      let from = 0;
+      let sectors = 0;
+      let commit: Promise<number> | null = null;
+      for (;;) {
+        // Read the next batch while the previous one commits, as the runner does.
+        const snapshots = target.staleClusters(from, generation, clustersPerTxn);
+        if (commit !== null) await commit;
+        if (snapshots.length === 0) break;
+        const items = snapshots.map((expected) => ({ expected, raw: restampGeneration(expected.raw, generation) }));
+        from = snapshots[snapshots.length - 1]!.clusterIndex + 1;
+        const checkpoint = from;
+        for (const item of items) sectors += (item.raw.length - 16) / SECTOR;
+        commit = target.commitReencrypted(items, () => checkpoints.putSync('ceiling', { checkpointClusterIndex: checkpoint }));
+      }
+      await target.retireGenerations(generation);
+      const seconds = (performance.now() - started) / 1000;
+      const bytes = sectors * SECTOR;
+      return { name: 'ceiling: read + rewrite, no cipher, main thread', workers: null, bytes, seconds, megabytesPerSecond: bytes / seconds / 1e6 };
+    } finally {
+      await target.close();
+    }
+  }
+
+  /** Random 4 KiB writes, one at a time, while `during` runs (or for `idleWrites` writes). */
+  async latency(name: string, during: (() => Promise<RunResult>) | null, idleWrites = 2000): Promise<LatencyResult> {
+    const latencies: number[] = [];
+    const sectors = sizeBytes / SECTOR;
+    const data = randomBytes(SECTOR);
+    let stop = false;
+    const writer = (async () => {
+      while (!stop && (during !== null || latencies.length < idleWrites)) {
+        const offset = Math.floor(Math.random() * sectors) * SECTOR;
+        const t = performance.now();
+        await this.volume.write(offset, data);
+        latencies.push(performance.now() - t);
+      }
+    })();
+    let rotation: RunResult | null = null;
+    if (during === null) await writer;
+    try {
+      if (during !== null) rotation = await during();
+    } finally {
+      stop = true;
+      await writer;
+    }
+    latencies.sort((a, b) => a - b);
+    return { name, writes: latencies.length, p50Ms: percentile(latencies, 50), p99Ms: percentile(latencies, 99), rotationMegabytesPerSecond: rotation?.megabytesPerSecond ?? null };
+  }
+}
+
+async function main(): Promise<void> {
+  const startedMs = performance.now();
+  const machine = machineInfo();
+  const dir = mkdtempSync(join(tmpdir(), 'bv-bench-rotation-'));
+  const engine = await Engine.open({ dir, hsm: { passphrase: PASSPHRASE }, purgeIntervalMs: 0, cipher: backend });
+  // Once engine.tasks is wired, a checkpoint rides in the transaction of the clusters it covers
+  // and costs no fsync of its own; a task environment without fsync stands in for that here.
+  const tasksRoot = open({ path: join(dir, 'tasks.mdb'), maxDbs: 4, pageSize: 4096, noSync: true });
+  try {
+    const instance = await engine.hsm.createInstance({ name: 'bench' });
+    const key = await engine.hsm.createRootKey(instance.id, { name: 'bench-root' });
+    await engine.hsm.authorize({ sourceService: 'blockvault', targetInstance: instance.id, role: 'Reader' });
+    const volume = await engine.createVolume({ name: 'bench', sizeBytes, sectorSize: SECTOR, diskEncryptionKeyCrn: key.crn });
+    console.log(`rotation bench: ${sizeBytes / MIB} MiB volume, ${backend} cipher, workers ${workerCounts.join('/')}, ${cores} cores`);
+    await fill(volume);
+    const bench = new Bench(engine, volume, key.crn, tasksRoot);
+
+    const runs: RunResult[] = [];
+    const log = (r: RunResult): RunResult => {
+      console.log(`  ${r.name}: ${formatNumber(r.megabytesPerSecond)} MB/s (${formatNumber(r.seconds, 2)} s)`);
+      runs.push(r);
+      return r;
+    };
+    const ceiling = log(await bench.ceiling());
+    for (const workers of workerCounts) log(await bench.rotation(`rotation, ${workers} worker${workers > 1 ? 's' : ''}`, workers));
+    const plain = log(await bench.rotation(`pipeline, no cipher, ${cores} workers`, cores, { clusterOpsModule: PLAIN_OPS }));
+    const ceilingAgain = log(await bench.ceiling()); // the machine drifts: bracket the runs
+    const ceilingMBps = Math.max(ceiling.megabytesPerSecond, ceilingAgain.megabytesPerSecond);
+
+    const latencies: LatencyResult[] = [];
+    const idle = await bench.latency('no rotation', null);
+    latencies.push(idle);
+    const busy = await bench.latency(`during a rotation (${cores} workers)`, () => bench.rotation('latency run', cores));
+    latencies.push(busy);
+    const capBytesPerSecond = Math.max(MIB, Math.round(((busy.rotationMegabytesPerSecond ?? 100) * 1e6) / 2));
+    latencies.push(
+      await bench.latency(`during a rotation capped at ${formatNumber(capBytesPerSecond / 1e6)} MB/s`, () =>
+        bench.rotation('capped latency run', cores, { bandwidthBytesPerSecond: capBytesPerSecond }),
+      ),
+    );
+    for (const l of latencies) console.log(`  latency ${l.name}: p50 ${formatNumber(l.p50Ms, 2)} ms, p99 ${formatNumber(l.p99Ms, 2)} ms (${l.writes} writes)`);
+
+    const allCores = runs.find((r) => r.workers === cores && r.name.startsWith('rotation'))!;
+    const ratio = allCores.megabytesPerSecond / ceilingMBps;
+    const durationS = Math.round((performance.now() - startedMs) / 1000);
+    const json = {
+      bench: 'rotation',
+      machine,
+      config: { sizeBytes, sectorSize: SECTOR, backend, cores, workerCounts, runner: DEFAULT_RUNNER_OPTIONS, tasksInSeparateEnvironment: true },
+      ceilingMegabytesPerSecond: ceilingMBps,
+      runs: runs.map((r) => ({ ...r, ofCeiling: r.megabytesPerSecond / ceilingMBps })),
+      latency: latencies,
+      target: { ratioOfCeilingWithAllCores: TARGET_RATIO, measured: ratio, met: ratio >= TARGET_RATIO },
+      durationS,
+    };
+    const md = [
+      '# Rotation: re-encryption throughput and foreground latency (bench/rotation.bench.ts)',
+      '',
+      `${machine.date}, ${machine.cpuModel}, ${machine.logicalCpus} logical CPUs (load ${machine.loadAverage1m} at start), ${machine.memoryGiB} GiB, Node ${machine.node}, ${machine.platform}; ${backend} cipher; ${durationS} s.`,
+      `A fully written ${sizeBytes / MIB} MiB volume of 4096-byte sectors (engine defaults). Ratios are against the ceiling measured in the same run (best of two, before and after): the same clusters read and rewritten through LMDB on the main thread with no cipher, same batches, commits and durability.`,
+      '',
+      '## Throughput',
+      '',
+      markdownTable(
+        ['case', 'workers', 'MB/s', 'of ceiling', 'seconds'],
+        runs.map((r) => [r.name, r.workers === null ? '-' : String(r.workers), formatNumber(r.megabytesPerSecond), `${formatNumber((r.megabytesPerSecond / ceilingMBps) * 100, 0)}%`, formatNumber(r.seconds, 2)]),
+      ),
+      '',
+      `Target: rotation with all ${cores} cores at >= ${TARGET_RATIO * 100}% of the ceiling: ${formatNumber(ratio * 100, 0)}%, ${ratio >= TARGET_RATIO ? 'met' : 'MISSED'}.`,
+      '',
+      '## Foreground random 4 KiB writes (one at a time)',
+      '',
+      markdownTable(
+        ['while', 'writes', 'p50 ms', 'p99 ms', 'rotation MB/s'],
+        latencies.map((l) => [l.name, String(l.writes), formatNumber(l.p50Ms, 2), formatNumber(l.p99Ms, 2), l.rotationMegabytesPerSecond === null ? '-' : formatNumber(l.rotationMegabytesPerSecond)]),
+      ),
+      '',
+      `Plain: ${formatNumber(plain.megabytesPerSecond)} MB/s is the worker pipeline with no cipher; the gap to the ceiling is the pipeline's own overhead, the gap between it and the ciphered runs is the cipher's share on these cores.`,
+      '',
+    ].join('\n');
+    const paths = saveResults('rotation', json, md);
+    console.log(md);
+    console.log(`wrote ${paths.json} and ${paths.md}`);
+  } finally {
+    await engine.close();
+    await tasksRoot.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+await main();
