@@ -13,7 +13,8 @@
  *    cipher: only the generation stamp changes. "pipeline, no cipher": the worker pipeline with a
  *    ClusterOps that restamps instead of re-encrypting (diagnostic: pipeline overhead).
  *  - latency: random 4 KiB writes (one at a time, to random sectors) with no rotation, then
- *    during a rotation with all workers, then during one capped at half that rotation's rate.
+ *    during a rotation with all workers, then during one capped at half that rotation's rate,
+ *    then the same cap with 64-sector batches (smaller commits hold LMDB's write lock less long).
  *  - Until engine.tasks is wired, the tasks live in an LMDB environment of their own beside the
  *    engine's, without fsync (wired, the checkpoint rides in the clusters' own transaction); the
  *    ceiling writes its checkpoint there too.
@@ -110,12 +111,21 @@ class Bench {
   }
 
   /** One rotation task with `workers` threads; returns MB/s over the task. */
-  async rotation(name: string, workers: number, options: { clusterOpsModule?: string; bandwidthBytesPerSecond?: number } = {}): Promise<RunResult> {
+  async rotation(
+    name: string,
+    workers: number,
+    options: { clusterOpsModule?: string; bandwidthBytesPerSecond?: number; rotationBatchSectorsMax?: number } = {},
+  ): Promise<RunResult> {
     const versions = await this.rotateKey();
     const manager = new TaskManager({
       root: this.tasksRoot,
       openTarget: (task) => this.engine.reencryptTarget(task.volumeId),
-      rotation: { workers, backend, bandwidthBytesPerSecond: options.bandwidthBytesPerSecond ?? null },
+      rotation: {
+        workers,
+        backend,
+        bandwidthBytesPerSecond: options.bandwidthBytesPerSecond ?? null,
+        ...(options.rotationBatchSectorsMax !== undefined ? { rotationBatchSectorsMax: options.rotationBatchSectorsMax } : {}),
+      },
       ...(options.clusterOpsModule !== undefined ? { clusterOpsModule: options.clusterOpsModule } : {}),
     });
     try {
@@ -228,6 +238,11 @@ async function main(): Promise<void> {
     latencies.push(
       await bench.latency(`during a rotation capped at ${formatNumber(capBytesPerSecond / 1e6)} MB/s`, () =>
         bench.rotation('capped latency run', cores, { bandwidthBytesPerSecond: capBytesPerSecond }),
+      ),
+    );
+    latencies.push(
+      await bench.latency(`during a rotation capped at ${formatNumber(capBytesPerSecond / 1e6)} MB/s, 64-sector batches`, () =>
+        bench.rotation('capped small-batch latency run', cores, { bandwidthBytesPerSecond: capBytesPerSecond, rotationBatchSectorsMax: 64 }),
       ),
     );
     for (const l of latencies) console.log(`  latency ${l.name}: p50 ${formatNumber(l.p50Ms, 2)} ms, p99 ${formatNumber(l.p99Ms, 2)} ms (${l.writes} writes)`);

@@ -1,8 +1,10 @@
 /**
- * Messages between the runner (main thread) and rotation-worker.ts. Cluster bytes travel in one
- * packed ArrayBuffer per batch, moved by transfer both ways (never structured-cloned); keys travel
- * in their own small ArrayBuffer, also transferred, so that after `postMessage` the only copy is in
- * the worker, which zeroizes it when the batch ends (whatever the outcome).
+ * Messages between the runner (main thread) and rotation-worker.ts. Cluster bytes move by transfer
+ * both ways, never structured-cloned and, on the main thread, never copied: each stored value the
+ * target read goes to the worker in its own ArrayBuffer and comes back untouched next to its
+ * re-encrypted image (the commit compares against it). Keys travel in their own small ArrayBuffer,
+ * also transferred, so that after `postMessage` the only copy is in the worker, which zeroizes it
+ * when the batch ends (whatever the outcome).
  */
 
 /** A DEK is 512 bits: two AES-256 keys for XTS (IEEE 1619). */
@@ -15,9 +17,8 @@ export interface RotationWorkerData {
 
 export interface ReencryptBatchRequest {
   kind: 'reencrypt';
-  /** The stored values of the batch's clusters, back to back. */
-  packed: ArrayBuffer;
-  rawLengths: number[];
+  /** One stored cluster value per buffer (the whole buffer), in batch order. */
+  clusters: ArrayBuffer[];
   clusterIndexes: number[];
   /** Per cluster: the slot of its old key in `keys`. Slot 0 holds the new key. */
   keySlots: number[];
@@ -38,7 +39,8 @@ export type RotationWorkerRequest = ReencryptBatchRequest | ProbeRequest;
 
 export interface ReencryptBatchResult {
   aborted: boolean;
-  /** The re-encrypted values, back to back, in the request's order; null when aborted. */
-  packed: ArrayBuffer | null;
-  rawLengths: number[];
+  /** The request's cluster buffers, returned untouched; empty when aborted. */
+  inputs: ArrayBuffer[];
+  /** The re-encrypted values, one whole buffer each, in the request's order; empty when aborted. */
+  outputs: ArrayBuffer[];
 }

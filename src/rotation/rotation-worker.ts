@@ -14,54 +14,34 @@ const { opsModuleUrl, backend } = workerData as RotationWorkerData;
 const ops = await loadClusterOps(opsModuleUrl);
 const cipher = await ops.createCipher(backend);
 
-const ABORTED: ReencryptBatchResult = { aborted: true, packed: null, rawLengths: [] };
+const ABORTED: ReencryptBatchResult = { aborted: true, inputs: [], outputs: [] };
+
+/** The buffer of `bytes` if `bytes` spans all of it, else a copy's: what can be transferred as is. */
+function wholeBuffer(bytes: Uint8Array): ArrayBuffer {
+  if (bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength && bytes.buffer instanceof ArrayBuffer) return bytes.buffer;
+  return Uint8Array.from(bytes).buffer;
+}
 
 export default function rotationWorker(request: RotationWorkerRequest): unknown {
   if (request.kind === 'probe') return ops.probe ? ops.probe() : null;
   const keys = new Uint8Array(request.keys);
   try {
     const abortFlag = new Int32Array(request.abortFlag);
-    const input = new Uint8Array(request.packed);
-    const { rawLengths, clusterIndexes, keySlots, newGeneration, sectorSize, clusterSectors } = request;
+    const { clusters, clusterIndexes, keySlots, newGeneration, sectorSize, clusterSectors } = request;
     assert(keys.length % DATA_KEY_BYTES === 0 && keys.length >= 2 * DATA_KEY_BYTES, 'rotation batch carries whole keys');
     const newKey = keys.subarray(0, DATA_KEY_BYTES);
-    const outputs: Uint8Array[] = [];
-    let offset = 0;
-    let sameLengths = true;
-    for (let i = 0; i < rawLengths.length; i++) {
+    const outputs: ArrayBuffer[] = [];
+    for (let i = 0; i < clusters.length; i++) {
       // Checked per cluster, so an abort stops a batch part-way rather than at its end.
       if (Atomics.load(abortFlag, 0) !== 0) return ABORTED;
-      const length = rawLengths[i]!;
       const slot = keySlots[i]!;
       assert(slot >= 1 && (slot + 1) * DATA_KEY_BYTES <= keys.length, 'cluster key slot in range');
       const oldKey = keys.subarray(slot * DATA_KEY_BYTES, (slot + 1) * DATA_KEY_BYTES);
-      const raw = input.subarray(offset, offset + length);
-      const out = ops.reencryptCluster(cipher, raw, clusterIndexes[i]!, sectorSize, clusterSectors, oldKey, newKey, newGeneration);
-      if (out.length !== length) sameLengths = false;
-      outputs.push(out);
-      offset += length;
+      const raw = new Uint8Array(clusters[i]!);
+      outputs.push(wholeBuffer(ops.reencryptCluster(cipher, raw, clusterIndexes[i]!, sectorSize, clusterSectors, oldKey, newKey, newGeneration)));
     }
-    // The output goes back in the input's buffer when the sizes allow (they do for a fixed-size
-    // cluster format): the old ciphertext is no longer needed and no new buffer is allocated.
-    let packed: ArrayBuffer;
-    if (sameLengths) {
-      let at = 0;
-      for (const out of outputs) {
-        input.set(out, at);
-        at += out.length;
-      }
-      packed = request.packed;
-    } else {
-      const bytes = new Uint8Array(outputs.reduce((sum, out) => sum + out.length, 0));
-      let at = 0;
-      for (const out of outputs) {
-        bytes.set(out, at);
-        at += out.length;
-      }
-      packed = bytes.buffer;
-    }
-    const value: ReencryptBatchResult = { aborted: false, packed, rawLengths: outputs.map((out) => out.length) };
-    return move({ [transferableSymbol]: [packed], [valueSymbol]: value } as never);
+    const value: ReencryptBatchResult = { aborted: false, inputs: clusters, outputs };
+    return move({ [transferableSymbol]: [...clusters, ...outputs], [valueSymbol]: value } as never);
   } finally {
     keys.fill(0);
   }

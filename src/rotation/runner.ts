@@ -370,14 +370,10 @@ export class RotationRunner {
     keyBytes.set(this.newKey!, 0);
     for (const [oldGeneration, slot] of slots) keyBytes.set(this.oldKey(oldGeneration), slot * DATA_KEY_BYTES);
 
+    // Each snapshot's bytes go to the worker by transfer (copied only when they share a buffer
+    // with something else) and come back with the result, for the commit's comparison.
+    const clusters = snapshots.map((snapshot) => transferableCopyOf(snapshot.raw));
     const packedBytes = snapshots.reduce((sum, snapshot) => sum + snapshot.raw.length, 0);
-    const packed = new ArrayBuffer(packedBytes);
-    const packedView = new Uint8Array(packed);
-    let offset = 0;
-    for (const snapshot of snapshots) {
-      packedView.set(snapshot.raw, offset);
-      offset += snapshot.raw.length;
-    }
     const batch: Batch = { scanFromIndex, snapshots, packedBytes, keys, state: 'running', outputs: [] };
     this.inFlight.push(batch);
     const stats = this.stats;
@@ -388,8 +384,7 @@ export class RotationRunner {
 
     const request: ReencryptBatchRequest = {
       kind: 'reencrypt',
-      packed,
-      rawLengths: snapshots.map((snapshot) => snapshot.raw.length),
+      clusters,
       clusterIndexes: snapshots.map((snapshot) => snapshot.clusterIndex),
       keySlots,
       keys,
@@ -404,13 +399,9 @@ export class RotationRunner {
           stats.batchesAborted++;
           batch.state = 'discarded';
         } else {
-          assert(result.packed !== null && result.rawLengths.length === snapshots.length, 'a worker returns every cluster of its batch');
-          let at = 0;
-          batch.outputs = result.rawLengths.map((length) => {
-            const out = new Uint8Array(result.packed!, at, length);
-            at += length;
-            return out;
-          });
+          assert(result.inputs.length === snapshots.length && result.outputs.length === snapshots.length, 'a worker returns every cluster of its batch');
+          batch.snapshots = snapshots.map((snapshot, i) => ({ ...snapshot, raw: new Uint8Array(result.inputs[i]!) }));
+          batch.outputs = result.outputs.map((buffer) => new Uint8Array(buffer));
           batch.state = 'done';
         }
         this.wakeup.fire();
@@ -575,4 +566,14 @@ export function toTaskError(error: unknown): TaskError {
   if (isBlockvaultError(error)) return { code: error.code, message: error.message };
   if (error instanceof Error) return { code: 'INTERNAL', message: error.message };
   return { code: 'INTERNAL', message: String(error) };
+}
+
+/**
+ * The snapshot's bytes as an ArrayBuffer to transfer: its own buffer when the view spans all of it
+ * (staleClusters hands the caller fresh copies, see target.ts), else a copy. Transferring detaches
+ * the snapshot's view; the worker sends the buffer back.
+ */
+function transferableCopyOf(raw: Uint8Array): ArrayBuffer {
+  if (raw.byteOffset === 0 && raw.byteLength === raw.buffer.byteLength && raw.buffer instanceof ArrayBuffer && raw.byteLength > 0) return raw.buffer;
+  return Uint8Array.from(raw).buffer;
 }

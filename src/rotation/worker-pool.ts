@@ -56,9 +56,9 @@ export class RotationPool {
     return new RotationPool(piscina, size);
   }
 
-  /** `request.packed` and `request.keys` are transferred: detached on this thread from the call on. */
+  /** `request.clusters` and `request.keys` are transferred: detached on this thread from the call on. */
   async reencrypt(request: ReencryptBatchRequest): Promise<ReencryptBatchResult> {
-    return (await this.piscina.run(request, { transferList: [request.packed, request.keys] })) as ReencryptBatchResult;
+    return (await this.piscina.run(request, { transferList: [...request.clusters, request.keys] })) as ReencryptBatchResult;
   }
 
   /** Tests: ask a worker for its ClusterOps.probe() report. */

@@ -48,6 +48,7 @@ for (const { backend, skipReason } of cipherBackends()) {
 
       const events: string[] = [];
       const manager = taskManager(engine, tasksRoot, backend, events);
+      await manager.warmUp();
       const task = await manager.create({ volumeId: vol.info().id, keyCrn: key.crn, fromKeyVersion: 1, toKeyVersion: 2 });
       // Foreground writes race the task until it ends.
       let stop = false;
@@ -58,6 +59,7 @@ for (const { backend, skipReason } of cipherBackends()) {
           const patch = randomBytes(5000);
           patch.copy(model, at);
           await vol.write(at, patch);
+          await new Promise((resolve) => setTimeout(resolve, 1)); // racing, not racing ahead
         }
       })();
       let done;
