@@ -38,6 +38,11 @@ export class OpQueue {
     return this.pending.length;
   }
 
+  /** True when an operation submitted now would run at once (nothing queued, room in the budget). */
+  idle(): boolean {
+    return !this.draining && this.pending.length === 0 && this.waitForRoom() === null;
+  }
+
   /** An operation of one step. */
   submitOne<T>(run: () => Promise<T>): Promise<T> {
     return this.submit(() => ({ done: true, result: run() }));

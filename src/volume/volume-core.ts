@@ -172,6 +172,14 @@ export class VolumeCore {
   // Read.
 
   read(offset: number, length: number): Promise<Uint8Array> {
+    if (this.queue.idle()) {
+      // Fast path (the common case): nothing queued ahead, so no queue bookkeeping.
+      try {
+        return Promise.resolve(this.readNow(offset, length));
+      } catch (error) {
+        return Promise.reject(error);
+      }
+    }
     return this.queue.submitOne(() => Promise.resolve(this.readNow(offset, length)));
   }
 
