@@ -113,11 +113,13 @@ export async function waitForTasks(engine: EngineApi, tasks: readonly TaskInfo[]
   api.on?.('progress', onProgress);
   const poll = group.visible
     ? setInterval(() => {
-        for (const t of tasks) void Promise.resolve(api.get(t.id)).then(drawTask, () => undefined);
+        for (const t of tasks) void Promise.resolve()
+          .then(() => api.get(t.id))
+          .then(drawTask, () => undefined);
       }, POLL_INTERVAL_MS)
     : undefined;
   try {
-    const settled = await Promise.allSettled(tasks.map((t) => api.wait(t.id, timeoutMs === undefined ? {} : { timeoutMs })));
+    const settled = await Promise.allSettled(tasks.map(async (t) => api.wait(t.id, timeoutMs === undefined ? {} : { timeoutMs })));
     const ended = await Promise.all(tasks.map(async (t) => api.get(t.id)));
     for (const t of ended) drawTask(t);
     const failure = settled.find((s): s is PromiseRejectedResult => s.status === 'rejected');
