@@ -144,9 +144,13 @@ export function registerKeyCommands(program: Command, ctx: CliContext): void {
           );
           const tasks = options.wait && started.length > 0 ? await waitForTasks(engine, started, out) : started;
           const rotated = await engine.hsm.getKey(crn);
+          const registered = (await engine.hsm.listRegistrations({ keyCrn: crn })).length;
           out.result({ key: rotated, tasks }, (o) => {
             o.line(`Rotated ${rotated.name} to version ${rotated.version}.`);
-            if (tasks.length === 0) o.line('No volumes are registered against the key: nothing to re-encrypt.');
+            if (tasks.length === 0 && registered === 0) o.line('No volumes are registered against the key: nothing to re-encrypt.');
+            if (tasks.length === 0 && registered > 0) {
+              o.line(`${registered} volume(s) use the key, but this engine build starts no re-encryption tasks yet (issue 5); their data keys stay wrapped under the previous version, which still unwraps.`);
+            }
             for (const t of tasks) o.line(`task ${t.id}: ${t.state}${t.volumeId ? ` (volume ${t.volumeId})` : ''}`);
             if (!options.wait && tasks.length > 0) o.line(`Follow with: blockvault tasks wait ${tasks.map((t) => t.id).join(' ')}`);
           });
