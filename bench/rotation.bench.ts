@@ -9,8 +9,8 @@
  *    and in-flight bounds) on engine.reencryptTarget(volume) with a pool of W threads, started
  *    (warmed up) before the clock starts; MB/s = logical bytes re-encrypted / task time.
  *  - "ceiling": the same clusters read (staleClusters) and rewritten (commitReencrypted, same
- *    batch and commit sizes, same checkpoint write, same durability) on the main thread, with no
- *    cipher: only the generation stamp changes. "pipeline, no cipher": the worker pipeline with a
+ *    commit sizes, same number of commits queued, same checkpoint write, same durability) on the
+ *    main thread, with no cipher: only the generation stamp changes. "pipeline, no cipher": the worker pipeline with a
  *    ClusterOps that restamps instead of re-encrypting (diagnostic: pipeline overhead).
  *  - latency: random 4 KiB writes (one at a time, to random sectors) with no rotation, then
  *    during a rotation with all workers, then during one capped at half that rotation's rate,
@@ -20,7 +20,7 @@
  *    ceiling writes its checkpoint there too.
  *
  * `npm run bench:rotation` (1 GiB), or `-- --size 256MiB`, or ROTATION_BENCH_SIZE=64MiB; `--quick`
- * is 64 MiB. Writes bench/results/rotation.json and bench/results/rotation.md.
+ * is 64 MiB; `--rounds N` (ROTATION_BENCH_ROUNDS), default 2 above 256 MiB, else 3. Writes bench/results/rotation.json and bench/results/rotation.md.
  */
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -40,6 +40,7 @@ const MIB = 1024 * 1024;
 const SECTOR = 4096;
 const PASSPHRASE = 'rotation-bench-passphrase';
 const TARGET_RATIO = 0.85;
+const CEILING = 'ceiling: read + rewrite, no cipher, main thread';
 const PLAIN_OPS = fileURLToPath(new URL('../test/rotation/helpers/plain-product-ops.ts', import.meta.url));
 
 function parseSize(text: string): number {
@@ -59,6 +60,7 @@ function argValue(name: string): string | undefined {
 const sizeBytes = process.argv.includes('--quick') ? 64 * MIB : parseSize(argValue('--size') ?? process.env.ROTATION_BENCH_SIZE ?? '1GiB');
 const cores = availableParallelism();
 const workerCounts = [...new Set([1, 2, cores])].sort((a, b) => a - b);
+const rounds = Number(argValue('--rounds') ?? process.env.ROTATION_BENCH_ROUNDS ?? (sizeBytes > 256 * MIB ? 2 : 3));
 const backend = nativeCipherStatus().available ? 'native' : 'ts';
 
 interface RunResult {
@@ -152,22 +154,23 @@ class Bench {
       const generation = await target.beginGeneration(target.writeGeneration());
       let from = 0;
       let sectors = 0;
-      let commit: Promise<number> | null = null;
+      // Like the runner: read the next batch while up to commitsInFlightMax commits are queued.
+      const commits: Promise<number>[] = [];
       for (;;) {
-        // Read the next batch while the previous one commits, as the runner does.
         const snapshots = target.staleClusters(from, generation, clustersPerTxn);
-        if (commit !== null) await commit;
+        if (commits.length >= DEFAULT_RUNNER_OPTIONS.commitsInFlightMax) await commits.shift();
         if (snapshots.length === 0) break;
         const items = snapshots.map((expected) => ({ expected, raw: restampGeneration(expected.raw, generation) }));
         from = snapshots[snapshots.length - 1]!.clusterIndex + 1;
         const checkpoint = from;
         for (const item of items) sectors += (item.raw.length - 16) / SECTOR;
-        commit = target.commitReencrypted(items, () => checkpoints.putSync('ceiling', { checkpointClusterIndex: checkpoint }));
+        commits.push(target.commitReencrypted(items, () => checkpoints.putSync('ceiling', { checkpointClusterIndex: checkpoint })));
       }
+      await Promise.all(commits);
       await target.retireGenerations(generation);
       const seconds = (performance.now() - started) / 1000;
       const bytes = sectors * SECTOR;
-      return { name: 'ceiling: read + rewrite, no cipher, main thread', workers: null, bytes, seconds, megabytesPerSecond: bytes / seconds / 1e6 };
+      return { name: CEILING, workers: null, bytes, seconds, megabytesPerSecond: bytes / seconds / 1e6 };
     } finally {
       await target.close();
     }
@@ -217,17 +220,35 @@ async function main(): Promise<void> {
     await fill(volume);
     const bench = new Bench(engine, volume, key.crn, tasksRoot);
 
-    const runs: RunResult[] = [];
-    const log = (r: RunResult): RunResult => {
-      console.log(`  ${r.name}: ${formatNumber(r.megabytesPerSecond)} MB/s (${formatNumber(r.seconds, 2)} s)`);
-      runs.push(r);
-      return r;
-    };
-    const ceiling = log(await bench.ceiling());
-    for (const workers of workerCounts) log(await bench.rotation(`rotation, ${workers} worker${workers > 1 ? 's' : ''}`, workers));
-    const plain = log(await bench.rotation(`pipeline, no cipher, ${cores} workers`, cores, { clusterOpsModule: PLAIN_OPS }));
-    const ceilingAgain = log(await bench.ceiling()); // the machine drifts: bracket the runs
-    const ceilingMBps = Math.max(ceiling.megabytesPerSecond, ceilingAgain.megabytesPerSecond);
+    // Every case runs once per round, in an order that rotates each round, and a case's MB/s is
+    // its bytes over its summed time: shared machines drift, and cases in one round drift together.
+    const cases: { name: string; workers: number | null; run: () => Promise<RunResult> }[] = [
+      { name: CEILING, workers: null, run: () => bench.ceiling() },
+      ...workerCounts.map((workers) => ({
+        name: `rotation, ${workers} worker${workers > 1 ? 's' : ''}`,
+        workers,
+        run: () => bench.rotation('', workers),
+      })),
+      { name: `pipeline, no cipher, ${cores} workers`, workers: cores, run: () => bench.rotation('', cores, { clusterOpsModule: PLAIN_OPS }) },
+    ];
+    const totals = new Map(cases.map((c) => [c.name, { bytes: 0, seconds: 0, perRound: [] as number[] }]));
+    for (let round = 0; round < rounds; round++) {
+      for (let i = 0; i < cases.length; i++) {
+        const c = cases[(i + round) % cases.length]!;
+        const r = await c.run();
+        const total = totals.get(c.name)!;
+        total.bytes += r.bytes;
+        total.seconds += r.seconds;
+        total.perRound.push(r.megabytesPerSecond);
+        console.log(`  round ${round + 1}: ${c.name}: ${formatNumber(r.megabytesPerSecond)} MB/s (${formatNumber(r.seconds, 2)} s)`);
+      }
+    }
+    const runs: (RunResult & { perRoundMegabytesPerSecond: number[] })[] = cases.map((c) => {
+      const t = totals.get(c.name)!;
+      return { name: c.name, workers: c.workers, bytes: t.bytes, seconds: t.seconds, megabytesPerSecond: t.bytes / t.seconds / 1e6, perRoundMegabytesPerSecond: t.perRound };
+    });
+    const ceilingMBps = runs.find((r) => r.name === CEILING)!.megabytesPerSecond;
+    const plain = runs.find((r) => r.name.startsWith('pipeline'))!;
 
     const latencies: LatencyResult[] = [];
     const idle = await bench.latency('no rotation', null);
@@ -248,12 +269,13 @@ async function main(): Promise<void> {
     for (const l of latencies) console.log(`  latency ${l.name}: p50 ${formatNumber(l.p50Ms, 2)} ms, p99 ${formatNumber(l.p99Ms, 2)} ms (${l.writes} writes)`);
 
     const allCores = runs.find((r) => r.workers === cores && r.name.startsWith('rotation'))!;
+    const bestWorkers = runs.filter((r) => r.name.startsWith('rotation')).sort((a, b) => b.megabytesPerSecond - a.megabytesPerSecond)[0]!;
     const ratio = allCores.megabytesPerSecond / ceilingMBps;
     const durationS = Math.round((performance.now() - startedMs) / 1000);
     const json = {
       bench: 'rotation',
       machine,
-      config: { sizeBytes, sectorSize: SECTOR, backend, cores, workerCounts, runner: DEFAULT_RUNNER_OPTIONS, tasksInSeparateEnvironment: true },
+      config: { sizeBytes, sectorSize: SECTOR, backend, cores, workerCounts, rounds, runner: DEFAULT_RUNNER_OPTIONS, tasksInSeparateEnvironment: true },
       ceilingMegabytesPerSecond: ceilingMBps,
       runs: runs.map((r) => ({ ...r, ofCeiling: r.megabytesPerSecond / ceilingMBps })),
       latency: latencies,
@@ -264,16 +286,22 @@ async function main(): Promise<void> {
       '# Rotation: re-encryption throughput and foreground latency (bench/rotation.bench.ts)',
       '',
       `${machine.date}, ${machine.cpuModel}, ${machine.logicalCpus} logical CPUs (load ${machine.loadAverage1m} at start), ${machine.memoryGiB} GiB, Node ${machine.node}, ${machine.platform}; ${backend} cipher; ${durationS} s.`,
-      `A fully written ${sizeBytes / MIB} MiB volume of 4096-byte sectors (engine defaults). Ratios are against the ceiling measured in the same run (best of two, before and after): the same clusters read and rewritten through LMDB on the main thread with no cipher, same batches, commits and durability.`,
+      `A fully written ${sizeBytes / MIB} MiB volume of 4096-byte sectors (engine defaults), ${rounds} rounds (case order rotating each round; MB/s = bytes over summed time). Ratios are against the ceiling measured in the same rounds: the same clusters read and rewritten through LMDB on the main thread with no cipher, same batches, commits and durability.`,
       '',
       '## Throughput',
       '',
       markdownTable(
-        ['case', 'workers', 'MB/s', 'of ceiling', 'seconds'],
-        runs.map((r) => [r.name, r.workers === null ? '-' : String(r.workers), formatNumber(r.megabytesPerSecond), `${formatNumber((r.megabytesPerSecond / ceilingMBps) * 100, 0)}%`, formatNumber(r.seconds, 2)]),
+        ['case', 'workers', 'MB/s', 'of ceiling', 'per round MB/s'],
+        runs.map((r) => [
+          r.name,
+          r.workers === null ? '-' : String(r.workers),
+          formatNumber(r.megabytesPerSecond),
+          `${formatNumber((r.megabytesPerSecond / ceilingMBps) * 100, 0)}%`,
+          r.perRoundMegabytesPerSecond.map((v) => formatNumber(v, 0)).join(', '),
+        ]),
       ),
       '',
-      `Target: rotation with all ${cores} cores at >= ${TARGET_RATIO * 100}% of the ceiling: ${formatNumber(ratio * 100, 0)}%, ${ratio >= TARGET_RATIO ? 'met' : 'MISSED'}.`,
+      `Target: rotation with all ${cores} cores at >= ${TARGET_RATIO * 100}% of the ceiling: ${formatNumber(ratio * 100, 0)}%, ${ratio >= TARGET_RATIO ? 'met' : 'MISSED'}. Best: ${bestWorkers.name} at ${formatNumber((bestWorkers.megabytesPerSecond / ceilingMBps) * 100, 0)}%.`,
       '',
       '## Foreground random 4 KiB writes (one at a time)',
       '',

@@ -34,6 +34,11 @@ export interface RotationOptions {
   inFlightBatchesMax?: number;
   /** Most finished jobs per LMDB commit. Default 4. */
   commitBatchesMax?: number;
+  /**
+   * Commits queued at once, per task. Default 2 (throughput). With 1, and a small
+   * rotationBatchSectorsMax, foreground writes wait behind less rotation work (latency).
+   */
+  commitsInFlightMax?: number;
   /** Cap on re-encryption bandwidth per task, in stored bytes per second. Default none. */
   bandwidthBytesPerSecond?: number | null;
   /** Minimum time between progress events. Default 200 ms. */
@@ -379,9 +384,10 @@ export class TaskManager extends EventEmitter<TaskManagerEvents> {
       rotationBatchSectorsMax: r.rotationBatchSectorsMax ?? DEFAULT_RUNNER_OPTIONS.rotationBatchSectorsMax,
       // Enough for every worker to hold a batch and queue one, plus full commits queued behind each other.
       inFlightBatchesMax:
-        r.inFlightBatchesMax ?? 2 * pool.size + (r.commitBatchesMax ?? DEFAULT_RUNNER_OPTIONS.commitBatchesMax) * DEFAULT_RUNNER_OPTIONS.commitsInFlightMax,
+        r.inFlightBatchesMax ??
+        2 * pool.size + (r.commitBatchesMax ?? DEFAULT_RUNNER_OPTIONS.commitBatchesMax) * (r.commitsInFlightMax ?? DEFAULT_RUNNER_OPTIONS.commitsInFlightMax),
       commitBatchesMax: r.commitBatchesMax ?? DEFAULT_RUNNER_OPTIONS.commitBatchesMax,
-      commitsInFlightMax: DEFAULT_RUNNER_OPTIONS.commitsInFlightMax,
+      commitsInFlightMax: r.commitsInFlightMax ?? DEFAULT_RUNNER_OPTIONS.commitsInFlightMax,
       bandwidthBytesPerSecond: r.bandwidthBytesPerSecond ?? DEFAULT_RUNNER_OPTIONS.bandwidthBytesPerSecond,
       progressIntervalMs: r.progressIntervalMs ?? DEFAULT_RUNNER_OPTIONS.progressIntervalMs,
       passesMax: DEFAULT_RUNNER_OPTIONS.passesMax,
@@ -501,6 +507,7 @@ function validateRotationOptions(options: RotationOptions): RotationOptions {
   positiveInt('rotationBatchSectorsMax', 1 << 20);
   positiveInt('inFlightBatchesMax', 4096);
   positiveInt('commitBatchesMax', 4096);
+  positiveInt('commitsInFlightMax', 16);
   const cap = options.bandwidthBytesPerSecond;
   if (cap !== undefined && cap !== null && (typeof cap !== 'number' || !Number.isFinite(cap) || cap <= 0)) {
     throw invalid(`rotation.bandwidthBytesPerSecond must be a number > 0 or null, got ${String(cap)}.`);
