@@ -319,7 +319,7 @@ export class RotationRunner {
           found += snapshots.length;
           const batchFromIndex = scanIndex;
           scanIndex = snapshots[snapshots.length - 1]!.clusterIndex + 1;
-          if (snapshots.length < clustersPerBatch) exhausted = true;
+          // Only an empty answer ends the scan: the contract bounds a scan's results, not its reach.
           await this.throttle(snapshots);
           if (this.stopKind !== null) continue;
           this.dispatch(batchFromIndex, snapshots, generation, (error) => {
@@ -483,7 +483,7 @@ export class RotationRunner {
   private async complete(): Promise<TaskRecord> {
     // The KMS ack and the completion are recorded before the state says completed: after a
     // crash in between, the resumed task records them again (at least once, never lost).
-    await this.onEvent?.(ROTATION_AUDIT_ACTIONS.kmsAck, { ...this.auditDetails(), eventType: 'rotate', resourceCrn: this.target.volumeId });
+    await this.onEvent?.(ROTATION_AUDIT_ACTIONS.kmsAck, { ...this.auditDetails(), eventType: 'rotate' });
     const now = this.clock.nowMs();
     await this.onEvent?.(ROTATION_AUDIT_ACTIONS.complete, { ...this.auditDetails(), durationMs: now - (this.record.startedAtMs ?? now) });
     const rate = progressOf(this.record, this.runBytes, performance.now() - this.runStartMs, this.target.sectorSize);
