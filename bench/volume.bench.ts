@@ -8,8 +8,9 @@
  *    fsynced commits) holding each 4096-byte sector as one value under a 12-byte key.
  *  - both are filled once, untimed (the first fill is reported for information); then each case
  *    runs in short slices, raw and api alternating (the order flips each slice), so both see the
- *    same background load; the ratio is api/raw over the summed times. Shared machines drift;
- *    pairs of short slices drift together.
+ *    same background load; the ratio is the median over slices of raw time / api time (with the
+ *    quartiles), MB/s come from the summed times. Shared machines drift; pairs of short slices
+ *    drift together, and the median ignores the slices another process's burst hit.
  *  - sequential writes: 16 MiB slices in 1 MiB writes, 4 in flight (raw: 256 puts per MiB);
  *    random writes: slices of 1024 x 4 KiB at random sectors, 64 in flight; every write slice
  *    ends with a flush (vol.flush() / root.flushed) inside the timing.
@@ -53,6 +54,16 @@ const TARGETS = { randomWrite: 0.7, sequentialWrite: 0.8, read: 0.8, amplificati
 interface Pair {
   api: number;
   raw: number;
+  /** raw/api time of each slice: the per-slice ratios, sorted. */
+  sliceRatios: number[];
+}
+
+/** The q-quantile of sorted values (linear interpolation). */
+function quantile(sorted: number[], q: number): number {
+  const at = (sorted.length - 1) * q;
+  const lo = Math.floor(at);
+  const hi = Math.ceil(at);
+  return sorted[lo]! + (sorted[hi]! - sorted[lo]!) * (at - lo);
 }
 
 interface RawEnv {
@@ -104,17 +115,32 @@ async function timed(run: () => Promise<void>): Promise<number> {
 
 /** Alternate raw and api for `slices` slices (the order flips each slice); summed milliseconds of each. */
 async function alternate(slices: number, raw: (slice: number) => Promise<void>, api: (slice: number) => Promise<void>): Promise<Pair> {
-  const total: Pair = { api: 0, raw: 0 };
+  const total: Pair = { api: 0, raw: 0, sliceRatios: [] };
   for (let slice = 0; slice < slices; slice++) {
+    let rawMs: number;
+    let apiMs: number;
     if (slice % 2 === 0) {
-      total.raw += await timed(() => raw(slice));
-      total.api += await timed(() => api(slice));
+      rawMs = await timed(() => raw(slice));
+      apiMs = await timed(() => api(slice));
     } else {
-      total.api += await timed(() => api(slice));
-      total.raw += await timed(() => raw(slice));
+      apiMs = await timed(() => api(slice));
+      rawMs = await timed(() => raw(slice));
     }
+    total.raw += rawMs;
+    total.api += apiMs;
+    total.sliceRatios.push(rawMs / apiMs);
   }
+  total.sliceRatios.sort((a, b) => a - b);
   return total;
+}
+
+/**
+ * The api/raw throughput ratio: the median over slices of raw time / api time. A load spike from
+ * another process hits one slice of one side; the median of pairs shrugs it off, a ratio of sums
+ * does not.
+ */
+function ratioOf(pair: Pair): { ratio: number; p25: number; p75: number } {
+  return { ratio: quantile(pair.sliceRatios, 0.5), p25: quantile(pair.sliceRatios, 0.25), p75: quantile(pair.sliceRatios, 0.75) };
 }
 
 function randomSectors(count: number, volumeBytes: number): number[] {
@@ -172,6 +198,9 @@ interface IoResult {
   apiMBps: number;
   rawMBps: number;
   ratio: number;
+  p25: number;
+  p75: number;
+  slices: number;
   target: number;
 }
 
@@ -183,10 +212,10 @@ async function ioBenchmark(): Promise<{ results: IoResult[]; firstFill: { apiMBp
   const record = (name: string, bytes: number, pair: Pair, target: number): void => {
     const apiMBps = bytes / 1e6 / (pair.api / 1000);
     const rawMBps = bytes / 1e6 / (pair.raw / 1000);
-    const result = { case: name, bytes, apiMs: pair.api, rawMs: pair.raw, apiMBps, rawMBps, ratio: pair.raw / pair.api, target };
+    const result = { case: name, bytes, apiMs: pair.api, rawMs: pair.raw, apiMBps, rawMBps, ...ratioOf(pair), slices: pair.sliceRatios.length, target };
     results.push(result);
     console.log(
-      `  ${name.padEnd(34)} api ${formatNumber(apiMBps).padStart(7)} MB/s   raw ${formatNumber(rawMBps).padStart(7)} MB/s   api/raw ${result.ratio.toFixed(2)}${target > 0 ? ` (target >= ${target})` : ''}`,
+      `  ${name.padEnd(34)} api ${formatNumber(apiMBps).padStart(7)} MB/s   raw ${formatNumber(rawMBps).padStart(7)} MB/s   api/raw ${result.ratio.toFixed(2)} [${result.p25.toFixed(2)}-${result.p75.toFixed(2)}]${target > 0 ? ` (target >= ${target})` : ''}`,
     );
   };
   try {
@@ -285,6 +314,8 @@ interface LayoutResult {
   amplification: number;
   amplificationAfterRandomWrites: number;
   randomWriteRatio: number;
+  randomWriteRatioP25: number;
+  randomWriteRatioP75: number;
 }
 
 async function layoutBenchmark(): Promise<{ rawAmplification: number; rawAfterRandom: number; layouts: LayoutResult[] }> {
@@ -336,11 +367,13 @@ async function layoutBenchmark(): Promise<{ rawAmplification: number; rawAfterRa
           clusterSectors: config.clusterSectors,
           amplification,
           amplificationAfterRandomWrites: afterRandom,
-          randomWriteRatio: pair.raw / pair.api,
+          randomWriteRatio: ratioOf(pair).ratio,
+          randomWriteRatioP25: ratioOf(pair).p25,
+          randomWriteRatioP75: ratioOf(pair).p75,
         };
         layouts.push(result);
         console.log(
-          `  ${config.layout.padEnd(8)} ${String(config.clusterSectors).padStart(2)} sectors/cluster: ${amplification.toFixed(3)}x on disk (${afterRandom.toFixed(3)}x after random overwrites), random 4 KiB writes ${result.randomWriteRatio.toFixed(2)} of raw`,
+          `  ${config.layout.padEnd(8)} ${String(config.clusterSectors).padStart(2)} sectors/cluster: ${amplification.toFixed(3)}x on disk (${afterRandom.toFixed(3)}x after random overwrites), random 4 KiB writes ${result.randomWriteRatio.toFixed(2)} [${result.randomWriteRatioP25.toFixed(2)}-${result.randomWriteRatioP75.toFixed(2)}] of raw`,
         );
         await vol.close();
       } finally {
@@ -381,17 +414,19 @@ async function main(): Promise<void> {
     `${machine.date}, ${machine.cpuModel}, ${machine.logicalCpus} logical CPUs, ${machine.memoryGiB} GiB, Node ${machine.node}, ${machine.platform}; ` +
       `native cipher; load average ${loadBefore.toFixed(2)} at start, ${loadAfter.toFixed(2)} at the end; ${elapsedS.toFixed(0)} s.`,
     'Ratios compare the API with raw LMDB puts/gets of the same data with the same durability (4 KiB pages, overlappingSync, every',
-    'commit fsynced; writes end with a flush), in short slices alternating between the two in the same run.',
+    'commit fsynced; writes end with a flush), in short slices alternating between the two in the same run; the ratio is the median',
+    'of the per-slice ratios (quartiles beside it), MB/s come from the summed times.',
     '',
     '## Throughput (128 MiB volume, 4096-byte sectors, default layout)',
     '',
     markdownTable(
-      ['case', 'api MB/s', 'raw LMDB MB/s', 'api / raw', 'target', ''],
+      ['case', 'api MB/s', 'raw LMDB MB/s', 'api / raw (median of slices)', 'quartiles', 'target', ''],
       io.map((r) => [
         r.case,
         formatNumber(r.apiMBps),
         formatNumber(r.rawMBps),
         r.ratio.toFixed(2),
+        `${r.p25.toFixed(2)}-${r.p75.toFixed(2)}`,
         r.target > 0 ? `>= ${r.target}` : '-',
         r.target > 0 ? verdict(r.ratio, r.target) : 'for comparison',
       ]),
@@ -402,15 +437,16 @@ async function main(): Promise<void> {
     '## Space of a fully written volume (64 MiB, 4096-byte sectors), per layout',
     '',
     markdownTable(
-      ['layout', 'sectors per cluster', 'file growth / logical', `after ${overwrites} random 4 KiB overwrites`, 'random 4 KiB writes, api / raw', ''],
+      ['layout', 'sectors per cluster', 'file growth / logical', `after ${overwrites} random 4 KiB overwrites`, 'random 4 KiB writes, api / raw', 'quartiles', ''],
       [
-        ['raw LMDB, 1 value per sector', '-', layout.rawAmplification.toFixed(3), layout.rawAfterRandom.toFixed(3), '1.00', ''],
+        ['raw LMDB, 1 value per sector', '-', layout.rawAmplification.toFixed(3), layout.rawAfterRandom.toFixed(3), '1.00', '-', ''],
         ...layout.layouts.map((l) => [
           l.layout,
           String(l.clusterSectors),
           l.amplification.toFixed(3),
           l.amplificationAfterRandomWrites.toFixed(3),
           l.randomWriteRatio.toFixed(2),
+          `${l.randomWriteRatioP25.toFixed(2)}-${l.randomWriteRatioP75.toFixed(2)}`,
           l.layout === 'split' ? 'default' : '',
         ]),
       ],
