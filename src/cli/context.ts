@@ -8,6 +8,7 @@ import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { Command } from 'commander';
 import { BlockvaultError } from '../errors.js';
+import { LOCK_FILE, lockDir } from './dir-lock.js';
 import { openEngine, type EngineApi, type VolumeInfo } from './engine-port.js';
 import { Output, type CliStreams } from './output.js';
 import { resolveHsmSecret, type HsmSecret } from './passphrase.js';
@@ -72,20 +73,25 @@ export async function withEngine(
     );
   }
   const secret = await resolveHsmSecret({ keyFile: options.keyFile, env: ctx.env, stdin: ctx.stdin, stderr: ctx.stderr, confirm: mode.create === true && !isEngineDir(dir) });
-  const engine = await openEngine({ dir, hsm: secret });
+  const lock = await lockDir(dir, { onWait: (pid) => out.note(`waiting for blockvault process ${pid}, which has ${dir} open...`) });
   try {
-    await work({ engine, out, dir, secret });
-  } catch (error) {
-    // The command's own failure is what the user needs to see, not a later one from closing.
-    await engine.close().catch(() => undefined);
-    throw error;
+    const engine = await openEngine({ dir, hsm: secret });
+    try {
+      await work({ engine, out, dir, secret });
+    } catch (error) {
+      // The command's own failure is what the user needs to see, not a later one from closing.
+      await engine.close().catch(() => undefined);
+      throw error;
+    }
+    await engine.close();
+  } finally {
+    lock.release();
   }
-  await engine.close();
 }
 
 export function isEngineDir(dir: string): boolean {
   try {
-    return existsSync(dir) && readdirSync(dir).length > 0;
+    return existsSync(dir) && readdirSync(dir).some((name) => name !== LOCK_FILE);
   } catch {
     return false;
   }

@@ -131,3 +131,24 @@ describe('bench and stress shred', () => {
     }
   });
 });
+
+describe('one process per engine directory', () => {
+  it('waits for a live holder, fails with DIR_BUSY after the wait, and takes over a dead holder', async () => {
+    const { lockDir } = await import('../../src/cli/dir-lock.js');
+    const { dir, cleanup } = tempDir();
+    try {
+      const first = await lockDir(dir);
+      const waited: number[] = [];
+      await expect(lockDir(dir, { waitMs: 300, onWait: (pid) => waited.push(pid) })).rejects.toMatchObject({ code: 'DIR_BUSY' });
+      expect(waited).toEqual([process.pid]);
+      const second = lockDir(dir, { waitMs: 5000 });
+      setTimeout(() => first.release(), 200);
+      (await second).release();
+      const { writeFileSync } = await import('node:fs');
+      writeFileSync(`${dir}/cli.lock`, '2147483646\n'); // no such process
+      (await lockDir(dir, { waitMs: 0 })).release();
+    } finally {
+      cleanup();
+    }
+  });
+});

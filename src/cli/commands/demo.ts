@@ -17,6 +17,7 @@ import type { Command } from 'commander';
 import { BlockvaultError } from '../../errors.js';
 import type { RootKeyInfo } from '../../hsm/types.js';
 import { outputFor, type CliContext } from '../context.js';
+import { lockDir } from '../dir-lock.js';
 import { openEngine, type EngineApi, type TaskInfo, type VolumeHandle, type VolumeInfo } from '../engine-port.js';
 import { isoTime, type Output } from '../output.js';
 import { PASSPHRASE_ENV, resolveHsmSecret, type HsmSecret } from '../passphrase.js';
@@ -67,7 +68,13 @@ export function registerDemoCommand(program: Command, ctx: CliContext): void {
       }
       const dir = freshDir(options.dir);
       const { secret, generatedKeyFile } = await demoSecret(ctx, options, dir);
-      const summary = await runDemo(out, dir, secret, options.size);
+      const lock = await lockDir(dir);
+      let summary: Awaited<ReturnType<typeof runDemo>>;
+      try {
+        summary = await runDemo(out, dir, secret, options.size);
+      } finally {
+        lock.release();
+      }
       out.result({ ok: true, dir, keyFile: generatedKeyFile ?? options.keyFile ?? null, ...summary }, () => undefined);
       if (generatedKeyFile !== null) {
         out.line();
