@@ -12,7 +12,8 @@ import { MS_PER_DAY, MS_PER_HOUR, systemClock, type Clock } from './clock.js';
 import { formatCrn, parseCrn } from './crn.js';
 import { BlockvaultError, assert, isBlockvaultError } from './errors.js';
 import { SoftHsm } from './hsm/index.js';
-import { KeyState, type CallerContext, type RootKeyInfo } from './hsm/types.js';
+import { KeyState, type CallerContext, type RootKeyInfo, type RotationSchedulerResult } from './hsm/types.js';
+import { TaskManager, type RotationOptions, type TaskRecord } from './rotation/index.js';
 import { CLUSTER_SECTORS_MAX, type SectorSize } from './volume/cluster-format.js';
 import { purgeBatch, type VolumeLayout } from './volume/cluster-store.js';
 import { assertDataKey, generateDataKey } from './volume/data-key.js';
@@ -78,6 +79,11 @@ export interface EngineOptions {
   writeBufferBytesMax?: number;
   /** LMDB map size (virtual address space). Default 256 GiB. */
   mapSizeBytes?: number;
+  /**
+   * Online re-encryption ("Syncing KMS state" tasks): worker count (default: the core count),
+   * batch and in-flight bounds, a bandwidth cap. See src/rotation/task-manager.ts.
+   */
+  rotation?: RotationOptions;
 }
 
 export interface CreateVolumeOptions {
@@ -104,7 +110,8 @@ export class Engine {
   /** The audit log (hash-chained activity events). */
   readonly events: AuditLog;
   readonly cipher: XtsCipher;
-  // engine.tasks (rotation: "Syncing KMS state" tasks) is added by src/rotation; see reencryptTarget().
+  /** "Syncing KMS state" tasks: list, get, wait, cancel, and 'progress' events. */
+  readonly tasks: TaskManager;
 
   readonly #root: RootDatabase;
   readonly #volumes: Database<VolumeRecord, string>;
@@ -132,6 +139,7 @@ export class Engine {
     cipher: XtsCipher;
     options: ResolvedOptions;
     engineId: string;
+    rotation: RotationOptions | undefined;
   }) {
     this.#root = args.root;
     this.hsm = args.hsm;
@@ -158,6 +166,34 @@ export class Engine {
       engineError: () => (this.#closed ? this.#closedError() : null),
       release: (core) => this.#release(core),
     };
+    this.tasks = new TaskManager({
+      root: args.root,
+      clock: args.options.clock,
+      ...(args.rotation === undefined ? {} : { rotation: args.rotation }),
+      // The volume shows 'syncing' while its task runs, and the target holds its keys loaded.
+      openTarget: async (task) => {
+        await this.setSyncTask(task.volumeId, task.id);
+        return this.reencryptTarget(task.volumeId);
+      },
+      closeTarget: async (task, target) => {
+        await (target as VolumeReencryptTarget).close();
+        // A paused task (engine closing) stays 'running' and resumes on the next open: keep the mark.
+        if (task.state !== 'running' && task.state !== 'queued' && !this.#closed && this.#records.has(task.volumeId)) {
+          await this.setSyncTask(task.volumeId, null);
+        }
+      },
+      onEvent: async (action, details) => {
+        const record = this.#records.get(String(details.volumeId));
+        await this.events.append({
+          action,
+          initiator: STORAGE_SERVICE,
+          keyCrn: typeof details.keyCrn === 'string' ? details.keyCrn : null,
+          resourceCrn: record?.crn ?? null,
+          outcome: action.endsWith('.fail') ? 'failure' : 'success',
+          details,
+        });
+      },
+    });
     this.#keeper = {
       addGeneration: (core) => this.#addGeneration(core),
       rewrapAll: (core) => this.#rewrapAll(core),
@@ -213,14 +249,22 @@ export class Engine {
         hooks: {
           // Cryptoshred: lock every affected volume at once (their keys leave memory now).
           onDestroyed: async (key: RootKeyInfo, affected: string[]) => {
-            await engineRef?.lockVolumesForKey(key.crn, affected);
+            if (engineRef === null) return; // at HSM open: #load() locks volumes of destroyed keys
+            await engineRef.lockVolumesForKey(key.crn, affected);
+            // Running re-encryption stops within one batch; workers wipe the keys they hold.
+            await engineRef.tasks.abortTasks(
+              { keyCrn: key.crn },
+              new BlockvaultError('KEY_DESTROYED', `root key ${key.crn} was destroyed (cryptoshredded); its volumes are locked`),
+            );
           },
-          // onRotated: the rotation task manager (src/rotation) starts "Syncing KMS state" tasks here.
+          onRotated: async (key: RootKeyInfo, rotateOptions: { rewrapOnly: boolean }) => (engineRef === null ? [] : engineRef.#startRotationTasks(key, rotateOptions)),
         },
       });
-      const engine = new Engine({ root, hsm, events, cipher, options: resolved, engineId: engineId as string });
+      const engine = new Engine({ root, hsm, events, cipher, options: resolved, engineId: engineId as string, rotation: options.rotation });
       engineRef = engine;
       await engine.#load();
+      // Tasks that were queued or running when the process stopped continue from their checkpoint.
+      await engine.tasks.resumeAll();
       engine.#startPurgeTimer();
       return engine;
     } catch (error) {
@@ -745,12 +789,43 @@ export class Engine {
     if (this.#purged.size > 1024) this.#purged.delete(this.#purged.keys().next().value!);
   }
 
+  /**
+   * The engine's scheduler: rotate root keys whose rotation policy is due (starting their
+   * re-encryption tasks) and purge volumes whose retention has passed. Runs on the purge timer;
+   * tests with a ManualClock call it directly.
+   */
+  async runScheduler(): Promise<{ rotation: RotationSchedulerResult; purgedVolumeIds: string[] }> {
+    this.#checkOpen();
+    const rotation = await this.hsm.runScheduler();
+    const purgedVolumeIds = await this.purgeExpired();
+    return { rotation, purgedVolumeIds };
+  }
+
+  /**
+   * One "Syncing KMS state" task per live volume registered against the rotated key. Locked
+   * volumes have no key to move; soft-deleted ones keep their DEK wrapped under the older
+   * version, which stays available for unwrap (old versions are destroyed only with the key).
+   */
+  #startRotationTasks(key: RootKeyInfo, rotateOptions: { rewrapOnly: boolean }): Promise<TaskRecord[]> {
+    const specs = [...this.#records.values()]
+      .filter((record) => record.diskEncryptionKeyCrn === key.crn)
+      .filter((record) => { const state = stateOf(record); return state === 'active' || state === 'syncing'; })
+      .map((record) => ({
+        volumeId: record.id,
+        keyCrn: key.crn,
+        fromKeyVersion: writeGenerationOf(record).keyVersion,
+        toKeyVersion: key.version,
+        mode: rotateOptions.rewrapOnly ? ('rewrap' as const) : ('reencrypt' as const),
+      }));
+    return specs.length === 0 ? Promise.resolve([]) : this.tasks.createMany(specs);
+  }
+
   #startPurgeTimer(): void {
     if (this.#options.purgeIntervalMs === 0) return;
     this.#purgeTimer = setInterval(() => {
       if (this.#closed) return;
-      this.purgeExpired().catch((error: unknown) => {
-        process.emitWarning(`blockvault: background purge failed (it is retried): ${(error as Error).message}`);
+      this.runScheduler().catch((error: unknown) => {
+        process.emitWarning(`blockvault: background scheduler run failed (it is retried): ${(error as Error).message}`);
       });
     }, this.#options.purgeIntervalMs);
     this.#purgeTimer.unref();
@@ -768,6 +843,8 @@ export class Engine {
   }
 
   async #closeNow(): Promise<void> {
+    // Running tasks pause at a checkpoint (they resume on the next open) before volumes close.
+    await this.tasks.close();
     this.#closed = true;
     if (this.#purgeTimer !== null) clearInterval(this.#purgeTimer);
     await this.#purgeRun?.catch(() => undefined);
