@@ -94,6 +94,14 @@ export interface CreateVolumeOptions {
   diskEncryptionKeyCrn?: string;
 }
 
+/**
+ * engine.hsm is the SoftHsm itself; only rotateKey's result is narrowed: through the engine's
+ * hook it returns the "Syncing KMS state" tasks it started (the HSM knows nothing of tasks).
+ */
+export type EngineHsm = Omit<SoftHsm, 'rotateKey'> & {
+  rotateKey(crn: string, options?: Parameters<SoftHsm['rotateKey']>[1]): Promise<TaskRecord[]>;
+};
+
 interface ResolvedOptions {
   dir: string;
   clock: Clock;
@@ -105,8 +113,8 @@ interface ResolvedOptions {
 }
 
 export class Engine {
-  /** The HSM: instances, root keys, authorizations, registrations. */
-  readonly hsm: SoftHsm;
+  /** The HSM: instances, root keys, authorizations, registrations. rotateKey returns the tasks it started. */
+  readonly hsm: EngineHsm;
   /** The audit log (hash-chained activity events). */
   readonly events: AuditLog;
   readonly cipher: XtsCipher;
@@ -142,7 +150,8 @@ export class Engine {
     rotation: RotationOptions | undefined;
   }) {
     this.#root = args.root;
-    this.hsm = args.hsm;
+    // Sound because the engine installs the onRotated hook, whose result rotateKey returns.
+    this.hsm = args.hsm as unknown as EngineHsm;
     this.events = args.events;
     this.cipher = args.cipher;
     this.#options = args.options;

@@ -2,7 +2,8 @@
  * blockvault: an embeddable encrypted block-storage engine (DESIGN.md). The public API.
  */
 export { Engine, STORAGE_SERVICE, DEFAULT_RETENTION_MS, DEFAULT_CLUSTER_BYTES } from './engine.js';
-export type { EngineOptions, CreateVolumeOptions, HsmSecretOptions } from './engine.js';
+export type { EngineOptions, CreateVolumeOptions, HsmSecretOptions, EngineHsm } from './engine.js';
+export type { TaskRecord, TaskState, TaskProgressEvent, RotationOptions } from './rotation/index.js';
 export { Volume } from './volume/volume.js';
 export type { VolumeInfo, VolumeState } from './volume/record.js';
 export { XtsCipher } from './cipher/index.js';
