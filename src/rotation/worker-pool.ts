@@ -1,8 +1,4 @@
-import { readFileSync } from 'node:fs';
-import { createRequire } from 'node:module';
 import { availableParallelism } from 'node:os';
-import { dirname, join } from 'node:path';
-import { pathToFileURL } from 'node:url';
 import { Piscina } from 'piscina';
 import { workerScript } from '../util/worker-script.js';
 import type { ReencryptBatchRequest, ReencryptBatchResult, RotationWorkerData } from './batch-protocol.js';
@@ -45,7 +41,7 @@ export class RotationPool {
     const workerData: RotationWorkerData = { opsModuleUrl, backend: options.backend };
     const piscina = new Piscina<unknown, unknown>({
       filename: script.filename,
-      execArgv: workerExecArgv(script.execArgv),
+      execArgv: script.execArgv,
       minThreads: 0,
       maxThreads: size,
       idleTimeout: options.idleTimeoutMs ?? 30_000,
@@ -74,23 +70,4 @@ export class RotationPool {
   async destroy(): Promise<void> {
     await this.piscina.destroy();
   }
-}
-
-/**
- * From TypeScript sources workerScript asks for `--import tsx`, but before Node 22 tsx registers
- * its ESM hooks on the main thread only, so a worker would fail on the .ts file. The worker
- * therefore registers tsx itself, through a preloaded data: module (no extra file to ship).
- */
-function workerExecArgv(execArgv: string[]): string[] {
-  const at = execArgv.findIndex((arg, i) => arg === '--import' && execArgv[i + 1] === 'tsx');
-  if (at < 0) return execArgv;
-  const preload = `data:text/javascript,${encodeURIComponent(`import { register } from ${JSON.stringify(tsxEsmApiUrl())}; register();`)}`;
-  return [...execArgv.slice(0, at), '--import', preload, ...execArgv.slice(at + 2)];
-}
-
-/** tsx's ESM API module, found through tsx's package.json (vitest's module runner has no import.meta.resolve). */
-function tsxEsmApiUrl(): string {
-  const packageJsonPath = createRequire(import.meta.url).resolve('tsx/package.json');
-  const exports = (JSON.parse(readFileSync(packageJsonPath, 'utf8')) as { exports: Record<string, { import: { default: string } }> }).exports;
-  return pathToFileURL(join(dirname(packageJsonPath), exports['./esm/api']!.import.default)).href;
 }
