@@ -60,8 +60,11 @@ export function progressGroup(out: Output): ProgressGroup {
             (total > done && (bytesPerSecond ?? rate ?? 0) > 0 && done > 0 ? ((total - done) * elapsedMs) / done : done >= total ? 0 : NaN);
           const amount =
             unit === 'bytes' ? `${formatBytes(done)} / ${formatBytes(total)}` : `${done}/${total} sectors${info.state ? ` ${info.state}` : ''}`;
+          // A total of 0 is "not counted yet" until the work says it is done (a rotation task
+          // reports 0/0 before its first scan); only then is an empty job 100%.
+          const finished = info.state === undefined ? done >= total : info.state === 'completed';
           bar.setTotal(Math.max(1, total));
-          bar.update(total === 0 ? 1 : done, {
+          bar.update(total === 0 ? (finished ? 1 : 0) : done, {
             label: label.padEnd(labelWidth),
             speed: bytesPerSecond === undefined ? '- MB/s' : `${(bytesPerSecond / 1e6).toFixed(1)} MB/s`,
             etaText: formatDurationMs(etaMs),

@@ -100,7 +100,8 @@ export function taskList(value: unknown): TaskInfo[] {
 export async function waitForTasks(engine: EngineApi, tasks: readonly TaskInfo[], out: Output, timeoutMs?: number): Promise<TaskInfo[]> {
   const api = requireTasks(engine);
   const group = progressGroup(out);
-  const bars = new Map(tasks.map((t) => [t.id, group.add(t.volumeId !== undefined ? String(t.volumeId).slice(0, 12) : t.id.slice(0, 12), 'sectors')]));
+  const names = new Map(engine.listVolumes().map((v) => [v.id, v.name]));
+  const bars = new Map(tasks.map((t) => [t.id, group.add((names.get(t.volumeId) ?? t.volumeId).slice(0, 12), 'sectors')]));
   const draw = (taskId: string, p: { sectorsDone: number; sectorsTotal: number; state: string; bytesPerSecond?: number | null; etaMs?: number | null }): void => {
     bars.get(taskId)?.update(p.sectorsDone, p.sectorsTotal, {
       ...(typeof p.bytesPerSecond === 'number' ? { bytesPerSecond: p.bytesPerSecond } : {}),
