@@ -81,7 +81,8 @@ export class Output {
 /** Times are epoch milliseconds in the API; people read them as ISO 8601 in UTC. */
 export function humanValue(value: unknown, key = ''): string {
   if (value === null || value === undefined) return '-';
-  if (typeof value === 'number' && /AtMs$|^(since|until)Ms$/.test(key) && value > 0) return new Date(value).toISOString();
+  // Epoch milliseconds (after 1973); smaller *AtMs values are offsets, e.g. "deleted 1325 ms in".
+  if (typeof value === 'number' && /AtMs$|^(since|until)Ms$/.test(key) && value > 1e11) return new Date(value).toISOString();
   if (typeof value === 'string') return value;
   if (typeof value === 'number' || typeof value === 'boolean' || typeof value === 'bigint') return String(value);
   return toJson(value);

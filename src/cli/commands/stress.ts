@@ -6,6 +6,7 @@
  * The harness itself lives with the shredding code; this command only finds it, under the first
  * of HARNESS_MODULES that loads, and calls its `runShredStress(options)`.
  */
+import { fileURLToPath } from 'node:url';
 import type { Command } from 'commander';
 import { outputFor, type CliContext } from '../context.js';
 import { toJson } from '../output.js';
@@ -13,11 +14,11 @@ import { resolveHsmSecret } from '../passphrase.js';
 import { CliFailure } from '../usage-error.js';
 import { parseDurationMs, parseNonNegativeInteger, parsePositiveInteger, parseSize } from '../size.js';
 
-export const HARNESS_MODULES = ['../../../bench/stress-shred.js', '../../shred/stress.js', '../../stress/shred.js'] as const;
+export const HARNESS_MODULES = ['../../shred/stress.js', '../../../bench/stress-shred.js'] as const;
 export const HARNESS_EXPORT = 'runShredStress';
 
-/** Counters in the harness report that must be zero (issue 6). */
-const MUST_BE_ZERO = ['readsAfterLock', 'readsReturningDataAfterLock', 'unhandledErrors', 'hangs', 'plaintextHits'];
+/** Counters that must be zero (issue 6), when the harness does not export its own list. */
+const MUST_BE_ZERO_FALLBACK = ['readsReturningDataAfterLock', 'writesAcknowledgedAfterLock', 'unhandledErrors', 'hangs', 'plaintextHits'];
 
 interface StressOptions {
   dir?: string;
@@ -30,6 +31,7 @@ interface StressOptions {
   seed?: number;
   rotate?: boolean;
   size: number;
+  keepDir?: boolean;
 }
 
 export function registerStressCommands(program: Command, ctx: CliContext): void {
@@ -47,9 +49,10 @@ export function registerStressCommands(program: Command, ctx: CliContext): void 
     .option('--size <size>', 'size of each volume, e.g. 64MiB', (v) => parseSize(v, '--size'), 64 * 1024 * 1024)
     .option('--seed <number>', 'random seed, for a reproducible run', (v) => parseNonNegativeInteger(v, '--seed'))
     .option('--rotate', 'keep a rotation with re-encryption running when the key is deleted')
+    .option('--keep-dir', 'keep the temporary engine directory for inspection')
     .action(async (options: StressOptions) => {
       const out = outputFor(ctx, options);
-      const harness = await loadHarness();
+      const { run: harness, mustBeZero } = await loadHarness();
       const hsm =
         options.keyFile !== undefined || ctx.env.BLOCKVAULT_PASSPHRASE !== undefined
           ? await resolveHsmSecret({ keyFile: options.keyFile, env: ctx.env, stdin: ctx.stdin, stderr: ctx.stderr })
@@ -64,9 +67,11 @@ export function registerStressCommands(program: Command, ctx: CliContext): void 
         sizeBytes: options.size,
         ...(options.seed !== undefined ? { seed: options.seed } : {}),
         rotate: options.rotate === true,
+        ...(options.keepDir === true ? { keepDir: true } : {}),
         log: (line: string) => out.note(line),
       })) as Record<string, unknown>;
-      const violations = MUST_BE_ZERO.filter((k) => typeof report[k] === 'number' && report[k] !== 0);
+      const violations = mustBeZero.filter((k) => typeof report[k] === 'number' && report[k] !== 0);
+      if (Array.isArray(report.violations)) for (const v of report.violations as string[]) if (!violations.includes(v)) violations.push(v);
       out.result(report, (o) => {
         o.fields(report);
         o.line(violations.length === 0 && report.ok !== false ? 'PASS: no data after the lock, no hangs, no plaintext on disk.' : 'FAIL');
@@ -79,18 +84,20 @@ export function registerStressCommands(program: Command, ctx: CliContext): void 
 
 type Harness = (options: Record<string, unknown>) => Promise<unknown>;
 
-async function loadHarness(): Promise<Harness> {
+async function loadHarness(): Promise<{ run: Harness; mustBeZero: string[] }> {
   const errors: string[] = [];
   for (const specifier of HARNESS_MODULES) {
     try {
       const mod = (await import(specifier)) as Record<string, unknown>;
       const fn = mod[HARNESS_EXPORT] ?? mod.default;
-      if (typeof fn === 'function') return fn as Harness;
+      const mustBeZero = Array.isArray(mod.MUST_BE_ZERO) ? (mod.MUST_BE_ZERO as string[]) : MUST_BE_ZERO_FALLBACK;
+      if (typeof fn === 'function') return { run: fn as Harness, mustBeZero: [...mustBeZero] };
       errors.push(`${specifier} has no ${HARNESS_EXPORT} export`);
     } catch (error) {
       // Only the candidate itself missing means "try the next"; a harness that fails to load is a bug to show.
       const code = (error as { code?: string }).code;
-      const missing = (code === 'ERR_MODULE_NOT_FOUND' || code === 'MODULE_NOT_FOUND') && String((error as Error).message).includes(specifier.split('/').at(-1)!.replace(/\.js$/, ''));
+      const itself = fileURLToPath(new URL(specifier, import.meta.url)).replace(/\.js$/, '');
+      const missing = (code === 'ERR_MODULE_NOT_FOUND' || code === 'MODULE_NOT_FOUND') && String((error as Error).message).includes(`'${itself}`);
       if (!missing) throw error;
       errors.push(`${specifier} not found`);
     }
