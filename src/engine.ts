@@ -259,12 +259,15 @@ export class Engine {
           // Cryptoshred: lock every affected volume at once (their keys leave memory now).
           onDestroyed: async (key: RootKeyInfo, affected: string[]) => {
             if (engineRef === null) return; // at HSM open: #load() locks volumes of destroyed keys
-            await engineRef.lockVolumesForKey(key.crn, affected);
-            // Running re-encryption stops within one batch; workers wipe the keys they hold.
-            await engineRef.tasks.abortTasks(
+            // Both calls do their part synchronously before returning a promise: the volumes are
+            // locked and their keys wiped, and running re-encryption is flagged to stop within one
+            // cluster (workers wipe the keys they hold) in the same turn; then both are awaited.
+            const locking = engineRef.lockVolumesForKey(key.crn, affected);
+            const aborting = engineRef.tasks.abortTasks(
               { keyCrn: key.crn },
               new BlockvaultError('KEY_DESTROYED', `root key ${key.crn} was destroyed (cryptoshredded); its volumes are locked`),
             );
+            await Promise.all([locking, aborting]);
           },
           onRotated: async (key: RootKeyInfo, rotateOptions: { rewrapOnly: boolean }) => (engineRef === null ? [] : engineRef.#startRotationTasks(key, rotateOptions)),
         },
@@ -419,9 +422,13 @@ export class Engine {
       );
     }
     this.#checkNameFree(record.name, record.id);
-    const restored = withChanges(record, { deletedAtMs: null, purgeAtMs: null });
     const core = this.#cores.get(record.id);
-    if (core !== undefined) await this.#loadKeys(core, restored);
+    if (core !== undefined) await this.#loadKeys(core, record);
+    // The key may have been destroyed while the keys were unwrapped: restore the current record,
+    // never an older copy without the lock.
+    const current = this.#records.get(record.id)!;
+    if (stateOf(current) === 'locked') throw keysShreddedError(current);
+    const restored = withChanges(current, { deletedAtMs: null, purgeAtMs: null });
     await this.#saveRecord(restored);
     await this.#audit('blockvault.volume.restore', restored);
     return infoOf(restored);
@@ -458,7 +465,8 @@ export class Engine {
       if (record.diskEncryptionKeyCrn !== keyCrn && !resources.has(record.crn)) continue;
       const next = withChanges(record, { lockedAtMs: now, lockReason: reason });
       this.#setRecord(next); // synchronous: every step that runs after this sees the lock
-      this.#cores.get(record.id)?.wipeKeys();
+      // Wiped now, and an unwrap still under way cannot put a key back (KeyRing.shred).
+      this.#cores.get(record.id)?.keys.shred(keysShreddedError(next));
       locked.push(next);
     }
     return (async () => {
@@ -662,7 +670,11 @@ export class Engine {
         await this.lockVolumesForKey(record.diskEncryptionKeyCrn);
       }
     }
-    core.setRecord(this.#records.get(volumeId)!);
+    const current = this.#records.get(volumeId)!;
+    core.setRecord(current);
+    // Locked while its keys were being unwrapped (the core was not registered yet, so the lock
+    // could not wipe them): they go now.
+    if (stateOf(current) === 'locked') core.keys.shred(keysShreddedError(current));
     this.#cores.set(volumeId, core);
     return core;
   }
@@ -871,6 +883,15 @@ export class Engine {
 /** Binary keys (storeId u32 BE + index u64 BE) and values, no compression (ciphertext does not compress), no cache. */
 function openBinaryDb(root: RootDatabase, name: string): Database<Buffer, Buffer> {
   return root.openDB<Buffer, Buffer>(name, { keyEncoding: 'binary', encoding: 'binary', compression: false, cache: false });
+}
+
+/** What a locked volume's key ring throws when a key is set after the shred (an unwrap that raced it). */
+function keysShreddedError(record: VolumeRecord): BlockvaultError {
+  return new BlockvaultError(
+    'VOLUME_LOCKED',
+    `volume ${record.name} (${record.id}) is locked: its root key ${record.diskEncryptionKeyCrn} was destroyed, so its data keys can never be loaded again; only its metadata remains`,
+    { volumeId: record.id, keyCrn: record.diskEncryptionKeyCrn },
+  );
 }
 
 function invalid(message: string): BlockvaultError {

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { assert } from '../errors.js';
+import { assert, type BlockvaultError } from '../errors.js';
 
 /** A volume's data key: AES-256-XTS, two 256-bit halves (IEEE 1619: key 1 encrypts, key 2 tweaks). */
 export const DATA_KEY_BYTES = 64;
@@ -37,8 +37,18 @@ export function assertDataKey(key: Uint8Array): void {
  */
 export class KeyRing {
   private readonly keys = new Map<number, Uint8Array>();
+  private shredded: BlockvaultError | null = null;
 
+  /**
+   * Store a key (the ring owns it from now on). On a shredded ring the key is zeroized at once and
+   * the shred's error thrown: an unwrap that was under way when the root key was destroyed must
+   * not bring a data key back into memory.
+   */
   set(generation: number, key: Uint8Array): void {
+    if (this.shredded !== null) {
+      key.fill(0);
+      throw this.shredded;
+    }
     assertDataKey(key);
     const previous = this.keys.get(generation);
     if (previous !== undefined && previous !== key) previous.fill(0);
@@ -69,6 +79,12 @@ export class KeyRing {
   wipe(): void {
     for (const key of this.keys.values()) key.fill(0);
     this.keys.clear();
+  }
+
+  /** Cryptoshred: wipe every key now and refuse (zeroize) any key set later, for good. */
+  shred(error: BlockvaultError): void {
+    this.shredded ??= error;
+    this.wipe();
   }
 
   get size(): number {
