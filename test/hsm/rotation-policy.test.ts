@@ -58,6 +58,7 @@ describe('rotation policies and the scheduler', () => {
 
   it('skips imported keys (they rotate only with new material) and keys that are not Active, and says so', async () => {
     const { instance, key } = await setupKey(h.hsm);
+    h.clock.advanceMs(1); // distinct creation times: "oldest first" is otherwise a tie in random id order
     const imported = await h.hsm.importRootKey(instance.id, { name: 'byok', material: randomBytes(32), rotationPolicy: { intervalMs: MS_PER_HOUR } });
     await h.hsm.setRotationPolicy(key.crn, { intervalMs: MS_PER_HOUR });
     await h.hsm.disableKey(key.crn);
