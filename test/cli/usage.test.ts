@@ -129,7 +129,7 @@ describe('bench and stress shred', () => {
         expect(result.code, result.stderr).toBe(0);
       } else {
         expect(result.code).toBe(1);
-        expect(result.jsonError().error).toMatchObject({ code: 'STRESS_FAILED', message: expect.stringContaining(String(report.violations[0]).split(' ')[0]) });
+        expect(result.jsonError().error).toMatchObject({ code: 'STRESS_FAILED', message: expect.stringContaining(String(report.violations[0]).split(' ')[0] ?? '') });
       }
     } finally {
       cleanup();
