@@ -259,15 +259,8 @@ export class Engine {
           // Cryptoshred: lock every affected volume at once (their keys leave memory now).
           onDestroyed: async (key: RootKeyInfo, affected: string[]) => {
             if (engineRef === null) return; // at HSM open: #load() locks volumes of destroyed keys
-            // Both calls do their part synchronously before returning a promise: the volumes are
-            // locked and their keys wiped, and running re-encryption is flagged to stop within one
-            // cluster (workers wipe the keys they hold) in the same turn; then both are awaited.
-            const locking = engineRef.lockVolumesForKey(key.crn, affected);
-            const aborting = engineRef.tasks.abortTasks(
-              { keyCrn: key.crn },
-              new BlockvaultError('KEY_DESTROYED', `root key ${key.crn} was destroyed (cryptoshredded); its volumes are locked`),
-            );
-            await Promise.all([locking, aborting]);
+            // Locks the volumes, wipes their keys and stops their rotation tasks (see there).
+            await engineRef.lockVolumesForKey(key.crn, affected);
           },
           onRotated: async (key: RootKeyInfo, rotateOptions: { rewrapOnly: boolean }) => (engineRef === null ? [] : engineRef.#startRotationTasks(key, rotateOptions)),
         },
@@ -453,8 +446,11 @@ export class Engine {
   /**
    * Cryptoshred support: lock every volume using `keyCrn` (or registered as one of
    * `resourceCrns`) at once. Their data keys are wiped from memory now; steps that run from now
-   * on and writes still in flight fail with VOLUME_LOCKED; the lock is persisted. Wired to the
-   * HSM's onDestroyed hook. Returns the volumes newly locked.
+   * on and writes still in flight fail with VOLUME_LOCKED; their rotation tasks are told to stop
+   * (within one cluster; the runner and the workers wipe the keys they hold) and end failed with
+   * KEY_DESTROYED. All of that happens before this returns its promise, whichever path locks (the
+   * HSM's onDestroyed hook, an open that finds the key destroyed, reconcile on open); the promise
+   * resolves once the lock is persisted and the tasks have stopped. Returns the volumes newly locked.
    */
   lockVolumesForKey(keyCrn: string, resourceCrns: readonly string[] = [], reason = 'root key destroyed'): Promise<VolumeInfo[]> {
     const resources = new Set(resourceCrns);
@@ -469,17 +465,25 @@ export class Engine {
       this.#cores.get(record.id)?.keys.shred(keysShreddedError(next));
       locked.push(next);
     }
-    return (async () => {
-      if (locked.length > 0) {
-        await this.#volumes.transaction(() => {
-          for (const record of locked) {
-            if (this.#records.get(record.id) === record) this.#volumes.putSync(record.id, record);
-          }
-        });
-        for (const record of locked) await this.#audit('blockvault.volume.lock', record);
-      }
-      return locked.map(infoOf);
+    const aborting = locked.map((record) =>
+      this.tasks.abortTasks(
+        { volumeId: record.id },
+        new BlockvaultError('KEY_DESTROYED', `root key ${record.diskEncryptionKeyCrn} was destroyed (cryptoshredded); volume ${record.name} (${record.id}) is locked`, {
+          keyCrn: record.diskEncryptionKeyCrn,
+          volumeId: record.id,
+        }),
+      ),
+    );
+    const persisting = (async () => {
+      if (locked.length === 0) return;
+      await this.#volumes.transaction(() => {
+        for (const record of locked) {
+          if (this.#records.get(record.id) === record) this.#volumes.putSync(record.id, record);
+        }
+      });
+      for (const record of locked) await this.#audit('blockvault.volume.lock', record);
     })();
+    return Promise.all([persisting, ...aborting]).then(() => locked.map(infoOf));
   }
 
   /**

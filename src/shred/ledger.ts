@@ -6,17 +6,20 @@
  *   lockEffectiveAt  the engine's lockVolumesForKey has marked every volume locked and wiped its
  *                    keys (its synchronous part has returned): any operation *started* from here
  *                    on must fail
- *   lockDoneAt       lockVolumesForKey's promise resolved (the lock is persisted): any operation
- *                    that *resolves* from here on must have failed
+ *   lockSettledAt    the first macrotask after lockEffectiveAt: any operation that *resolves*
+ *                    with data from here on returned data after the lock
+ *   lockDoneAt       lockVolumesForKey's promise resolved (lock persisted, rotation tasks stopped)
  *   deleteReturnedAt deleteKey resolved
  *
- * Why two moments: an operation is a promise; the volume decides its outcome synchronously (a read
- * checks the lock, decrypts and hands back its buffer in one step) and the caller sees it one or
- * more microtasks later. A read decided just before the lock can therefore be *seen* a microtask
- * after lockEffectiveAt; that is not data returned after the lock. lockDoneAt follows an LMDB
- * commit (a macrotask), by which time every microtask of an earlier decision has run: a read that
- * resolves with data after lockDoneAt was decided after the lock, a true violation. The same holds
- * for a read started after lockEffectiveAt. Both are counted and both must be zero.
+ * Why lockSettledAt and not lockEffectiveAt for "resolved after the lock": an operation is a
+ * promise; the volume decides its outcome synchronously (a read checks the lock, decrypts and
+ * hands back its buffer in one step) and the caller sees it one or more microtasks later. A read
+ * decided just before the lock can therefore be *seen* a microtask after lockEffectiveAt, which is
+ * not data returned after the lock. Every microtask queued before a macrotask runs before it, so a
+ * read that resolves with data after lockSettledAt was decided after the lock: a true violation.
+ * So is a read *started* after lockEffectiveAt that returns data. Both are counted; both must be
+ * zero. (Should a read ever yield between its lock check and its result, its last step must check
+ * again; VolumeCore.readNow does.)
  *
  * Memory stays bounded for long runs: operations that end before the delete call only bump
  * counters; later successes (few: they stop at the lock) are kept, up to a cap, for
@@ -28,6 +31,7 @@ export type OpKind = 'read' | 'write' | 'open';
 export interface LockTimeline {
   deleteCalledAt: number;
   lockEffectiveAt: number;
+  lockSettledAt: number;
   lockDoneAt: number;
   deleteReturnedAt: number;
 }
@@ -59,7 +63,7 @@ export interface LedgerSummary {
   readsReturningDataAfterLock: number;
   readsStartedAfterLockReturningData: number;
   readsRejectedAfterLock: Record<string, number>;
-  /** Decided before the lock, seen by the caller between lockEffectiveAt and lockDoneAt (allowed; see above). */
+  /** Decided before the lock, seen by the caller between lockEffectiveAt and lockSettledAt (allowed; see above). */
   opsResolvedInLockWindow: number;
   readsCorrupt: number;
   unexpectedErrors: number;
@@ -153,18 +157,18 @@ export class OpLedger {
     // Successes past the cap cannot be placed on the timeline: count them as violations rather than hide them.
     if (this.#lateDropped > 0) summary.readsReturningDataAfterLock += this.#lateDropped;
     for (const op of this.#late) {
-      const afterDone = timeline === null || op.endedAt > timeline.lockDoneAt;
+      const afterSettled = timeline === null || op.endedAt > timeline.lockSettledAt;
       const startedAfter = timeline !== null && op.startedAt >= timeline.lockEffectiveAt;
       if (op.kind === 'write') {
-        if (afterDone) summary.writesAcknowledgedAfterLock++;
+        if (afterSettled) summary.writesAcknowledgedAfterLock++;
         if (startedAfter) summary.writesStartedAfterLockAcknowledged++;
-        if (!afterDone && !startedAfter) summary.writesAcknowledgedBeforeLock++;
+        if (!afterSettled && !startedAfter) summary.writesAcknowledgedBeforeLock++;
       } else {
-        if (afterDone) summary.readsReturningDataAfterLock++;
+        if (afterSettled) summary.readsReturningDataAfterLock++;
         if (startedAfter) summary.readsStartedAfterLockReturningData++;
-        if (!afterDone && !startedAfter) summary.readsReturnedDataBeforeLock++;
+        if (!afterSettled && !startedAfter) summary.readsReturnedDataBeforeLock++;
       }
-      if (timeline !== null && !afterDone && !startedAfter && op.endedAt > timeline.lockEffectiveAt) summary.opsResolvedInLockWindow++;
+      if (timeline !== null && !afterSettled && !startedAfter && op.endedAt > timeline.lockEffectiveAt) summary.opsResolvedInLockWindow++;
     }
     return summary;
   }

@@ -111,7 +111,7 @@ export interface ShredStressReport {
   deleteAtMs: number;
   /** From the delete call until every volume was locked (keys wiped, I/O refused). */
   lockEffectiveMs: number;
-  /** From the delete call until the lock was persisted. */
+  /** From the delete call until lockVolumesForKey resolved: the lock persisted and the volumes' rotation tasks stopped. */
   lockPersistedMs: number;
   /** From the delete call until deleteKey returned (rotation tasks stopped by then). */
   deleteKeyMs: number;
@@ -376,6 +376,7 @@ async function runOnce(o: Resolved, processErrors: ReturnType<typeof trackProces
     const timeline: LockTimeline = {
       deleteCalledAt,
       lockEffectiveAt: moments?.effectiveAt ?? deleteReturnedAt,
+      lockSettledAt: moments?.settledAt ?? deleteReturnedAt,
       lockDoneAt: moments?.doneAt ?? deleteReturnedAt,
       deleteReturnedAt,
     };
@@ -448,14 +449,19 @@ function yieldToEventLoop(): Promise<void> {
  * The moments the engine's lock took effect and was persisted, observed on the engine's own
  * lockVolumesForKey (which the HSM's onDestroyed hook calls) for the duration of the delete.
  */
-function observeLock(engine: Engine, keyCrn: string): { moments(): { effectiveAt: number; doneAt: number } | null; stop(): void } {
+function observeLock(engine: Engine, keyCrn: string): { moments(): { effectiveAt: number; settledAt: number; doneAt: number } | null; stop(): void } {
   const original = engine.lockVolumesForKey;
   let effectiveAt: number | null = null;
+  let settledAt: number | null = null;
   let doneAt: number | null = null;
   const observed: Engine['lockVolumesForKey'] = function (this: Engine, crn, ...rest) {
     const promise = original.call(this, crn, ...rest);
     if (crn !== keyCrn || effectiveAt !== null) return promise;
     effectiveAt = performance.now(); // the synchronous part (records marked, keys wiped) has run
+    // The next macrotask: every microtask queued so far (callers seeing earlier decisions) has run.
+    setImmediate(() => {
+      settledAt = performance.now();
+    });
     return promise.then((locked) => {
       doneAt = performance.now();
       return locked;
@@ -463,7 +469,7 @@ function observeLock(engine: Engine, keyCrn: string): { moments(): { effectiveAt
   };
   engine.lockVolumesForKey = observed;
   return {
-    moments: () => (effectiveAt !== null && doneAt !== null ? { effectiveAt, doneAt } : null),
+    moments: () => (effectiveAt !== null && settledAt !== null && doneAt !== null ? { effectiveAt, settledAt, doneAt } : null),
     stop: () => {
       if (engine.lockVolumesForKey === observed) delete (engine as { lockVolumesForKey?: unknown }).lockVolumesForKey;
     },
