@@ -31,6 +31,7 @@ import {
 import { Volume, type VolumeHost } from './volume/volume.js';
 import { VolumeCore, type VolumeCoreDeps } from './volume/volume-core.js';
 import { WriteBudget } from './volume/write-budget.js';
+import { lockDir, type DirLock } from './util/dir-lock.js';
 
 /** The service name blockvault presents to the HSM: it needs a Reader authorization on the key's instance. */
 export const STORAGE_SERVICE = 'blockvault';
@@ -47,6 +48,8 @@ const TRIM_STEP_CLUSTERS_MAX = 1024;
 const PURGE_BATCH_KEYS = 4096;
 const VOLUME_NAME_LENGTH_MAX = 128;
 const LMDB_FILE = 'engine.lmdb';
+/** Held while an engine has the directory open (src/util/dir-lock.ts). */
+export const ENGINE_LOCK_FILE = 'engine.lock';
 
 export type HsmSecretOptions = { passphrase: string; keyFile?: undefined } | { keyFile: string; passphrase?: undefined };
 
@@ -84,6 +87,8 @@ export interface EngineOptions {
    * batch and in-flight bounds, a bandwidth cap. See src/rotation/task-manager.ts.
    */
   rotation?: RotationOptions;
+  /** How long open waits for another process that has the directory open; then ENGINE_BUSY. Default 0. */
+  lockWaitMs?: number;
 }
 
 export interface CreateVolumeOptions {
@@ -138,6 +143,7 @@ export class Engine {
   #purgeTimer: NodeJS.Timeout | null = null;
   #purgeRun: Promise<string[]> | null = null;
   #closed = false;
+  readonly #dirLock: DirLock;
   #closing: Promise<void> | null = null;
 
   private constructor(args: {
@@ -148,7 +154,9 @@ export class Engine {
     options: ResolvedOptions;
     engineId: string;
     rotation: RotationOptions | undefined;
+    dirLock: DirLock;
   }) {
+    this.#dirLock = args.dirLock;
     this.#root = args.root;
     // Sound because the engine installs the onRotated hook, whose result rotateKey returns.
     this.hsm = args.hsm as unknown as EngineHsm;
@@ -216,6 +224,17 @@ export class Engine {
     const resolved = resolveOptions(options);
     const cipher = XtsCipher.create(options.cipher === undefined ? {} : { backend: options.cipher });
     mkdirSync(resolved.dir, { recursive: true });
+    const dirLock = await lockDir(resolved.dir, {
+      fileName: ENGINE_LOCK_FILE,
+      waitMs: options.lockWaitMs ?? 0,
+      busyError: (owner) =>
+        new BlockvaultError(
+          'ENGINE_BUSY',
+          `${resolved.dir} is open in ${owner === process.pid ? 'another engine of this process' : `process ${owner ?? '?'}`}; ` +
+            'an engine directory serves one engine at a time. Close that engine first (or pass lockWaitMs to wait for it)',
+          { ownerPid: owner },
+        ),
+    });
     // Durability, chosen deliberately:
     //  - noSync stays off: every LMDB commit is fsynced. Nothing acknowledged is ever left to the
     //    OS's whim.
@@ -228,16 +247,22 @@ export class Engine {
     //    a fraction of the cost of one fsync per acknowledged write.
     //  - one environment for volumes, clusters, HSM keystore, audit log and tasks, so a volume
     //    record and its key registration move in commit order.
-    const root = open({
-      path: join(resolved.dir, LMDB_FILE),
-      maxDbs: 32,
-      mapSize: options.mapSizeBytes ?? DEFAULT_MAP_SIZE_BYTES,
-      pageSize: 4096,
-      overlappingSync: process.platform !== 'win32',
-      noSync: false,
-      compression: false,
-      encoding: 'msgpack',
-    });
+    let root: RootDatabase;
+    try {
+      root = open({
+        path: join(resolved.dir, LMDB_FILE),
+        maxDbs: 32,
+        mapSize: options.mapSizeBytes ?? DEFAULT_MAP_SIZE_BYTES,
+        pageSize: 4096,
+        overlappingSync: process.platform !== 'win32',
+        noSync: false,
+        compression: false,
+        encoding: 'msgpack',
+      });
+    } catch (error) {
+      dirLock.release();
+      throw error;
+    }
     let hsm: SoftHsm | null = null;
     let engineRef: Engine | null = null;
     try {
@@ -265,7 +290,7 @@ export class Engine {
           onRotated: async (key: RootKeyInfo, rotateOptions: { rewrapOnly: boolean }) => (engineRef === null ? [] : engineRef.#startRotationTasks(key, rotateOptions)),
         },
       });
-      const engine = new Engine({ root, hsm, events, cipher, options: resolved, engineId: engineId as string, rotation: options.rotation });
+      const engine = new Engine({ root, hsm, events, cipher, options: resolved, engineId: engineId as string, rotation: options.rotation, dirLock });
       engineRef = engine;
       await engine.#load();
       // Tasks that were queued or running when the process stopped continue from their checkpoint.
@@ -275,6 +300,7 @@ export class Engine {
     } catch (error) {
       await hsm?.close();
       await root.close();
+      dirLock.release();
       throw error;
     }
   }
@@ -420,8 +446,7 @@ export class Engine {
     // The key may have been destroyed while the keys were unwrapped: restore the current record,
     // never an older copy without the lock.
     const current = this.#records.get(record.id)!;
-    if (stateOf(current) === 'locked') throw keysShreddedError(current);
-    const restored = withChanges(current, { deletedAtMs: null, purgeAtMs: null });
+    const restored = withChanges(record, { deletedAtMs: null, purgeAtMs: null });
     await this.#saveRecord(restored);
     await this.#audit('blockvault.volume.restore', restored);
     return infoOf(restored);
@@ -462,7 +487,7 @@ export class Engine {
       const next = withChanges(record, { lockedAtMs: now, lockReason: reason });
       this.#setRecord(next); // synchronous: every step that runs after this sees the lock
       // Wiped now, and an unwrap still under way cannot put a key back (KeyRing.shred).
-      this.#cores.get(record.id)?.keys.shred(keysShreddedError(next));
+      this.#cores.get(record.id)?.wipeKeys();
       locked.push(next);
     }
     const aborting = locked.map((record) =>
@@ -678,7 +703,6 @@ export class Engine {
     core.setRecord(current);
     // Locked while its keys were being unwrapped (the core was not registered yet, so the lock
     // could not wipe them): they go now.
-    if (stateOf(current) === 'locked') core.keys.shred(keysShreddedError(current));
     this.#cores.set(volumeId, core);
     return core;
   }
@@ -881,6 +905,7 @@ export class Engine {
     await this.hsm.close();
     this.events.close();
     await this.#root.close();
+    this.#dirLock.release();
   }
 }
 

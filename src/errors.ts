@@ -25,6 +25,7 @@ export const ERROR_CODES = [
   'TASK_FAILED', // a rotation task ended in `failed`
   'TASK_CANCELLED', // a rotation task ended in `cancelled`
   'ENGINE_CLOSED', // the engine was closed
+  'ENGINE_BUSY', // another live process (or engine in this process) has the directory open
   'TIMEOUT', // a wait (e.g. tasks.wait with timeoutMs) ran out of time; the operation itself goes on
   'AUDIT_TAMPERED', // the audit hash chain does not verify
 ] as const;
