@@ -446,7 +446,8 @@ export class Engine {
     // The key may have been destroyed while the keys were unwrapped: restore the current record,
     // never an older copy without the lock.
     const current = this.#records.get(record.id)!;
-    const restored = withChanges(record, { deletedAtMs: null, purgeAtMs: null });
+    if (stateOf(current) === 'locked') throw keysShreddedError(current);
+    const restored = withChanges(current, { deletedAtMs: null, purgeAtMs: null });
     await this.#saveRecord(restored);
     await this.#audit('blockvault.volume.restore', restored);
     return infoOf(restored);
@@ -487,7 +488,7 @@ export class Engine {
       const next = withChanges(record, { lockedAtMs: now, lockReason: reason });
       this.#setRecord(next); // synchronous: every step that runs after this sees the lock
       // Wiped now, and an unwrap still under way cannot put a key back (KeyRing.shred).
-      this.#cores.get(record.id)?.wipeKeys();
+      this.#cores.get(record.id)?.keys.shred(keysShreddedError(next));
       locked.push(next);
     }
     const aborting = locked.map((record) =>
@@ -703,6 +704,7 @@ export class Engine {
     core.setRecord(current);
     // Locked while its keys were being unwrapped (the core was not registered yet, so the lock
     // could not wipe them): they go now.
+    if (stateOf(current) === 'locked') core.keys.shred(keysShreddedError(current));
     this.#cores.set(volumeId, core);
     return core;
   }
