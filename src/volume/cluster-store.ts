@@ -10,6 +10,10 @@
  *
  * Lookups return views that are valid until the store's next lookup (lmdb-js reuses its read
  * buffer); callers finish with one before asking for the next.
+ *
+ * The split layout also keeps a bounded LRU cache of decoded meta values (SplitStore), so a
+ * random 4 KiB read costs one LMDB lookup (the body) instead of two once a cluster's meta is
+ * known. Why it stays exact is explained at MetaCache.
  */
 import type { Database } from 'lmdb';
 import { assert } from '../errors.js';
@@ -29,7 +33,6 @@ import {
   removeSlots,
   spliceSplitMeta,
   splitMetaOf,
-  splitTail,
   storeKeyRange,
   writeSlots,
   type ClusterGeometry,
@@ -45,6 +48,21 @@ export interface ClusterStoreDeps {
   /** Sector bodies of the split layout, keyed (storeId, absolute sector). */
   sectors: Database<Buffer, Buffer>;
   budget: WriteBudget;
+}
+
+/** Most clusters whose decoded meta a split store caches: 16384 clusters of 8 sectors cover 512 MiB (at most ~6 MiB of memory). */
+export const META_CACHE_CLUSTERS_MAX = 16_384;
+
+export interface ClusterStoreOptions {
+  /**
+   * Under which epoch the split layout's meta cache may be used now, or null when it may not.
+   * The core answers null while a re-encryption can commit clusters behind the store's back, and
+   * otherwise its write generation, which every re-encryption changes (see MetaCache). The cache
+   * is emptied whenever the answer is null or differs from the epoch its entries were made in.
+   */
+  metaCacheEpoch: () => number | null;
+  /** Bound of the meta cache, in clusters (default META_CACHE_CLUSTERS_MAX; 0 turns it off). */
+  metaCacheClustersMax?: number;
 }
 
 export interface ClusterStore {
@@ -115,7 +133,11 @@ class PendingWrites {
   private lastCommit: Promise<unknown> = Promise.resolve();
   private failure: unknown = null;
 
-  constructor(private readonly budget: WriteBudget) {}
+  /** `onFailure` runs when a commit fails (the stored state is then not what was issued). */
+  constructor(
+    private readonly budget: WriteBudget,
+    private readonly onFailure: () => void = () => undefined,
+  ) {}
 
   issue(db: Database<Buffer, Buffer>, overlay: Map<number, Pending>, index: number, key: Buffer, value: Buffer | null): Promise<boolean> {
     const entry: Pending = { value };
@@ -130,6 +152,7 @@ class PendingWrites {
     written.then(settle, (error: unknown) => {
       settle();
       this.failure ??= error;
+      this.onFailure();
     });
     this.lastCommit = written;
     return written;
@@ -266,20 +289,99 @@ export class CompactStore implements ClusterStore {
 
 // ---------------------------------------------------------------------------------------------
 
+/**
+ * Decoded split-layout meta values by cluster index (null: no cluster stored), at most
+ * `clustersMax` of them, the least recently used ones dropped first (approximately). Meta values hold ciphertext tails and headers, never
+ * plaintext or keys.
+ *
+ * Why an entry always equals what a lookup (overlay, then LMDB) would return:
+ *  - foreground edits go through issueMeta, which puts the issued value into the cache as it
+ *    puts it into the overlay; after the commit LMDB holds that same value (lmdb-js renews its
+ *    read snapshot before it resolves a commit, the overlay relies on that too). A failed commit
+ *    empties the cache (LMDB then holds something else);
+ *  - the only other writer of a live volume's clusters is re-encryption (putImageInTxn inside an
+ *    LMDB transaction, visible only once that commits, with no overlay). It runs only while the
+ *    volume has more than one data key loaded (a new generation is added before the first
+ *    re-encrypted cluster and the old one retired after the last commit), and for that whole time
+ *    the owner's metaCacheEpoch() answers null: the cache is neither read nor filled, and lookups
+ *    go to the overlay and one LMDB snapshot, as without a cache. Afterwards the epoch is the new
+ *    write generation, so entries made before the re-encryption are dropped on first use even if
+ *    no lookup happened while it ran;
+ *  - the purge removes clusters only of a deleted volume, which refuses I/O.
+ */
+class MetaCache {
+  /**
+   * Two generations instead of a strict LRU list, so a hit costs one Map lookup: entries go into
+   * `young`; when it holds half the bound, `old` is dropped and `young` becomes `old`; a hit in
+   * `old` moves the entry back to `young`. At most clustersMax entries, and every entry used
+   * since the last swap survives the next one.
+   */
+  /** The epoch (ClusterStoreOptions.metaCacheEpoch) the entries were made in. */
+  epoch: number | null = null;
+  private young = new Map<number, ClusterView | null>();
+  private old = new Map<number, ClusterView | null>();
+  private readonly youngMax: number;
+
+  constructor(readonly clustersMax: number) {
+    assert(Number.isSafeInteger(clustersMax) && clustersMax >= 0, 'the meta cache bound is a whole number');
+    this.youngMax = Math.floor(clustersMax / 2);
+  }
+
+  get size(): number {
+    return this.young.size + this.old.size;
+  }
+
+  /** The entry, or undefined when not cached. */
+  get(clusterIndex: number): ClusterView | null | undefined {
+    const entry = this.young.get(clusterIndex);
+    if (entry !== undefined) return entry;
+    const aged = this.old.get(clusterIndex);
+    if (aged !== undefined) {
+      this.old.delete(clusterIndex);
+      this.setYoung(clusterIndex, aged);
+    }
+    return aged;
+  }
+
+  set(clusterIndex: number, entry: ClusterView | null): void {
+    if (this.youngMax === 0) return;
+    this.old.delete(clusterIndex);
+    this.setYoung(clusterIndex, entry);
+  }
+
+  clear(): void {
+    this.young.clear();
+    this.old.clear();
+  }
+
+  private setYoung(clusterIndex: number, entry: ClusterView | null): void {
+    this.young.set(clusterIndex, entry);
+    if (this.young.size >= this.youngMax) {
+      this.old = this.young;
+      this.young = new Map();
+    }
+  }
+}
+
 export class SplitStore implements ClusterStore {
   readonly layout = 'split';
   private readonly metaOverlay = new Map<number, Pending>();
   private readonly bodyOverlay = new Map<number, Pending>();
   private readonly writes: PendingWrites;
   private readonly lookup: LookupKey;
+  private readonly metaCache: MetaCache;
+  private readonly metaCacheEpoch: () => number | null;
 
   constructor(
     private readonly deps: ClusterStoreDeps,
     private readonly storeId: number,
     private readonly g: ClusterGeometry,
+    options: ClusterStoreOptions = { metaCacheEpoch: () => null },
   ) {
     assert(g.sectorSize === 4096, 'the split layout is for 4096-byte sectors');
-    this.writes = new PendingWrites(deps.budget);
+    this.metaCache = new MetaCache(options.metaCacheClustersMax ?? META_CACHE_CLUSTERS_MAX);
+    this.metaCacheEpoch = options.metaCacheEpoch;
+    this.writes = new PendingWrites(deps.budget, () => this.metaCache.clear());
     this.lookup = new LookupKey(storeId);
   }
 
@@ -287,8 +389,18 @@ export class SplitStore implements ClusterStore {
     return this.metaOverlay.size + this.bodyOverlay.size;
   }
 
-  /** A copy (small): body lookups reuse lmdb-js's read buffer. */
+  /** From the cache, else the overlay or LMDB (then cached). Never a view of lmdb-js's read buffer. */
   meta(clusterIndex: number): ClusterView | null {
+    if (!this.metaCacheReady()) return this.lookupMeta(clusterIndex);
+    const cached = this.metaCache.get(clusterIndex);
+    if (cached !== undefined) return cached;
+    const meta = this.lookupMeta(clusterIndex);
+    this.metaCache.set(clusterIndex, meta);
+    return meta;
+  }
+
+  /** A copy (small): body lookups reuse lmdb-js's read buffer. */
+  private lookupMeta(clusterIndex: number): ClusterView | null {
     const pending = this.metaOverlay.get(clusterIndex);
     if (pending !== undefined) return pending.value === null ? null : decodeSplitMeta(pending.value, this.g);
     const raw = readFast(this.deps.clusters, this.lookup.of(clusterIndex));
@@ -297,12 +409,19 @@ export class SplitStore implements ClusterStore {
 
   ciphertext(clusterIndex: number, meta: ClusterView, slot: number, count: number, scratch: Uint8Array): Uint8Array {
     const base = clusterIndex * this.g.clusterSectors;
+    const raw = meta.raw;
+    // The run's slots are all present, so their tails are consecutive in the meta value.
+    let tailAt = CLUSTER_HEADER_BYTES + rankOf(meta.bitmap, slot) * SPLIT_TAIL_BYTES;
     for (let i = 0; i < count; i++) {
+      if (!isPresent(meta.bitmap, slot + i)) assert(false, `slot ${slot + i} is present`);
       const at = i * 4096;
-      scratch.set(this.body(base + slot + i), at);
-      scratch.set(splitTail(meta, slot + i), at + SPLIT_BODY_BYTES);
+      this.copyBody(base + slot + i, scratch, at);
+      // 24 bytes: a plain loop, no view to allocate.
+      const tailEnd = at + 4096;
+      for (let to = at + SPLIT_BODY_BYTES, from = tailAt; to < tailEnd; to++, from++) scratch[to] = raw[from]!;
+      tailAt += SPLIT_TAIL_BYTES;
     }
-    return scratch.subarray(0, count * 4096);
+    return scratch.length === count * 4096 ? scratch : scratch.subarray(0, count * 4096);
   }
 
   image(clusterIndex: number): ClusterView | null {
@@ -388,6 +507,22 @@ export class SplitStore implements ClusterStore {
     return this.writes.takeFailure();
   }
 
+  /** Copy a present sector's body (pending or committed) to dst[at..]. */
+  private copyBody(sector: number, dst: Uint8Array, at: number): void {
+    const pending = this.bodyOverlay.get(sector);
+    if (pending !== undefined) {
+      const value = pending.value;
+      if (value === null || value.length !== SPLIT_BODY_BYTES) assert(false, `the body of present sector ${sector} is pending, ${SPLIT_BODY_BYTES} bytes`);
+      dst.set(value, at);
+      return;
+    }
+    // Straight from lmdb-js's read buffer (its patched `length` is the value's, its byteLength the
+    // whole buffer's): one plain view, no Buffer view and no copy of our own.
+    const fast = this.deps.sectors.getBinaryFast(this.lookup.of(sector));
+    if (fast === undefined || fast.length !== SPLIT_BODY_BYTES) assert(false, `the body of present sector ${sector} is stored, ${SPLIT_BODY_BYTES} bytes`);
+    dst.set(new Uint8Array(fast.buffer, fast.byteOffset, SPLIT_BODY_BYTES), at);
+  }
+
   /** A sector's body: pending or committed; a view valid until the next lookup. */
   private body(sector: number): Uint8Array {
     const pending = this.bodyOverlay.get(sector);
@@ -401,8 +536,21 @@ export class SplitStore implements ClusterStore {
   }
 
   private issueMeta(clusterIndex: number, meta: Buffer | null): Promise<boolean> {
-    if (meta !== null) decodeSplitMeta(meta, this.g); // invariant check before it reaches the disk
-    return this.writes.issue(this.deps.clusters, this.metaOverlay, clusterIndex, clusterKey(this.storeId, clusterIndex), meta);
+    const view = meta === null ? null : decodeSplitMeta(meta, this.g); // invariant check before it reaches the disk
+    const written = this.writes.issue(this.deps.clusters, this.metaOverlay, clusterIndex, clusterKey(this.storeId, clusterIndex), meta);
+    // The cache follows the overlay: the issued value is the cluster's latest state.
+    if (this.metaCacheReady()) this.metaCache.set(clusterIndex, view);
+    return written;
+  }
+
+  /** Whether the meta cache may be used now; empties it when it may not, or when its epoch ended. */
+  private metaCacheReady(): boolean {
+    const epoch = this.metaCacheEpoch();
+    if (epoch !== this.metaCache.epoch) {
+      this.metaCache.clear();
+      this.metaCache.epoch = epoch;
+    }
+    return epoch !== null;
   }
 }
 
@@ -417,8 +565,14 @@ function sectorTail(buffer: Uint8Array, i: number): Uint8Array {
   return buffer.subarray(at, at + SPLIT_TAIL_BYTES);
 }
 
-export function createClusterStore(layout: VolumeLayout, deps: ClusterStoreDeps, storeId: number, g: ClusterGeometry): ClusterStore {
-  return layout === 'split' ? new SplitStore(deps, storeId, g) : new CompactStore(deps, storeId, g);
+export function createClusterStore(
+  layout: VolumeLayout,
+  deps: ClusterStoreDeps,
+  storeId: number,
+  g: ClusterGeometry,
+  options?: ClusterStoreOptions,
+): ClusterStore {
+  return layout === 'split' ? new SplitStore(deps, storeId, g, options) : new CompactStore(deps, storeId, g);
 }
 
 /**

@@ -43,6 +43,15 @@ export class OpQueue {
     return !this.draining && this.pending.length === 0 && this.waitForRoom() === null;
   }
 
+  /**
+   * True when nothing is queued or running: every operation submitted so far has issued all its
+   * writes. A read (which issues no writes, so needs no room in the write budget) may run now and
+   * still sees every earlier operation.
+   */
+  empty(): boolean {
+    return !this.draining && this.pending.length === 0;
+  }
+
   /** An operation of one step. */
   submitOne<T>(run: () => Promise<T>): Promise<T> {
     return this.submit(() => ({ done: true, result: run() }));

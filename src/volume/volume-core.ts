@@ -33,6 +33,8 @@ export interface VolumeCoreDeps {
   writeStepBytesMax: number;
   /** Most clusters one step of a trim visits. */
   trimStepClustersMax: number;
+  /** Bound of the split layout's meta cache, in clusters (default META_CACHE_CLUSTERS_MAX; 0: off). */
+  metaCacheClustersMax?: number;
 }
 
 const SETTLED = Promise.resolve();
@@ -51,7 +53,16 @@ export class VolumeCore {
     private readonly deps: VolumeCoreDeps,
   ) {
     this.geometry = { sectorSize: currentRecord.sectorSize, clusterSectors: currentRecord.clusterSectors };
-    this.store = createClusterStore(currentRecord.layout, deps, currentRecord.storeId, this.geometry);
+    // The meta cache is off unless exactly the write generation's data key is loaded: with more,
+    // re-encryption can commit clusters behind the store's overlay; and every re-encryption ends
+    // under a new write generation, which starts a new cache epoch (cluster-store.ts, MetaCache).
+    this.store = createClusterStore(currentRecord.layout, deps, currentRecord.storeId, this.geometry, {
+      metaCacheClustersMax: deps.metaCacheClustersMax,
+      metaCacheEpoch: () => {
+        const generation = this.currentRecord.writeGeneration;
+        return this.keys.size === 1 && this.keys.has(generation) ? generation : null;
+      },
+    });
     this.queue = new OpQueue(() => deps.budget.waitForRoom());
   }
 
@@ -172,8 +183,9 @@ export class VolumeCore {
   // Read.
 
   read(offset: number, length: number): Promise<Uint8Array> {
-    if (this.queue.idle()) {
-      // Fast path (the common case): nothing queued ahead, so no queue bookkeeping.
+    if (this.queue.empty()) {
+      // Fast path (the common case): nothing queued ahead, so no queue bookkeeping. A read issues
+      // no writes, so it need not wait for room in the write budget either.
       try {
         return Promise.resolve(this.readNow(offset, length));
       } catch (error) {
@@ -189,11 +201,41 @@ export class VolumeCore {
     const ss = this.geometry.sectorSize;
     const firstSector = Math.floor(offset / ss);
     const lastSector = Math.floor((offset + length - 1) / ss);
-    const out = Buffer.alloc((lastSector - firstSector + 1) * ss);
-    this.decryptSectorsInto(firstSector, lastSector, out);
     const skip = offset - firstSector * ss;
+    let out: Buffer;
+    if (firstSector === lastSector && skip === 0 && length === ss) {
+      out = this.readSector(firstSector);
+    } else {
+      out = Buffer.alloc((lastSector - firstSector + 1) * ss);
+      this.decryptSectorsInto(firstSector, lastSector, out);
+    }
+    // The lock check is the read's last step before it resolves: a volume locked (its keys
+    // wiped) by now returns no data. Synchronous code cannot be interleaved, but this keeps the
+    // rule explicit should the read ever yield.
+    const error = this.ioError();
+    if (error !== null) {
+      out.fill(0);
+      throw error;
+    }
     if (skip === 0 && out.length === length) return out;
-    return Buffer.from(out.subarray(skip, skip + length));
+    const part = Buffer.from(out.subarray(skip, skip + length));
+    out.fill(0);
+    return part;
+  }
+
+  /** One whole sector's plaintext in a fresh buffer: the hot case of random 4 KiB reads. */
+  private readSector(sector: number): Buffer {
+    const { sectorSize: ss, clusterSectors: cs } = this.geometry;
+    const c = Math.floor(sector / cs);
+    const slot = sector - c * cs;
+    const meta = this.store.meta(c);
+    if (meta === null || !isPresent(meta.bitmap, slot)) return Buffer.alloc(ss);
+    // Not zeroed and not from Node's shared pool: every byte is written below (the ciphertext,
+    // then its plaintext; the split layout assembles into `out` and decrypts in place).
+    const out = Buffer.allocUnsafeSlow(ss);
+    const src = this.store.ciphertext(c, meta, slot, 1, out);
+    this.deps.cipher.decryptSectorsInto(this.keys.get(meta.generation), sector, ss, src, out);
+    return out;
   }
 
   /** Plaintext of sectors firstSector..lastSector into zeroed `out` (absent sectors stay zero). */

@@ -45,6 +45,22 @@ export class Volume {
 
   /** Bytes [offset, offset + length); unwritten and trimmed ranges read as zeros. */
   read(offset: number, length: number): Promise<Uint8Array> {
+    // Fast path for valid calls (no closures: reads are small and many). Anything else takes the
+    // checked path below, which gives the typed error.
+    if (
+      !this.#closed &&
+      typeof offset === 'number' &&
+      typeof length === 'number' &&
+      Number.isSafeInteger(offset) &&
+      Number.isSafeInteger(length) &&
+      offset >= 0 &&
+      length >= 0 &&
+      offset <= this.#sizeBytes &&
+      length <= this.#sizeBytes - offset &&
+      this.#host.engineError() === null
+    ) {
+      return this.#core.read(offset, length);
+    }
     return this.#guard(() => {
       this.#checkRange('read', offset, length);
       return this.#core.read(offset, length);

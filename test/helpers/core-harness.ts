@@ -23,6 +23,7 @@ export interface CoreHarnessOptions {
   writeBufferBytesMax?: number;
   writeStepBytesMax?: number;
   trimStepClustersMax?: number;
+  metaCacheClustersMax?: number;
 }
 
 export class CoreHarness {
@@ -78,6 +79,7 @@ export class CoreHarness {
       cipher: this.cipher,
       writeStepBytesMax: this.options.writeStepBytesMax ?? 4 * 1024 * 1024,
       trimStepClustersMax: this.options.trimStepClustersMax ?? 1024,
+      metaCacheClustersMax: this.options.metaCacheClustersMax,
     });
     this.core.keys.set(1, Uint8Array.from(this.dataKey));
   }
