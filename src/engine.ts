@@ -284,8 +284,11 @@ export class Engine {
           // Cryptoshred: lock every affected volume at once (their keys leave memory now).
           onDestroyed: async (key: RootKeyInfo, affected: string[]) => {
             if (engineRef === null) return; // at HSM open: #load() locks volumes of destroyed keys
-            // Locks the volumes, wipes their keys and stops their rotation tasks (see there).
-            await engineRef.lockVolumesForKey(key.crn, affected);
+            // Locks the volumes, wipes their keys and tells their rotation tasks to stop, all in
+            // this turn (see there); deleteKey returns once the lock is persisted and every task
+            // on the key has ended (whichever path locked first: an open may have found the key gone).
+            const reason = new BlockvaultError('KEY_DESTROYED', `root key ${key.crn} was destroyed (cryptoshredded); its volumes are locked`, { keyCrn: key.crn });
+            await Promise.all([engineRef.lockVolumesForKey(key.crn, affected), engineRef.tasks.abortTasks({ keyCrn: key.crn }, reason)]);
           },
           onRotated: async (key: RootKeyInfo, rotateOptions: { rewrapOnly: boolean }) => (engineRef === null ? [] : engineRef.#startRotationTasks(key, rotateOptions)),
         },
@@ -475,8 +478,10 @@ export class Engine {
    * on and writes still in flight fail with VOLUME_LOCKED; their rotation tasks are told to stop
    * (within one cluster; the runner and the workers wipe the keys they hold) and end failed with
    * KEY_DESTROYED. All of that happens before this returns its promise, whichever path locks (the
-   * HSM's onDestroyed hook, an open that finds the key destroyed, reconcile on open); the promise
-   * resolves once the lock is persisted and the tasks have stopped. Returns the volumes newly locked.
+   * HSM's onDestroyed hook, an open that finds the key destroyed, reconcile on open). The promise
+   * resolves once the lock is persisted; it does not wait for the tasks to end (the open of a
+   * task's own target may be the caller): engine.tasks.abortTasks does. Returns the volumes newly
+   * locked.
    */
   lockVolumesForKey(keyCrn: string, resourceCrns: readonly string[] = [], reason = 'root key destroyed'): Promise<VolumeInfo[]> {
     const resources = new Set(resourceCrns);
@@ -491,25 +496,29 @@ export class Engine {
       this.#cores.get(record.id)?.keys.shred(keysShreddedError(next));
       locked.push(next);
     }
-    const aborting = locked.map((record) =>
-      this.tasks.abortTasks(
-        { volumeId: record.id },
-        new BlockvaultError('KEY_DESTROYED', `root key ${record.diskEncryptionKeyCrn} was destroyed (cryptoshredded); volume ${record.name} (${record.id}) is locked`, {
-          keyCrn: record.diskEncryptionKeyCrn,
-          volumeId: record.id,
-        }),
-      ),
-    );
-    const persisting = (async () => {
-      if (locked.length === 0) return;
-      await this.#volumes.transaction(() => {
-        for (const record of locked) {
-          if (this.#records.get(record.id) === record) this.#volumes.putSync(record.id, record);
-        }
-      });
-      for (const record of locked) await this.#audit('blockvault.volume.lock', record);
+    for (const record of locked) {
+      // Their outcome is recorded in each task; whoever needs them ended awaits abortTasks itself.
+      void this.tasks
+        .abortTasks(
+          { volumeId: record.id },
+          new BlockvaultError('KEY_DESTROYED', `root key ${record.diskEncryptionKeyCrn} was destroyed (cryptoshredded); volume ${record.name} (${record.id}) is locked`, {
+            keyCrn: record.diskEncryptionKeyCrn,
+            volumeId: record.id,
+          }),
+        )
+        .catch(() => undefined);
+    }
+    return (async () => {
+      if (locked.length > 0) {
+        await this.#volumes.transaction(() => {
+          for (const record of locked) {
+            if (this.#records.get(record.id) === record) this.#volumes.putSync(record.id, record);
+          }
+        });
+        for (const record of locked) await this.#audit('blockvault.volume.lock', record);
+      }
+      return locked.map(infoOf);
     })();
-    return Promise.all([persisting, ...aborting]).then(() => locked.map(infoOf));
   }
 
   /**
