@@ -15,14 +15,20 @@
  *    random writes: slices of 1024 x 4 KiB at random sectors, 64 in flight; every write slice
  *    ends with a flush (vol.flush() / root.flushed) inside the timing.
  *  - sequential reads: 16 MiB slices in 1 MiB reads, one at a time (raw: 256 gets copied into a
- *    1 MiB buffer); random reads: slices of 2048 x 4 KiB, one at a time (raw: one get each; and,
- *    for comparison only, one get plus a native decryption of the sector).
+ *    1 MiB buffer); random reads: slices of 2048 x 4 KiB at the same random sectors on both
+ *    sides, one at a time, each awaited before the next is issued (raw: `getBinary`, a copy of
+ *    the value, awaited through a resolved promise; api: `vol.read`, a fresh plaintext buffer).
+ *    For comparison only: raw gets each followed by a native decryption of the sector (what any
+ *    encrypted store pays at least), and api reads that miss the split layout's meta cache
+ *    (the volume is reopened before each slice, untimed, and each read is in another cluster).
  *  - layouts: for each cluster layout a fresh engine with one 64 MiB volume, written once
  *    sequentially (file growth / logical size), then random 4 KiB write slices against a raw
  *    environment holding the same 64 MiB (ratio as above).
  *
  * `node --import tsx bench/volume.bench.ts` (npm run bench:volume); writes
  * bench/results/volume.json and bench/results/volume.md. About a minute and a half.
+ * VOLUME_BENCH_QUICK=1: a 32 MiB volume, a quarter of the slices, no layout part, nothing
+ * written (for iterating; its ratios are noisier).
  */
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync, statSync } from 'node:fs';
@@ -31,21 +37,22 @@ import { join } from 'node:path';
 import { open, type Database, type RootDatabase } from 'lmdb';
 import { Engine, type Volume } from '../src/index.js';
 import { nativeCipherStatus } from '../src/cipher/index.js';
-import type { VolumeLayout } from '../src/volume/cluster-store.js';
+import { META_CACHE_CLUSTERS_MAX, type VolumeLayout } from '../src/volume/cluster-store.js';
 import { machineInfo } from './lib/machine.js';
 import { formatNumber, markdownTable, saveResults } from './lib/report.js';
 
+const QUICK = process.env.VOLUME_BENCH_QUICK === '1';
 const MIB = 1024 * 1024;
 const SECTOR = 4096;
-const MAIN_VOLUME_BYTES = 128 * MIB;
+const MAIN_VOLUME_BYTES = (QUICK ? 32 : 128) * MIB;
 const LAYOUT_VOLUME_BYTES = 64 * MIB;
-const SEQ_SLICES = 16;
+const SEQ_SLICES = QUICK ? 4 : 16;
 const SEQ_SLICE_BYTES = 16 * MIB;
 const SEQ_IN_FLIGHT = 4;
-const RANDOM_WRITE_SLICES = 48;
+const RANDOM_WRITE_SLICES = QUICK ? 12 : 48;
 const RANDOM_WRITES_PER_SLICE = 1024;
 const RANDOM_WRITES_IN_FLIGHT = 64;
-const RANDOM_READ_SLICES = 32;
+const RANDOM_READ_SLICES = QUICK ? 8 : 32;
 const RANDOM_READS_PER_SLICE = 2048;
 const LAYOUT_WRITE_SLICES = 24;
 const PASSPHRASE = 'volume-bench-passphrase';
@@ -113,12 +120,21 @@ async function timed(run: () => Promise<void>): Promise<number> {
   return performance.now() - start;
 }
 
-/** Alternate raw and api for `slices` slices (the order flips each slice); summed milliseconds of each. */
-async function alternate(slices: number, raw: (slice: number) => Promise<void>, api: (slice: number) => Promise<void>): Promise<Pair> {
+/**
+ * Alternate raw and api for `slices` slices (the order flips each slice); summed milliseconds of
+ * each. `beforeApi` runs before each api slice, untimed.
+ */
+async function alternate(
+  slices: number,
+  raw: (slice: number) => Promise<void>,
+  api: (slice: number) => Promise<void>,
+  beforeApi?: (slice: number) => Promise<void>,
+): Promise<Pair> {
   const total: Pair = { api: 0, raw: 0, sliceRatios: [] };
   for (let slice = 0; slice < slices; slice++) {
     let rawMs: number;
     let apiMs: number;
+    await beforeApi?.(slice);
     if (slice % 2 === 0) {
       rawMs = await timed(() => raw(slice));
       apiMs = await timed(() => api(slice));
@@ -146,6 +162,16 @@ function ratioOf(pair: Pair): { ratio: number; p25: number; p75: number } {
 function randomSectors(count: number, volumeBytes: number): number[] {
   const sectors = volumeBytes / SECTOR;
   return Array.from({ length: count }, () => Math.floor(Math.random() * sectors));
+}
+
+/** `count` random sectors, each in a different cluster of `clusterSectors` sectors. */
+function sectorsInDistinctClusters(count: number, volumeBytes: number, clusterSectors: number): number[] {
+  const clusters = Array.from({ length: volumeBytes / SECTOR / clusterSectors }, (_, c) => c);
+  for (let i = clusters.length - 1; i > 0; i--) {
+    const j = Math.floor(Math.random() * (i + 1));
+    [clusters[i], clusters[j]] = [clusters[j]!, clusters[i]!];
+  }
+  return clusters.slice(0, count).map((c) => c * clusterSectors + Math.floor(Math.random() * clusterSectors));
 }
 
 async function rawSequentialWrites(raw: RawEnv, offset: number, bytes: number, data: Buffer): Promise<void> {
@@ -298,7 +324,36 @@ async function ioBenchmark(): Promise<{ results: IoResult[]; firstFill: { apiMBp
       },
     );
     record('random read 4 KiB (raw + decrypt)', RANDOM_READ_SLICES * RANDOM_READS_PER_SLICE * SECTOR, rndReadDecrypt, 0);
-    await vol.close();
+    // Reads that miss the split layout's meta cache: a reopened volume (a new core, an empty
+    // cache) before each api slice, untimed, and one sector in each of half the clusters, so
+    // every api read does two LMDB gets (meta and body).
+    const clusterSectors = vol.info().clusterSectors;
+    const coldReads = Math.min(RANDOM_READS_PER_SLICE, MAIN_VOLUME_BYTES / SECTOR / clusterSectors / 2);
+    const coldBySlice = new Map<number, number[]>();
+    const coldSectors = (slice: number): number[] => {
+      let sectors = coldBySlice.get(slice);
+      if (sectors === undefined) {
+        sectors = sectorsInDistinctClusters(coldReads, MAIN_VOLUME_BYTES, clusterSectors);
+        coldBySlice.set(slice, sectors);
+      }
+      return sectors;
+    };
+    let coldVol = vol;
+    const rndReadCold = await alternate(
+      RANDOM_READ_SLICES,
+      async (slice) => {
+        for (const sector of coldSectors(slice)) await Promise.resolve(raw.db.getBinary(rawKey(sector)));
+      },
+      async (slice) => {
+        for (const sector of coldSectors(slice)) await coldVol.read(sector * SECTOR, SECTOR);
+      },
+      async () => {
+        await coldVol.close();
+        coldVol = await engine.openVolume(vol.info().id);
+      },
+    );
+    record('random read 4 KiB, meta cache cold', RANDOM_READ_SLICES * coldReads * SECTOR, rndReadCold, 0);
+    await coldVol.close();
     return { results, firstFill };
   } finally {
     await engine.close();
@@ -401,6 +456,10 @@ async function main(): Promise<void> {
   console.log(`blockvault volume benchmark: ${machine.cpuModel}, ${machine.logicalCpus} logical CPUs, Node ${machine.node}, load ${loadBefore.toFixed(2)}`);
   console.log('I/O through the API vs raw LMDB (same data, same durability):');
   const { results: io, firstFill } = await ioBenchmark();
+  if (QUICK) {
+    console.log(`VOLUME_BENCH_QUICK: no layout part, no results written (${((performance.now() - startedMs) / 1000).toFixed(0)} s)`);
+    return;
+  }
   console.log('Space on disk of a fully written volume, and random 4 KiB writes, per layout:');
   const layout = await layoutBenchmark();
   const chosen = layout.layouts.find((l) => l.layout === 'split')!;
@@ -418,6 +477,13 @@ async function main(): Promise<void> {
     'of the per-slice ratios (quartiles beside it), MB/s come from the summed times.',
     '',
     '## Throughput (128 MiB volume, 4096-byte sectors, default layout)',
+    '',
+    `Reads on both sides go one at a time, each awaited before the next is issued, at the same random sectors within a slice: raw is`,
+    '`getBinary` (a copy of the 4096-byte value) awaited through a resolved promise, api is `vol.read(sector * 4096, 4096)` (a fresh',
+    'plaintext buffer: the cluster\'s meta from the volume\'s meta cache, one LMDB get of the sector body, one native decryption).',
+    `The meta cache holds up to ${META_CACHE_CLUSTERS_MAX} clusters per open volume (${(META_CACHE_CLUSTERS_MAX * 8 * SECTOR) / MIB} MiB of 4096-byte sectors), so this volume fits;`,
+    '"meta cache cold" reads a reopened volume, one sector per cluster, each read two LMDB gets. "raw + decrypt" compares the same api',
+    'reads with raw gets that each also decrypt their sector natively: the least any encrypted store on LMDB pays per read.',
     '',
     markdownTable(
       ['case', 'api MB/s', 'raw LMDB MB/s', 'api / raw (median of slices)', 'quartiles', 'target', ''],

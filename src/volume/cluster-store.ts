@@ -50,7 +50,7 @@ export interface ClusterStoreDeps {
   budget: WriteBudget;
 }
 
-/** Most clusters whose decoded meta a split store caches: 16384 clusters of 8 sectors cover 512 MiB (at most ~6 MiB of memory). */
+/** Most clusters whose decoded meta a split store caches: 16384 clusters of 8 sectors cover 512 MiB (about 8 MiB of memory, measured). */
 export const META_CACHE_CLUSTERS_MAX = 16_384;
 
 export interface ClusterStoreOptions {
@@ -371,6 +371,9 @@ export class SplitStore implements ClusterStore {
   private readonly lookup: LookupKey;
   private readonly metaCache: MetaCache;
   private readonly metaCacheEpoch: () => number | null;
+  /** The last buffer lmdb-js returned for a body, and a view of a body's bytes in it (copyBody). */
+  private bodyReadBuffer: Buffer | undefined = undefined;
+  private bodyReadView: Uint8Array | undefined = undefined;
 
   constructor(
     private readonly deps: ClusterStoreDeps,
@@ -517,10 +520,15 @@ export class SplitStore implements ClusterStore {
       return;
     }
     // Straight from lmdb-js's read buffer (its patched `length` is the value's, its byteLength the
-    // whole buffer's): one plain view, no Buffer view and no copy of our own.
+    // whole buffer's), through a view of its first SPLIT_BODY_BYTES made once: lmdb-js returns
+    // the same buffer object, the value at its start, for every get of a small value.
     const fast = this.deps.sectors.getBinaryFast(this.lookup.of(sector));
     if (fast === undefined || fast.length !== SPLIT_BODY_BYTES) assert(false, `the body of present sector ${sector} is stored, ${SPLIT_BODY_BYTES} bytes`);
-    dst.set(new Uint8Array(fast.buffer, fast.byteOffset, SPLIT_BODY_BYTES), at);
+    if (fast !== this.bodyReadBuffer) {
+      this.bodyReadBuffer = fast;
+      this.bodyReadView = new Uint8Array(fast.buffer, fast.byteOffset, SPLIT_BODY_BYTES);
+    }
+    dst.set(this.bodyReadView!, at);
   }
 
   /** A sector's body: pending or committed; a view valid until the next lookup. */

@@ -62,7 +62,8 @@ export class KeyRing {
   /** The key itself (not a copy): for cipher calls made synchronously by the caller. */
   get(generation: number): Uint8Array {
     const key = this.keys.get(generation);
-    assert(key !== undefined, `data key generation ${generation} is loaded`);
+    // Not assert(cond, `...`) directly: the message would be built on every call (every read).
+    if (key === undefined) assert(false, `data key generation ${generation} is loaded`);
     return key;
   }
 

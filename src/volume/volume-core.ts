@@ -45,6 +45,12 @@ export class VolumeCore {
   readonly store: ClusterStore;
   private readonly geometry: ClusterGeometry;
   private closedError: BlockvaultError | null = null;
+  /**
+   * Buffer views of the data keys, made once per key: the native cipher takes Buffers and would
+   * otherwise wrap a plain Uint8Array key on every call. A view shares the key's memory, so
+   * wiping the key wipes it too, and it goes with its key (weak).
+   */
+  private readonly keyViews = new WeakMap<Uint8Array, Buffer>();
   /** Handles and targets holding this core open. */
   refs = 0;
 
@@ -234,8 +240,19 @@ export class VolumeCore {
     // then its plaintext; the split layout assembles into `out` and decrypts in place).
     const out = Buffer.allocUnsafeSlow(ss);
     const src = this.store.ciphertext(c, meta, slot, 1, out);
-    this.deps.cipher.decryptSectorsInto(this.keys.get(meta.generation), sector, ss, src, out);
+    this.deps.cipher.decryptSectorsInto(this.keyView(meta.generation), sector, ss, src, out);
     return out;
+  }
+
+  private keyView(generation: number): Uint8Array {
+    const key = this.keys.get(generation);
+    if (Buffer.isBuffer(key)) return key;
+    let view = this.keyViews.get(key);
+    if (view === undefined) {
+      view = Buffer.from(key.buffer, key.byteOffset, key.byteLength);
+      this.keyViews.set(key, view);
+    }
+    return view;
   }
 
   /** Plaintext of sectors firstSector..lastSector into zeroed `out` (absent sectors stay zero). */
