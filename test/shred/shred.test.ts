@@ -10,7 +10,7 @@ import { randomBytes } from 'node:crypto';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { afterAll, afterEach, describe, expect, it, vi } from 'vitest';
 import type { Engine } from '../../src/engine.js';
-import { isBlockvaultError } from '../../src/errors.js';
+import { BlockvaultError, isBlockvaultError } from '../../src/errors.js';
 import { KeyState } from '../../src/hsm/types.js';
 import { RotationPool } from '../../src/rotation/worker-pool.js';
 import { cipherBackends } from '../helpers/cipher-backends.js';
@@ -171,6 +171,26 @@ for (const { backend, skipReason } of cipherBackends()) {
         expect(probe.allZero).toBe(true);
         expect(engine.events.list({ action: 'blockvault.rotation.fail' }).map((e) => e.details.taskId)).toContain(task!.id);
         keys.restore();
+      } finally {
+        await engine.close();
+      }
+    });
+
+    it("a task whose own open finds the key destroyed locks the volume and fails (no wait on itself)", async () => {
+      const dir = makeTempDir('bv-shred-self-');
+      const engine = await openTestEngine(dir, { cipher: backend, rotation: { workers: 1 } });
+      try {
+        const key = await rootKey(engine);
+        const vol = await engine.createVolume({ name: 'closed', sizeBytes: MIB, diskEncryptionKeyCrn: key.crn });
+        await vol.write(0, randomBytes(8192));
+        await vol.close(); // the task's target opens it: an unwrap
+        // The key dies between the rotation and the task's open (as if destroyed by another path).
+        vi.spyOn(engine.hsm, 'unwrap').mockRejectedValue(new BlockvaultError('KEY_DESTROYED', `root key ${key.crn} was destroyed`));
+        const [task] = await engine.hsm.rotateKey(key.crn);
+        const error = await engine.tasks.wait(task!.id, { timeoutMs: 10_000 }).catch((e: unknown) => e);
+        expect(isBlockvaultError(error, 'TASK_FAILED')).toBe(true);
+        expect(engine.tasks.get(task!.id).state).toBe('failed');
+        expect(engine.listVolumes()[0]!.state).toBe('locked');
       } finally {
         await engine.close();
       }
