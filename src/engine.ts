@@ -366,6 +366,7 @@ export class Engine {
           deletedAtMs: null,
           purgeAtMs: null,
           purgingSinceMs: null,
+          dataPurgedAtMs: null,
           lockedAtMs: null,
           lockReason: null,
           syncTaskId: null,
@@ -793,7 +794,9 @@ export class Engine {
 
   async #purgeDue(): Promise<string[]> {
     const now = this.#options.clock.nowMs();
-    const due = [...this.#records.values()].filter((r) => r.purgingSinceMs !== null || (r.purgeAtMs !== null && r.purgeAtMs <= now));
+    const due = [...this.#records.values()].filter(
+      (r) => r.purgingSinceMs !== null || (r.purgeAtMs !== null && r.purgeAtMs <= now && (r.dataPurgedAtMs ?? null) === null),
+    );
     const purged: string[] = [];
     for (const record of due) {
       if (this.#closed) break;
@@ -823,6 +826,15 @@ export class Engine {
       await this.hsm.deleteRegistration(current.diskEncryptionKeyCrn, current.crn, this.#caller());
     } catch (error) {
       if (!isBlockvaultError(error, 'NOT_FOUND')) throw error;
+    }
+    if (current.lockedAtMs !== null) {
+      // Cryptoshredded: the sectors (unreadable anyway) and the registration go, the metadata
+      // stays readable for good as a tombstone (DESIGN.md, "Deletion and cryptoshredding").
+      const tombstone = withChanges(current, { purgingSinceMs: null, dataPurgedAtMs: this.#options.clock.nowMs() });
+      await this.#saveRecord(tombstone);
+      await this.#root.flushed;
+      await this.#audit('blockvault.volume.purge', tombstone);
+      return;
     }
     await this.#volumes.remove(current.id);
     await this.#root.flushed;

@@ -44,6 +44,12 @@ export interface VolumeRecord {
   lockReason: string | null;
   /** The rotation task re-encrypting or rewrapping this volume ('syncing'), if any. */
   syncTaskId: string | null;
+  /**
+   * When the retention purge removed the sectors and the registration of a volume that was also
+   * locked: its record stays for good as a tombstone, so a cryptoshredded volume's metadata stays
+   * readable (DESIGN.md). Absent in records written before the field existed: read it as null.
+   */
+  dataPurgedAtMs?: number | null;
 }
 
 /** Public metadata of a volume, in every state. */
@@ -72,6 +78,8 @@ export interface VolumeInfo {
   lockedAtMs: number | null;
   lockReason: string | null;
   syncTaskId: string | null;
+  /** Set once a locked, soft-deleted volume's sectors were purged; its metadata stays. */
+  dataPurgedAtMs: number | null;
 }
 
 /** Locked wins over deleted: once the key is gone, nothing (not even a restore) brings the data back. */
@@ -109,6 +117,7 @@ export function infoOf(record: VolumeRecord): VolumeInfo {
     lockedAtMs: record.lockedAtMs,
     lockReason: record.lockReason,
     syncTaskId: record.syncTaskId,
+    dataPurgedAtMs: record.dataPurgedAtMs ?? null,
   };
 }
 
