@@ -3,7 +3,6 @@
  * each flush; it is SIGKILLed in the middle of writes; after reopening, every flushed write is
  * there and every sector is exactly one version of itself (never half old, half new).
  */
-import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -11,6 +10,7 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import { Engine } from '../../src/engine.js';
 import { cipherBackends } from '../helpers/cipher-backends.js';
+import { runChildUntilKilled } from '../helpers/kill-child.js';
 import { makeTempDir, removeTempDirs } from '../helpers/temp-dir.js';
 import { crashOp } from './fixtures/crash-ops.js';
 
@@ -22,42 +22,24 @@ const BATCH = 8;
 
 interface ChildRun {
   flushedOps: number;
-  signal: NodeJS.Signals | null;
 }
 
 /** Run the writer until it has reported `flushesBeforeKill` flushes, then SIGKILL it mid-batch. */
-function runAndKill(args: string[], backend: string, flushesBeforeKill: number): Promise<ChildRun> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', WRITER, ...args], {
-      env: { ...process.env, BLOCKVAULT_CIPHER: backend },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let flushedOps = 0;
-    let flushes = 0;
-    let buffered = '';
-    let stderr = '';
-    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-    child.stdout.on('data', (chunk: Buffer) => {
-      buffered += chunk.toString();
-      let newline: number;
-      while ((newline = buffered.indexOf('\n')) >= 0) {
-        const line = buffered.slice(0, newline);
-        buffered = buffered.slice(newline + 1);
-        const match = /^flushed (\d+)$/.exec(line);
-        if (match === null) continue;
-        flushedOps = Number(match[1]);
-        if (++flushes === flushesBeforeKill) {
-          // Somewhere inside the next batch's writes.
-          setTimeout(() => child.kill('SIGKILL'), Math.floor(Math.random() * 4));
-        }
-      }
-    });
-    child.on('error', reject);
-    child.on('exit', (code, signal) => {
-      if (signal !== 'SIGKILL') reject(new Error(`writer exited with ${code}/${signal} before the kill: ${stderr}`));
-      else resolve({ flushedOps, signal });
-    });
+async function runAndKill(args: string[], backend: string, flushesBeforeKill: number): Promise<ChildRun> {
+  let flushedOps = 0;
+  let flushes = 0;
+  await runChildUntilKilled(WRITER, args, {
+    name: 'writer',
+    env: { ...process.env, BLOCKVAULT_CIPHER: backend },
+    onLine: (line, control) => {
+      const match = /^flushed (\d+)$/.exec(line);
+      if (match === null) return;
+      flushedOps = Number(match[1]);
+      // Somewhere inside the next batch's writes.
+      if (++flushes === flushesBeforeKill) control.kill(Math.floor(Math.random() * 4));
+    },
   });
+  return { flushedOps };
 }
 
 /**

@@ -5,7 +5,6 @@
  * retired once no cluster uses it. The runner's own suites (test/rotation) cover races,
  * cancellation and the bandwidth cap in depth.
  */
-import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
@@ -14,6 +13,7 @@ import type { Engine } from '../../src/engine.js';
 import type { Volume } from '../../src/volume/volume.js';
 import { cipherBackends } from '../helpers/cipher-backends.js';
 import { openTestEngine, rootKey } from '../helpers/engine.js';
+import { runChildUntilKilled } from '../helpers/kill-child.js';
 import { useTempDirs } from '../helpers/temp-dir.js';
 import { patternFor, ROTATION_CRASH_VOLUMES } from './fixtures/rotation-crash-plan.js';
 
@@ -121,35 +121,21 @@ describe('rotation modes and policy', () => {
   });
 });
 
-/** Run the child until `killAfterMs` after it started rotating (or earlier, seeded), then SIGKILL it. */
-function runChildAndKill(dir: string, keyCrn: string, seed: number, killAfterMs: number): Promise<{ acked: Map<string, number>; lastCounter: number }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', CHILD, dir, keyCrn, String(seed)], { stdio: ['ignore', 'pipe', 'pipe'] });
-    const acked = new Map<string, number>(); // "volumeIndex:sector" -> counter of the last acknowledged write
-    let lastCounter = 0;
-    let buffered = '';
-    let stderr = '';
-    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-    child.stdout.on('data', (chunk: Buffer) => {
-      buffered += chunk.toString();
-      let newline: number;
-      while ((newline = buffered.indexOf('\n')) >= 0) {
-        const line = buffered.slice(0, newline);
-        buffered = buffered.slice(newline + 1);
-        if (line.startsWith('rotating')) setTimeout(() => child.kill('SIGKILL'), killAfterMs);
-        const match = /^ack (\d+) (\d+) (\d+)$/.exec(line);
-        if (match !== null) {
-          acked.set(`${match[1]}:${match[2]}`, Number(match[3]));
-          lastCounter = Number(match[3]);
-        }
-      }
-    });
-    child.on('error', reject);
-    child.on('exit', (code, signal) => {
-      if (signal !== 'SIGKILL') reject(new Error(`rotation child exited with ${code}/${signal} before the kill: ${stderr}`));
-      else resolve({ acked, lastCounter });
-    });
+/** Run the child until `killAfterMs` after it started rotating, then SIGKILL it; what it acknowledged. */
+async function runChildAndKill(dir: string, keyCrn: string, seed: number, killAfterMs: number): Promise<{ acked: Map<string, number>; lastCounter: number }> {
+  const acked = new Map<string, number>(); // "volumeIndex:sector" -> counter of the last acknowledged write
+  let lastCounter = 0;
+  await runChildUntilKilled(CHILD, [dir, keyCrn, String(seed)], {
+    name: 'rotation child',
+    onLine: (line, control) => {
+      if (line.startsWith('rotating')) control.kill(killAfterMs);
+      const match = /^ack (\d+) (\d+) (\d+)$/.exec(line);
+      if (match === null) return;
+      acked.set(`${match[1]}:${match[2]}`, Number(match[3]));
+      lastCounter = Number(match[3]);
+    },
   });
+  return { acked, lastCounter };
 }
 
 describe('rotation survives SIGKILL at random points and resumes on open', () => {

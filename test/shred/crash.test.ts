@@ -5,7 +5,6 @@
  * kill before the delete took effect) the key alive and the data intact. Never a destroyed key
  * with a readable volume.
  */
-import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -16,6 +15,7 @@ import { KeyState } from '../../src/hsm/types.js';
 import { markerPattern, runNeedle } from '../../src/shred/markers.js';
 import { scanForNeedles } from '../../src/shred/scan.js';
 import { checkAfterRestart } from '../../src/shred/verify-restart.js';
+import { runChildUntilKilled } from '../helpers/kill-child.js';
 import { makeTempDir, removeTempDirs } from '../helpers/temp-dir.js';
 import { MIB, sealedKeyFiles } from './helpers.js';
 
@@ -24,32 +24,16 @@ afterAll(() => removeTempDirs());
 const CHILD = fileURLToPath(new URL('./fixtures/shred-child.ts', import.meta.url));
 
 /** Run the child; SIGKILL it `delayMs` after it prints `line`. Resolves with what it printed. */
-function runAndKill(args: string[], line: 'deleting' | 'deleted', delayMs: number): Promise<string[]> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', CHILD, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-    const lines: string[] = [];
-    let buffered = '';
-    let stderr = '';
-    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-    child.stdout.on('data', (chunk: Buffer) => {
-      buffered += chunk.toString();
-      let newline: number;
-      while ((newline = buffered.indexOf('\n')) >= 0) {
-        const printed = buffered.slice(0, newline);
-        buffered = buffered.slice(newline + 1);
-        lines.push(printed);
-        if (printed === line) {
-          if (delayMs === 0) child.kill('SIGKILL');
-          else setTimeout(() => child.kill('SIGKILL'), delayMs);
-        }
-      }
-    });
-    child.on('error', reject);
-    child.on('exit', (code, signal) => {
-      if (signal !== 'SIGKILL') reject(new Error(`shred child exited with ${code}/${signal} before the kill: ${stderr}`));
-      else resolve(lines);
-    });
+async function runAndKill(args: string[], line: 'deleting' | 'deleted', delayMs: number): Promise<string[]> {
+  const lines: string[] = [];
+  await runChildUntilKilled(CHILD, args, {
+    name: 'shred child',
+    onLine: (printed, control) => {
+      lines.push(printed);
+      if (printed === line) control.kill(delayMs);
+    },
   });
+  return lines;
 }
 
 interface Prepared {
