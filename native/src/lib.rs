@@ -13,6 +13,7 @@
 pub mod backend;
 pub mod block_io;
 pub mod gf128;
+pub mod keyed;
 mod task;
 pub mod tweak;
 mod validate;
@@ -25,12 +26,14 @@ use std::mem::MaybeUninit;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use napi::bindgen_prelude::{
-    AsyncTask, BigInt, Buffer, BufferSlice, Either, Env, Error, Result, Status, Unknown, ValueType,
+    AsyncTask, BigInt, Buffer, BufferSlice, Either, Env, Error, JsValue, Result, Status, Unknown,
+    ValueType,
 };
 use napi_derive::napi;
 
 use crate::backend::{CpuFeatures, Path};
 use crate::block_io::BlockIo;
+use crate::keyed::SectorKey;
 use crate::task::XtsTask;
 use crate::tweak::TweakSource;
 use crate::validate::{Aliasing, ArgError};
@@ -199,6 +202,159 @@ pub fn xts_decrypt_data_units<'env>(
     data: BufferArg<'_>,
 ) -> Result<Unknown<'env>> {
     guard(|| data_units_to_new(env, Direction::Decrypt, key, tweaks, data_unit_size, data))
+}
+
+/// A data key expanded once (K1 encryption and decryption schedules, K2 schedule) for the
+/// backend this CPU runs, for many calls: the free functions expand the key on every call.
+/// The schedules are zeroized by `wipe()` or when the object is garbage-collected.
+#[napi(js_name = "XtsKey")]
+pub struct XtsKey {
+    key: SectorKey,
+}
+
+#[napi]
+impl XtsKey {
+    /// `key`: 64 bytes, K1 ‖ K2, the halves different. The bytes are not kept.
+    #[napi(constructor, ts_args_type = "key: Buffer")]
+    pub fn new(key: BufferArg<'_>) -> Result<Self> {
+        guard(|| {
+            let key = buffer_arg("key", key)?;
+            Ok(Self {
+                key: SectorKey::new(&key).map_err(invalid)?,
+            })
+        })
+    }
+
+    /// Encrypts `src` into `dst` (same length; `dst` may be `src` itself for in-place).
+    /// `firstSector` is a non-negative safe integer.
+    #[napi(ts_args_type = "firstSector: number, sectorSize: number, src: Buffer, dst: Buffer")]
+    pub fn encrypt_sectors_into(
+        &self,
+        first_sector: NumberArg<'_>,
+        sector_size: NumberArg<'_>,
+        src: Unknown<'_>,
+        dst: Unknown<'_>,
+    ) -> Result<()> {
+        guard(|| self.sectors_into(Direction::Encrypt, first_sector, sector_size, src, dst))
+    }
+
+    /// Decrypts `src` into `dst` (same length; `dst` may be `src` itself for in-place).
+    #[napi(ts_args_type = "firstSector: number, sectorSize: number, src: Buffer, dst: Buffer")]
+    pub fn decrypt_sectors_into(
+        &self,
+        first_sector: NumberArg<'_>,
+        sector_size: NumberArg<'_>,
+        src: Unknown<'_>,
+        dst: Unknown<'_>,
+    ) -> Result<()> {
+        guard(|| self.sectors_into(Direction::Decrypt, first_sector, sector_size, src, dst))
+    }
+
+    /// Zeroizes the key schedules now; every later call throws.
+    #[napi]
+    pub fn wipe(&mut self) {
+        self.key.wipe();
+    }
+
+    /// Whether `wipe()` was called.
+    #[napi(getter)]
+    pub fn wiped(&self) -> bool {
+        self.key.is_wiped()
+    }
+}
+
+impl XtsKey {
+    fn sectors_into(
+        &self,
+        direction: Direction,
+        first_sector: NumberArg<'_>,
+        sector_size: NumberArg<'_>,
+        src: Unknown<'_>,
+        dst: Unknown<'_>,
+    ) -> Result<()> {
+        let cipher = self.key.cipher().ok_or_else(|| {
+            Error::new(
+                Status::GenericFailure,
+                "blockvault-native: this XtsKey was wiped; create a new one",
+            )
+        })?;
+        let first_sector = validate::first_sector_number(number_arg("firstSector", first_sector)?)
+            .map_err(invalid)?;
+        let sector_size =
+            validate::sector_size(number_arg("sectorSize", sector_size)?).map_err(invalid)?;
+        let (src_ptr, src_len) = raw_bytes("src", &src)?;
+        let (dst_ptr, dst_len) = raw_bytes("dst", &dst)?;
+        let tweaks =
+            validate::sector_tweaks(first_sector, sector_size, "src", src_len).map_err(invalid)?;
+        validate::same_length(src_len, dst_len).map_err(invalid)?;
+        if src_len == 0 {
+            return Ok(());
+        }
+        let aliasing =
+            validate::aliasing(src_ptr as usize, dst_ptr as usize, src_len).map_err(invalid)?;
+        let mut io = match aliasing {
+            Aliasing::Same => {
+                // SAFETY: `raw_bytes` returned the non-null data pointer and byte length of a
+                // Buffer/Uint8Array passed to this call; the argument keeps it alive until we
+                // return, and no JS runs (so nothing detaches, resizes or touches it) meanwhile.
+                // This is the only reference to those bytes: src is read through it.
+                let buf = unsafe { std::slice::from_raw_parts_mut(dst_ptr, dst_len) };
+                BlockIo::in_place(buf)
+            }
+            Aliasing::Disjoint => {
+                // SAFETY: as above for both arguments; `validate::aliasing` proved the two
+                // ranges share no byte, so the shared `src` slice and the exclusive `dst` slice
+                // do not overlap.
+                let (src, dst) = unsafe {
+                    (
+                        std::slice::from_raw_parts(src_ptr.cast_const(), src_len),
+                        std::slice::from_raw_parts_mut(dst_ptr, dst_len),
+                    )
+                };
+                BlockIo::copy(src, dst)
+            }
+        }
+        .map_err(internal)?;
+        cipher
+            .process(direction, &tweaks, sector_size, &mut io)
+            .map_err(internal)
+    }
+}
+
+/// The data pointer and byte length of a Buffer or Uint8Array argument, read straight from
+/// N-API in one call (no reference is created, unlike napi-rs's `Buffer`: that costs more
+/// than a 4 KiB sector's AES). The pointer is non-null whenever the length is not zero.
+/// Other typed arrays are refused: N-API reports their length in elements, not bytes.
+fn raw_bytes(arg: &'static str, value: &Unknown<'_>) -> Result<(*mut u8, usize)> {
+    let raw = value.value();
+    let mut kind = -1;
+    let mut len = 0usize;
+    let mut data: *mut std::ffi::c_void = std::ptr::null_mut();
+    // SAFETY: `raw.env` and `raw.value` are the environment and a live argument of the current
+    // call on the JS thread. The out-pointers for kind, length and data point to live locals of
+    // the right types; the array buffer and offset outputs are not wanted (null is allowed).
+    // For a value that is not a typed array the call only returns `napi_invalid_arg`.
+    let status = unsafe {
+        napi::sys::napi_get_typedarray_info(
+            raw.env,
+            raw.value,
+            &mut kind,
+            &mut len,
+            &mut data,
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+        )
+    };
+    if status != napi::sys::Status::napi_ok || kind != napi::sys::TypedarrayType::uint8_array {
+        return Err(invalid(ArgError::new(
+            arg,
+            format!("expected a Buffer or Uint8Array, got {}", describe(value)),
+        )));
+    }
+    if len > 0 && data.is_null() {
+        return Err(internal(format!("{arg}: a {len}-byte array without data")));
+    }
+    Ok((data.cast::<u8>(), len))
 }
 
 /// What the CPU offers and which implementation runs.

@@ -83,6 +83,20 @@ pub fn first_sector(negative: bool, words: &[u64]) -> Result<u64, ArgError> {
     Ok(words.first().copied().unwrap_or(0))
 }
 
+/// `firstSector` as a JS number (the keyed API): a non-negative safe integer, at most 2^53 - 1.
+/// Above that a double no longer names one sector, so it is refused rather than rounded.
+pub fn first_sector_number(value: f64) -> Result<u64, ArgError> {
+    const MAX_SAFE_INTEGER: f64 = 9_007_199_254_740_991.0;
+    if value.fract() == 0.0 && (0.0..=MAX_SAFE_INTEGER).contains(&value) {
+        Ok(value as u64)
+    } else {
+        Err(ArgError::new(
+            "firstSector",
+            format!("expected a non-negative safe integer (at most 2^53 - 1), got {value}"),
+        ))
+    }
+}
+
 /// The plain64 tweaks of the sectors in `data_len` bytes (argument `data_arg`) starting at
 /// `first_sector`: sector n has tweak n * (sectorSize / 512). Rejects data that is not a whole
 /// number of sectors, and a run whose last tweak does not fit in 64 bits (dm-crypt would wrap;
@@ -243,6 +257,26 @@ mod tests {
         assert!(first_sector(true, &[1]).is_err());
         assert_eq!(first_sector(true, &[0]), Ok(0));
         assert!(first_sector(false, &[0, 1]).is_err());
+    }
+
+    #[test]
+    fn first_sector_number_range() {
+        assert_eq!(first_sector_number(0.0), Ok(0));
+        assert_eq!(first_sector_number(-0.0), Ok(0));
+        assert_eq!(
+            first_sector_number(9_007_199_254_740_991.0),
+            Ok((1 << 53) - 1)
+        );
+        for bad in [
+            -1.0,
+            0.5,
+            9_007_199_254_740_992.0,
+            f64::NAN,
+            f64::INFINITY,
+            -f64::INFINITY,
+        ] {
+            assert_eq!(first_sector_number(bad).unwrap_err().arg, "firstSector");
+        }
     }
 
     #[test]

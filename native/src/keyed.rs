@@ -1,0 +1,55 @@
+//! A data key expanded once and kept: the state behind the JavaScript class `XtsKey`.
+//!
+//! The free functions in `lib.rs` expand the key schedules (K1 encryption and decryption, K2
+//! encryption) on every call, which costs more than decrypting one 4 KiB sector. A `SectorKey`
+//! holds the expanded `XtsAes256` (its schedules are zeroized on drop) until `wipe()`, after
+//! which every call is refused.
+
+use crate::validate::{self, ArgError};
+use crate::xts::XtsAes256;
+
+/// An expanded XTS-AES-256 key, or nothing once wiped.
+pub struct SectorKey {
+    cipher: Option<XtsAes256>,
+}
+
+impl SectorKey {
+    /// Validates `key` (64 bytes, halves differ) and expands it for the best backend.
+    pub fn new(key: &[u8]) -> Result<Self, ArgError> {
+        let key = validate::key(key)?;
+        let cipher = XtsAes256::new(key).map_err(|e| ArgError::new("key", e.to_string()))?;
+        Ok(Self {
+            cipher: Some(cipher),
+        })
+    }
+
+    /// Zeroizes the key schedules now (dropping `XtsAes256` zeroizes them); later calls fail.
+    pub fn wipe(&mut self) {
+        self.cipher = None;
+    }
+
+    pub fn is_wiped(&self) -> bool {
+        self.cipher.is_none()
+    }
+
+    /// The expanded key, or `None` once wiped.
+    pub fn cipher(&self) -> Option<&XtsAes256> {
+        self.cipher.as_ref()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rejects_bad_keys_and_wipes() {
+        assert_eq!(SectorKey::new(&[1u8; 32]).err().unwrap().arg, "key");
+        assert_eq!(SectorKey::new(&[7u8; 64]).err().unwrap().arg, "key");
+        let key: [u8; 64] = core::array::from_fn(|i| i as u8);
+        let mut k = SectorKey::new(&key).unwrap();
+        assert!(k.cipher().is_some());
+        k.wipe();
+        assert!(k.is_wiped() && k.cipher().is_none());
+    }
+}
