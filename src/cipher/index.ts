@@ -8,7 +8,7 @@
  *   BLOCKVAULT_NATIVE_ADDON=<file>   load the addon from this file instead of native/blockvault-native.node
  */
 export { XtsCipher, CIPHER_ENV } from './xts.js';
-export type { XtsCipherOptions, SectorNumber } from './xts.js';
+export type { XtsCipherOptions, SectorNumber, XtsKeyHandle } from './xts.js';
 export type { CipherBackendName } from './backend.js';
 export { nativeCipherStatus } from './native-binding.js';
 export type { NativeCipherStatus } from './native-binding.js';

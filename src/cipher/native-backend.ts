@@ -28,6 +28,20 @@ export function nativeBackend(addon: NativeAddon): XtsBackend {
       const fn = direction === 'encrypt' ? addon.xtsEncryptDataUnits : addon.xtsDecryptDataUnits;
       return fn(asBuffer(key), asBuffer(tweaks), dataUnitSize, asBuffer(data));
     },
+    keyed(key) {
+      // The addon expands the schedules now and keeps only them (zeroized on wipe or GC).
+      const native = new addon.XtsKey(asBuffer(key));
+      return {
+        // The addon takes any Uint8Array here (no Buffer wrapping) and checks the aliasing.
+        sectorsInto(direction, firstSector, sectorSize, src, dst) {
+          if (direction === 'encrypt') native.encryptSectorsInto(firstSector, sectorSize, src, dst);
+          else native.decryptSectorsInto(firstSector, sectorSize, src, dst);
+        },
+        wipe() {
+          native.wipe();
+        },
+      };
+    },
   };
 }
 

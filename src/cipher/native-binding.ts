@@ -29,6 +29,16 @@ export interface NativeAddon {
   xtsDecryptDataUnits(key: Buffer, tweaks: Buffer, dataUnitSize: number, data: Buffer): Buffer;
   cpuFeatures(): { aesni: boolean; vaes: boolean; avx512f: boolean; path: string };
   nativeVersion(): string;
+  /** A key expanded once (validated: 64 bytes, halves differ); zeroized by wipe() or GC. */
+  XtsKey: new (key: Buffer) => NativeXtsKey;
+}
+
+/** The addon's XtsKey class. firstSector is a non-negative safe integer; src/dst any Uint8Array. */
+export interface NativeXtsKey {
+  encryptSectorsInto(firstSector: number, sectorSize: number, src: Uint8Array, dst: Uint8Array): void;
+  decryptSectorsInto(firstSector: number, sectorSize: number, src: Uint8Array, dst: Uint8Array): void;
+  wipe(): void;
+  readonly wiped: boolean;
 }
 
 export const NATIVE_FUNCTIONS = [
@@ -42,6 +52,7 @@ export const NATIVE_FUNCTIONS = [
   'xtsDecryptDataUnits',
   'cpuFeatures',
   'nativeVersion',
+  'XtsKey',
 ] as const satisfies readonly (keyof NativeAddon)[];
 
 export interface NativeCipherStatus {

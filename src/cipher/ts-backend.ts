@@ -22,6 +22,19 @@ export const tsBackend: XtsBackend = {
     tsXtsDataUnitsInto(direction, key, tweaks, dataUnitSize, data, out);
     return out;
   },
+  // Kept simple: a private copy of the key, used with the plain per-call function (which
+  // expands the schedules per call, as before), zeroed by wipe().
+  keyed(key) {
+    const own = Uint8Array.from(key);
+    return {
+      sectorsInto(direction, firstSector, sectorSize, src, dst) {
+        tsXtsSectorsInto(direction, own, BigInt(firstSector), sectorSize, src, dst);
+      },
+      wipe() {
+        own.fill(0);
+      },
+    };
+  },
 };
 
 /**

@@ -16,7 +16,7 @@
  * Into variants do nothing) after the same checks of key, sector size and sector number.
  */
 import { isMainThread } from 'node:worker_threads';
-import type { CipherBackendName, Direction, XtsBackend } from './backend.js';
+import type { BackendKeyHandle, CipherBackendName, Direction, XtsBackend } from './backend.js';
 import { nativeAddon } from './native-binding.js';
 import { nativeBackend } from './native-backend.js';
 import { tsBackend } from './ts-backend.js';
@@ -38,6 +38,19 @@ export interface XtsCipherOptions {
 
 /** A sector number: a safe-integer number, or a bigint for sectors above 2^53 - 1. */
 export type SectorNumber = number | bigint;
+
+/**
+ * A data key prepared once for many sector calls (XtsCipher.keyed): on the native backend the
+ * AES key schedules are expanded once here instead of on every call. Same output as the
+ * plain calls with the same key. Sector numbers are numbers (safe integers) only.
+ */
+export interface XtsKeyHandle {
+  encryptSectorsInto(firstSector: number, sectorSize: number, src: Uint8Array, dst: Uint8Array): void;
+  decryptSectorsInto(firstSector: number, sectorSize: number, src: Uint8Array, dst: Uint8Array): void;
+  /** Zeroes the handle's key material now; every later call throws. Idempotent. */
+  wipe(): void;
+  readonly wiped: boolean;
+}
 
 const BACKEND_NAMES: readonly string[] = ['native', 'ts'];
 export const CIPHER_ENV = 'BLOCKVAULT_CIPHER';
@@ -114,6 +127,14 @@ export class XtsCipher {
     return this.#dataUnits('decrypt', key, tweaks, dataUnitSize, data);
   }
 
+  /**
+   * A handle for `key` that validates and prepares it once. The handle keeps no reference to
+   * `key`: zeroing `key` later does not affect it, so wipe the handle where the key is wiped.
+   */
+  keyed(key: Uint8Array): XtsKeyHandle {
+    return new KeyHandle(this.#impl.keyed(checkKey(key)));
+  }
+
   #sectors(direction: Direction, key: unknown, firstSector: unknown, sectorSize: unknown, data: unknown): Uint8Array {
     const args = checkSectorArgs(key, firstSector, sectorSize, data, 'data');
     if (args.data.length === 0) return Buffer.alloc(0);
@@ -141,6 +162,48 @@ export class XtsCipher {
     const checkedTweaks = checkTweaks(tweaks, unitCount);
     if (bytes.length === 0) return Buffer.alloc(0);
     return this.#impl.dataUnits(direction, checkedKey, checkedTweaks, unitSize, bytes);
+  }
+}
+
+class KeyHandle implements XtsKeyHandle {
+  #impl: BackendKeyHandle | null;
+
+  constructor(impl: BackendKeyHandle) {
+    this.#impl = impl;
+  }
+
+  get wiped(): boolean {
+    return this.#impl === null;
+  }
+
+  encryptSectorsInto(firstSector: number, sectorSize: number, src: Uint8Array, dst: Uint8Array): void {
+    this.#sectorsInto('encrypt', firstSector, sectorSize, src, dst);
+  }
+
+  decryptSectorsInto(firstSector: number, sectorSize: number, src: Uint8Array, dst: Uint8Array): void {
+    this.#sectorsInto('decrypt', firstSector, sectorSize, src, dst);
+  }
+
+  wipe(): void {
+    const impl = this.#impl;
+    this.#impl = null;
+    impl?.wipe();
+  }
+
+  #sectorsInto(direction: Direction, firstSector: unknown, sectorSize: unknown, src: unknown, dst: unknown): void {
+    const impl = this.#impl;
+    if (impl === null) throw new Error('this XtsKeyHandle was wiped; create a new one with XtsCipher.keyed(key)');
+    // The same checks and messages as the plain calls, minus the key (checked once, in keyed()).
+    const size = checkSectorSize(sectorSize);
+    const bytes = checkBytes(src, 'src');
+    const sectorCount = checkWholeUnits(bytes, 'src', size, 'sector');
+    if (typeof firstSector !== 'number') throw new TypeError(`firstSector must be a number, got ${typeof firstSector}`);
+    // A safe integer's tweak is at most (2^53 - 1 + count) * 8, far below 2^64; anything else
+    // goes to the full check for its error message.
+    if (!(Number.isSafeInteger(firstSector) && firstSector >= 0)) checkFirstSector(firstSector, size, sectorCount);
+    const out = checkDestination(bytes, dst);
+    if (bytes.length === 0) return;
+    impl.sectorsInto(direction, firstSector, size, bytes, out);
   }
 }
 

@@ -1,0 +1,119 @@
+/**
+ * XtsCipher.keyed: a handle that validates and prepares a key once (the native backend expands
+ * its AES schedules once) gives exactly the plain API's bytes on both backends, in place too;
+ * wipe() makes every later call throw; bad arguments are refused like the plain calls.
+ */
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { BACKENDS, cipherFor, randomKey } from './helpers.js';
+
+const keyArb = fc
+  .uint8Array({ minLength: 64, maxLength: 64 })
+  .filter((k) => !Buffer.from(k.subarray(0, 32)).equals(Buffer.from(k.subarray(32))));
+
+describe.each(BACKENDS)('keyed handle (%s backend)', (backend) => {
+  it('equals the plain API over random keys, sectors and batches, out of place and in place', () => {
+    const cipher = cipherFor(backend);
+    fc.assert(
+      fc.property(
+        keyArb,
+        fc.constantFrom(512, 4096),
+        fc.oneof(fc.integer({ min: 0, max: 1_000_000 }), fc.integer({ min: Number.MAX_SAFE_INTEGER - 2000, max: Number.MAX_SAFE_INTEGER - 64 })),
+        fc.integer({ min: 0, max: 12 }),
+        fc.integer({ min: 0, max: 2 ** 31 }),
+        (key, sectorSize, firstSector, count, seed) => {
+          const data = Buffer.alloc(count * sectorSize);
+          for (let i = 0; i < data.length; i++) data[i] = (seed + i * 2654435761) >>> 24;
+          const handle = cipher.keyed(key);
+          const expectedCt = Buffer.alloc(data.length);
+          cipher.encryptSectorsInto(key, firstSector, sectorSize, data, expectedCt);
+          const ct = Buffer.alloc(data.length);
+          handle.encryptSectorsInto(firstSector, sectorSize, data, ct);
+          expect(ct.equals(expectedCt)).toBe(true);
+          // In place, on a plain Uint8Array view too.
+          const inPlace = new Uint8Array(ct);
+          handle.decryptSectorsInto(firstSector, sectorSize, inPlace, inPlace);
+          expect(Buffer.from(inPlace).equals(data)).toBe(true);
+          const pt = Buffer.alloc(data.length);
+          cipher.decryptSectorsInto(key, firstSector, sectorSize, ct, pt);
+          expect(pt.equals(data)).toBe(true);
+          handle.wipe();
+        },
+      ),
+      { numRuns: 150 },
+    );
+  });
+
+  it('keeps no reference to the key: zeroing the caller key does not change the handle', () => {
+    const cipher = cipherFor(backend);
+    const key = randomKey();
+    const copy = Buffer.from(key);
+    const handle = cipher.keyed(key);
+    key.fill(0);
+    const data = Buffer.alloc(4096, 7);
+    const a = Buffer.alloc(4096);
+    const b = Buffer.alloc(4096);
+    handle.encryptSectorsInto(5, 4096, data, a);
+    cipher.encryptSectorsInto(copy, 5, 4096, data, b);
+    expect(a.equals(b)).toBe(true);
+  });
+
+  it('throws on every call after wipe(); wipe() is idempotent', () => {
+    const handle = cipherFor(backend).keyed(randomKey());
+    const buf = Buffer.alloc(512);
+    handle.decryptSectorsInto(0, 512, buf, buf);
+    expect(handle.wiped).toBe(false);
+    handle.wipe();
+    handle.wipe();
+    expect(handle.wiped).toBe(true);
+    expect(() => handle.decryptSectorsInto(0, 512, buf, buf)).toThrow(/wiped/);
+    expect(() => handle.encryptSectorsInto(0, 512, buf, Buffer.alloc(512))).toThrow(/wiped/);
+  });
+
+  it('refuses bad keys and bad arguments with the plain API messages', () => {
+    const cipher = cipherFor(backend);
+    expect(() => cipher.keyed(Buffer.alloc(32, 1))).toThrow(RangeError);
+    expect(() => cipher.keyed(Buffer.alloc(64, 1))).toThrow(/halves must differ/);
+    expect(() => cipher.keyed('k' as unknown as Uint8Array)).toThrow(TypeError);
+    const handle = cipher.keyed(randomKey());
+    const src = Buffer.alloc(1024);
+    expect(() => handle.encryptSectorsInto(0, 1024, src, Buffer.alloc(1024))).toThrow(/sectorSize/);
+    expect(() => handle.encryptSectorsInto(0, 4096, src, Buffer.alloc(1024))).toThrow(/whole number of sectors/);
+    expect(() => handle.encryptSectorsInto(-1, 512, src, Buffer.alloc(1024))).toThrow(/negative/);
+    expect(() => handle.encryptSectorsInto(1.5, 512, src, Buffer.alloc(1024))).toThrow(/integer/);
+    expect(() => handle.encryptSectorsInto(2 ** 53, 512, src, Buffer.alloc(1024))).toThrow(/MAX_SAFE_INTEGER/);
+    expect(() => handle.encryptSectorsInto(1n as unknown as number, 512, src, Buffer.alloc(1024))).toThrow(TypeError);
+    expect(() => handle.encryptSectorsInto(0, 512, src, Buffer.alloc(512))).toThrow(/dst length/);
+    expect(() => handle.encryptSectorsInto(0, 512, src, src.subarray(16, 16 + 1024) as Buffer)).toThrow();
+    expect(() => handle.encryptSectorsInto(0, 512, src, 'x' as unknown as Uint8Array)).toThrow(TypeError);
+    // Empty batches are fine.
+    handle.encryptSectorsInto(0, 512, Buffer.alloc(0), Buffer.alloc(0));
+  });
+});
+
+describe('native XtsKey directly (its own checks, behind the facade)', () => {
+  it.runIf(BACKENDS.includes('native'))('rejects what the facade would and works on Uint8Arrays', async () => {
+    const { nativeAddon } = await import('../../src/cipher/native-binding.js');
+    const addon = nativeAddon().addon!;
+    expect(() => new addon.XtsKey(Buffer.alloc(64, 3))).toThrow(/different 32-byte halves/);
+    expect(() => new addon.XtsKey(Buffer.alloc(63))).toThrow(/64 bytes/);
+    const key = randomKey();
+    const k = new addon.XtsKey(key);
+    const buf = new Uint8Array(1024);
+    expect(() => k.encryptSectorsInto(2 ** 53, 512, buf, buf)).toThrow(/firstSector/);
+    expect(() => k.encryptSectorsInto(-1, 512, buf, buf)).toThrow(/firstSector/);
+    expect(() => k.encryptSectorsInto(0, 512, new Uint16Array(512) as unknown as Uint8Array, buf)).toThrow(/src: expected a Buffer or Uint8Array/);
+    expect(() => k.encryptSectorsInto(0, 512, buf, buf.subarray(16, 16 + 512))).toThrow(/dst/);
+    expect(() => k.encryptSectorsInto(0, 512, buf.subarray(0, 1000), buf.subarray(0, 1000))).toThrow(/src/);
+    const big = Buffer.alloc(1024 + 1024);
+    const a = big.subarray(0, 1024);
+    const b = big.subarray(1024);
+    k.encryptSectorsInto(9, 512, a, b);
+    const expected = Buffer.alloc(1024);
+    addon.xtsEncryptSectorsInto(key, 9n, 512, Buffer.alloc(1024), expected);
+    expect(b.equals(expected)).toBe(true);
+    k.wipe();
+    expect(k.wiped).toBe(true);
+    expect(() => k.decryptSectorsInto(0, 512, buf, buf)).toThrow(/wiped/);
+  });
+});
