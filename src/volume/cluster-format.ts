@@ -68,6 +68,15 @@ export interface SectorCipher {
   encryptSectors(key: Uint8Array, firstSector: number | bigint, sectorSize: number, data: Uint8Array): Uint8Array;
   encryptSectorsInto(key: Uint8Array, firstSector: number | bigint, sectorSize: number, src: Uint8Array, dst: Uint8Array): void;
   decryptSectorsInto(key: Uint8Array, firstSector: number | bigint, sectorSize: number, src: Uint8Array, dst: Uint8Array): void;
+  /** A key prepared once for many calls (XtsCipher.keyed); optional for test ciphers. */
+  keyed?(key: Uint8Array): SectorKeyHandle;
+}
+
+/** The part of src/cipher's XtsKeyHandle the volume uses. */
+export interface SectorKeyHandle {
+  encryptSectorsInto(firstSector: number, sectorSize: number, src: Uint8Array, dst: Uint8Array): void;
+  decryptSectorsInto(firstSector: number, sectorSize: number, src: Uint8Array, dst: Uint8Array): void;
+  wipe(): void;
 }
 
 export interface ClusterGeometry {

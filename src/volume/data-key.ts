@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { assert, type BlockvaultError } from '../errors.js';
+import type { SectorKeyHandle } from './cluster-format.js';
 
 /** A volume's data key: AES-256-XTS, two 256-bit halves (IEEE 1619: key 1 encrypts, key 2 tweaks). */
 export const DATA_KEY_BYTES = 64;
@@ -34,10 +35,17 @@ export function assertDataKey(key: Uint8Array): void {
 /**
  * The unwrapped data keys of one volume, by generation. The only place plaintext DEKs live in the
  * main thread; `wipe()` overwrites every one of them (zeroization on close and on cryptoshred).
+ *
+ * With a `keyed` factory (the cipher's XtsCipher.keyed), each key also gets a handle with its
+ * cipher schedules expanded once, for the read and write paths; a handle is wiped wherever its
+ * key is zeroized.
  */
 export class KeyRing {
   private readonly keys = new Map<number, Uint8Array>();
+  private readonly handles = new Map<number, SectorKeyHandle>();
   private shredded: BlockvaultError | null = null;
+
+  constructor(private readonly keyed?: (key: Uint8Array) => SectorKeyHandle) {}
 
   /**
    * Store a key (the ring owns it from now on). On a shredded ring the key is zeroized at once and
@@ -50,9 +58,18 @@ export class KeyRing {
       throw this.shredded;
     }
     assertDataKey(key);
+    const handle = this.keyed?.(key);
     const previous = this.keys.get(generation);
     if (previous !== undefined && previous !== key) previous.fill(0);
+    this.handles.get(generation)?.wipe();
     this.keys.set(generation, key);
+    if (handle === undefined) this.handles.delete(generation);
+    else this.handles.set(generation, handle);
+  }
+
+  /** The key's prepared cipher handle, if the ring has a `keyed` factory and holds the key. */
+  handle(generation: number): SectorKeyHandle | undefined {
+    return this.handles.get(generation);
   }
 
   has(generation: number): boolean {
@@ -75,11 +92,15 @@ export class KeyRing {
     const key = this.keys.get(generation);
     if (key !== undefined) key.fill(0);
     this.keys.delete(generation);
+    this.handles.get(generation)?.wipe();
+    this.handles.delete(generation);
   }
 
   wipe(): void {
     for (const key of this.keys.values()) key.fill(0);
     this.keys.clear();
+    for (const handle of this.handles.values()) handle.wipe();
+    this.handles.clear();
   }
 
   /** Cryptoshred: wipe every key now and refuse (zeroize) any key set later, for good. */

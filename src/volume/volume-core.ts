@@ -40,7 +40,7 @@ export interface VolumeCoreDeps {
 const SETTLED = Promise.resolve();
 
 export class VolumeCore {
-  readonly keys = new KeyRing();
+  readonly keys: KeyRing;
   readonly queue: OpQueue;
   readonly store: ClusterStore;
   private readonly geometry: ClusterGeometry;
@@ -58,6 +58,8 @@ export class VolumeCore {
     private currentRecord: VolumeRecord,
     private readonly deps: VolumeCoreDeps,
   ) {
+    const cipher = deps.cipher;
+    this.keys = new KeyRing(cipher.keyed === undefined ? undefined : (key) => cipher.keyed!(key));
     this.geometry = { sectorSize: currentRecord.sectorSize, clusterSectors: currentRecord.clusterSectors };
     // The meta cache is off unless exactly the write generation's data key is loaded: with more,
     // re-encryption can commit clusters behind the store's overlay; and every re-encryption ends
@@ -240,7 +242,10 @@ export class VolumeCore {
     // then its plaintext; the split layout assembles into `out` and decrypts in place).
     const out = Buffer.allocUnsafeSlow(ss);
     const src = this.store.ciphertext(c, meta, slot, 1, out);
-    this.deps.cipher.decryptSectorsInto(this.keyView(meta.generation), sector, ss, src, out);
+    // The key's prepared handle: no key schedule expansion per read.
+    const handle = this.keys.handle(meta.generation);
+    if (handle !== undefined) handle.decryptSectorsInto(sector, ss, src, out);
+    else this.deps.cipher.decryptSectorsInto(this.keyView(meta.generation), sector, ss, src, out);
     return out;
   }
 
@@ -264,13 +269,15 @@ export class VolumeCore {
       const meta = this.store.meta(c);
       if (meta === null) continue;
       const key = this.keys.get(meta.generation);
+      const handle = this.keys.handle(meta.generation);
       forEachPresentRun(meta, this.geometry, first - c * cs, last - c * cs, (slot, count) => {
         const at = (c * cs + slot - firstSector) * ss;
         const dst = out.subarray(at, at + count * ss);
         // One cipher call per run of present sectors; the split layout assembles into dst and
         // decrypts in place.
         const src = this.store.ciphertext(c, meta, slot, count, dst);
-        this.deps.cipher.decryptSectorsInto(key, c * cs + slot, ss, src, dst);
+        if (handle !== undefined) handle.decryptSectorsInto(c * cs + slot, ss, src, dst);
+        else this.deps.cipher.decryptSectorsInto(key, c * cs + slot, ss, src, dst);
       });
     }
   }
@@ -313,7 +320,15 @@ export class VolumeCore {
       plain.set(data, skip);
     }
     // One cipher call for the whole step: its sectors are consecutive.
-    const ciphertext = this.deps.cipher.encryptSectors(key, firstSector, ss, plain);
+    const handle = this.keys.handle(generation);
+    let ciphertext: Uint8Array;
+    if (handle !== undefined) {
+      // Not zeroed: every byte is written by the cipher.
+      ciphertext = Buffer.allocUnsafeSlow(plain.length);
+      handle.encryptSectorsInto(firstSector, ss, plain, ciphertext);
+    } else {
+      ciphertext = this.deps.cipher.encryptSectors(key, firstSector, ss, plain);
+    }
     for (let c = Math.floor(firstSector / cs); c <= Math.floor(lastSector / cs); c++) {
       const first = Math.max(firstSector, c * cs);
       const last = Math.min(lastSector, c * cs + cs - 1);
