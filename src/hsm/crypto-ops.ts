@@ -14,9 +14,7 @@ const DATA_KEY_BYTES_MAX = 1024;
 export async function wrap(core: HsmCore, crn: string, plaintext: Uint8Array, ctx: CallerContext): Promise<WrapResult> {
   const meta: AuditMeta = { initiator: roughInitiator(ctx, 'unknown'), keyCrn: roughText(crn) };
   return core.audited('hs-crypto.secrets.wrap', meta, async () => {
-    const { record, crn: keyCrn } = core.resolveKey(crn);
-    meta.keyCrn = keyCrn;
-    meta.initiator = core.checkAuthorized(ctx, record).initiator;
+    const { record, crn: keyCrn } = core.resolveAuthorizedKey(crn, ctx, meta);
     assertStateAllows(record, 'wrap', keyCrn);
     checkBytes(plaintext, 'plaintext (the data key)', 1, DATA_KEY_BYTES_MAX);
     const keyVersion = core.currentVersion(record);
@@ -29,9 +27,7 @@ export async function wrap(core: HsmCore, crn: string, plaintext: Uint8Array, ct
 export async function unwrap(core: HsmCore, crn: string, wrapped: Uint8Array, version: number, ctx: CallerContext): Promise<UnwrapResult> {
   const meta: AuditMeta = { initiator: roughInitiator(ctx, 'unknown'), keyCrn: roughText(crn) };
   return core.audited('hs-crypto.secrets.unwrap', meta, async () => {
-    const { record, crn: keyCrn } = core.resolveKey(crn);
-    meta.keyCrn = keyCrn;
-    meta.initiator = core.checkAuthorized(ctx, record).initiator;
+    const { record, crn: keyCrn } = core.resolveAuthorizedKey(crn, ctx, meta);
     assertStateAllows(record, 'unwrap', keyCrn);
     checkBytes(wrapped, 'wrapped', 16, DATA_KEY_BYTES_MAX + 8);
     const keyVersion = core.liveVersion(record, version, keyCrn);
@@ -45,9 +41,7 @@ export async function unwrap(core: HsmCore, crn: string, wrapped: Uint8Array, ve
 export async function rewrap(core: HsmCore, crn: string, wrapped: Uint8Array, version: number, ctx: CallerContext): Promise<WrapResult> {
   const meta: AuditMeta = { initiator: roughInitiator(ctx, 'unknown'), keyCrn: roughText(crn) };
   return core.audited('hs-crypto.secrets.rewrap', meta, async () => {
-    const { record, crn: keyCrn } = core.resolveKey(crn);
-    meta.keyCrn = keyCrn;
-    meta.initiator = core.checkAuthorized(ctx, record).initiator;
+    const { record, crn: keyCrn } = core.resolveAuthorizedKey(crn, ctx, meta);
     assertStateAllows(record, 'rewrap', keyCrn);
     checkBytes(wrapped, 'wrapped', 16, DATA_KEY_BYTES_MAX + 8);
     const fromVersion = core.liveVersion(record, version, keyCrn);

@@ -154,6 +154,18 @@ export class HsmCore {
     return { initiator: caller.initiator };
   }
 
+  /**
+   * The key a service asks to use, for an audited operation: resolves the CRN, records the
+   * resolved CRN in `meta` before the authorization check (so a NOT_AUTHORIZED refusal is
+   * logged against the key), then records the caller's initiator.
+   */
+  resolveAuthorizedKey(text: unknown, ctx: unknown, meta: AuditMeta): { record: KeyRecord; crn: string } {
+    const resolved = this.resolveKey(text);
+    meta.keyCrn = resolved.crn;
+    meta.initiator = this.checkAuthorized(ctx, resolved.record).initiator;
+    return resolved;
+  }
+
   currentVersion(record: KeyRecord): number {
     const current = record.versions[record.versions.length - 1];
     assert(current !== undefined, `root key ${record.id} has no versions`);

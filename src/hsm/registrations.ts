@@ -25,9 +25,7 @@ export async function writeRegistration(core: HsmCore, options: RegistrationInpu
   return core.exclusive(() =>
     core.audited(create ? 'hs-crypto.registrations.create' : 'hs-crypto.registrations.update', meta, async () => {
       const opts = optionsObject(options, `${create ? 'create' : 'update'}Registration({ keyCrn, resourceCrn, keyVersion, preventKeyDeletion? }, ctx)`);
-      const { record, crn } = core.resolveKey(opts.keyCrn);
-      meta.keyCrn = crn;
-      meta.initiator = core.checkAuthorized(ctx, record).initiator;
+      const { record, crn } = core.resolveAuthorizedKey(opts.keyCrn, ctx, meta);
       parseCrn(opts.resourceCrn);
       const resourceCrn = opts.resourceCrn as string;
       assertStateAllows(record, 'register a resource', crn);
@@ -52,9 +50,7 @@ export async function deleteRegistration(core: HsmCore, keyCrn: string, resource
   const meta: AuditMeta = { initiator: roughInitiator(ctx, 'unknown'), keyCrn: roughText(keyCrn), resourceCrn: roughText(resourceCrn) };
   return core.exclusive(() =>
     core.audited('hs-crypto.registrations.delete', meta, async () => {
-      const { record, crn } = core.resolveKey(keyCrn);
-      meta.keyCrn = crn;
-      meta.initiator = core.checkAuthorized(ctx, record).initiator;
+      const { record, crn } = core.resolveAuthorizedKey(keyCrn, ctx, meta);
       parseCrn(resourceCrn);
       const existing = core.store.registration(record.id, resourceCrn);
       if (existing === undefined) throw new BlockvaultError('NOT_FOUND', `no registration of ${resourceCrn} against root key ${crn}`);
