@@ -9,7 +9,8 @@ import { BlockvaultError } from '../../src/errors.js';
 import type { SectorSize } from '../../src/volume/cluster-format.js';
 import type { VolumeLayout } from '../../src/volume/cluster-store.js';
 import { generateDataKey } from '../../src/volume/data-key.js';
-import { VOLUME_RECORD_VERSION, type VolumeRecord } from '../../src/volume/record.js';
+import type { GenerationKeeper } from '../../src/volume/reencrypt-target.js';
+import { VOLUME_RECORD_VERSION, withChanges, type VolumeRecord } from '../../src/volume/record.js';
 import { VolumeCore } from '../../src/volume/volume-core.js';
 import { WriteBudget } from '../../src/volume/write-budget.js';
 
@@ -98,4 +99,37 @@ export class CoreHarness {
   storedClusterCount(): number {
     return this.clusters.getKeysCount();
   }
+}
+
+/**
+ * The engine's side of re-encryption (GenerationKeeper), minus the HSM: generations live in the
+ * record only. `retired` lists the generations retireGenerations removed, in order.
+ */
+export function testKeeper(): GenerationKeeper & { retired: number[] } {
+  const retired: number[] = [];
+  return {
+    retired,
+    async addGeneration(core: VolumeCore) {
+      const generation = Math.max(...core.record.generations.map((g) => g.generation)) + 1;
+      core.keys.set(generation, generateDataKey());
+      core.setRecord(
+        withChanges(core.record, {
+          generations: [...core.record.generations, { generation, keyVersion: 2, wrapped: new Uint8Array(72), createdAtMs: 0 }],
+          writeGeneration: generation,
+        }),
+      );
+      return generation;
+    },
+    async rewrapAll() {},
+    async retireGenerations(core: VolumeCore, generation: number) {
+      for (const g of core.record.generations) {
+        if (g.generation < generation) {
+          core.keys.delete(g.generation);
+          retired.push(g.generation);
+        }
+      }
+      core.setRecord(withChanges(core.record, { generations: core.record.generations.filter((g) => g.generation >= generation) }));
+    },
+    async release() {},
+  };
 }

@@ -7,12 +7,10 @@
 import { randomBytes } from 'node:crypto';
 import { afterAll, describe, expect, it } from 'vitest';
 import { reencryptCluster } from '../../src/volume/cluster-format.js';
-import { generateDataKey } from '../../src/volume/data-key.js';
-import { VolumeReencryptTarget, type GenerationKeeper } from '../../src/volume/reencrypt-target.js';
-import { withChanges } from '../../src/volume/record.js';
+import { VolumeReencryptTarget } from '../../src/volume/reencrypt-target.js';
 import type { VolumeCore } from '../../src/volume/volume-core.js';
 import { cipherBackends } from '../helpers/cipher-backends.js';
-import { CoreHarness } from '../helpers/core-harness.js';
+import { CoreHarness, testKeeper } from '../helpers/core-harness.js';
 import { makeTempDir, removeTempDirs } from '../helpers/temp-dir.js';
 
 afterAll(() => removeTempDirs());
@@ -20,29 +18,6 @@ afterAll(() => removeTempDirs());
 const SECTOR = 4096;
 const CLUSTER_SECTORS = 8;
 const CLUSTER_BYTES = SECTOR * CLUSTER_SECTORS;
-
-/** The engine's side of re-encryption, minus the HSM (as in reencrypt-target.test.ts). */
-function testKeeper(): GenerationKeeper {
-  return {
-    async addGeneration(core: VolumeCore) {
-      const generation = Math.max(...core.record.generations.map((g) => g.generation)) + 1;
-      core.keys.set(generation, generateDataKey());
-      core.setRecord(
-        withChanges(core.record, {
-          generations: [...core.record.generations, { generation, keyVersion: 2, wrapped: new Uint8Array(72), createdAtMs: 0 }],
-          writeGeneration: generation,
-        }),
-      );
-      return generation;
-    },
-    async rewrapAll() {},
-    async retireGenerations(core: VolumeCore, generation: number) {
-      for (const g of core.record.generations) if (g.generation < generation) core.keys.delete(g.generation);
-      core.setRecord(withChanges(core.record, { generations: core.record.generations.filter((g) => g.generation >= generation) }));
-    },
-    async release() {},
-  };
-}
 
 /** A small deterministic PRNG, so a failure can be replayed. */
 function prng(seed: number): (n: number) => number {

@@ -7,45 +7,13 @@ import { randomBytes } from 'node:crypto';
 import { afterAll, describe, expect, it } from 'vitest';
 import { reencryptCluster } from '../../src/volume/cluster-format.js';
 import type { VolumeLayout } from '../../src/volume/cluster-store.js';
-import { generateDataKey } from '../../src/volume/data-key.js';
-import { VolumeReencryptTarget, type GenerationKeeper } from '../../src/volume/reencrypt-target.js';
-import { withChanges } from '../../src/volume/record.js';
-import type { VolumeCore } from '../../src/volume/volume-core.js';
+import { VolumeReencryptTarget } from '../../src/volume/reencrypt-target.js';
 import { cipherBackends } from '../helpers/cipher-backends.js';
-import { CoreHarness } from '../helpers/core-harness.js';
+import { CoreHarness, testKeeper } from '../helpers/core-harness.js';
 import { makeTempDir, removeTempDirs } from '../helpers/temp-dir.js';
 
 afterAll(() => removeTempDirs());
 
-/** The engine's side of the contract, minus the HSM: generations live in the record only. */
-function testKeeper(): GenerationKeeper & { retired: number[] } {
-  const retired: number[] = [];
-  return {
-    retired,
-    async addGeneration(core: VolumeCore) {
-      const generation = Math.max(...core.record.generations.map((g) => g.generation)) + 1;
-      core.keys.set(generation, generateDataKey());
-      core.setRecord(
-        withChanges(core.record, {
-          generations: [...core.record.generations, { generation, keyVersion: 2, wrapped: new Uint8Array(72), createdAtMs: 0 }],
-          writeGeneration: generation,
-        }),
-      );
-      return generation;
-    },
-    async rewrapAll() {},
-    async retireGenerations(core: VolumeCore, generation: number) {
-      for (const g of core.record.generations) {
-        if (g.generation < generation) {
-          core.keys.delete(g.generation);
-          retired.push(g.generation);
-        }
-      }
-      core.setRecord(withChanges(core.record, { generations: core.record.generations.filter((g) => g.generation >= generation) }));
-    },
-    async release() {},
-  };
-}
 
 const configs: { sectorSize: 512 | 4096; clusterSectors: number; layout: VolumeLayout }[] = [
   { sectorSize: 4096, clusterSectors: 8, layout: 'split' },
