@@ -11,6 +11,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { Engine, type Volume } from '../../src/index.js';
 import { cipherBackends } from '../helpers/cipher-backends.js';
 import { makeTempDir, removeTempDirs } from '../helpers/temp-dir.js';
+import { xorshiftBytes } from '../helpers/xorshift.js';
 
 afterAll(() => removeTempDirs());
 
@@ -50,17 +51,6 @@ function opsArb(sizeBytes: number, sectorSize: number): fc.Arbitrary<Op[]> {
   return fc.array(op, { minLength: 1, maxLength: 30 });
 }
 
-function pattern(seed: number, length: number): Buffer {
-  const out = Buffer.allocUnsafe(length);
-  let x = seed | 1;
-  for (let i = 0; i < length; i++) {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    out[i] = x & 0xff;
-  }
-  return out;
-}
 
 const configs = [
   { sectorSize: 4096 as const, layout: 'split' as const },
@@ -86,7 +76,7 @@ for (const { backend, skipReason } of cipherBackends()) {
             const issue = (op: Op): Promise<void> => {
               switch (op.kind) {
                 case 'write': {
-                  const data = pattern(op.seed, op.length);
+                  const data = xorshiftBytes(op.seed, op.length);
                   data.copy(model, op.offset);
                   return vol.write(op.offset, data);
                 }

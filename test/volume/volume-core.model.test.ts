@@ -10,6 +10,7 @@ import { decodeCluster, decodeSplitMeta, isPresent, parseClusterKey } from '../.
 import { cipherBackends } from '../helpers/cipher-backends.js';
 import { CoreHarness } from '../helpers/core-harness.js';
 import { makeTempDir, removeTempDirs } from '../helpers/temp-dir.js';
+import { xorshiftBytes } from '../helpers/xorshift.js';
 
 afterAll(() => removeTempDirs());
 
@@ -47,17 +48,6 @@ function opArb(sizeBytes: number, sectorSize: number, lengthMax: number): fc.Arb
   );
 }
 
-function pattern(seed: number, length: number): Buffer {
-  const out = Buffer.allocUnsafe(length);
-  let x = seed | 1;
-  for (let i = 0; i < length; i++) {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    out[i] = x & 0xff;
-  }
-  return out;
-}
 
 const configs = [
   { sectorSize: 4096 as const, clusterSectors: 8, layout: 'split' as const },
@@ -95,7 +85,7 @@ for (const { backend, skipReason } of cipherBackends()) {
               const issue = (op: Op): Promise<void> => {
                 switch (op.kind) {
                   case 'write': {
-                    const data = pattern(op.seed, op.length);
+                    const data = xorshiftBytes(op.seed, op.length);
                     data.copy(model, op.offset);
                     return h.core.write(op.offset, data);
                   }
