@@ -1,4 +1,5 @@
-//! A data key expanded once and kept: the state behind the JavaScript class `XtsKey`.
+//! A data key expanded once and kept: the state behind the keyed handles (`xtsKeyNew` and
+//! the `xtsKey*` functions in lib.rs, a napi External).
 //!
 //! The free functions in `lib.rs` expand the key schedules (K1 encryption and decryption, K2
 //! encryption) on every call, which costs more than decrypting one 4 KiB sector. A `SectorKey`

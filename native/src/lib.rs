@@ -26,8 +26,8 @@ use std::mem::MaybeUninit;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use napi::bindgen_prelude::{
-    AsyncTask, BigInt, Buffer, BufferSlice, Either, Env, Error, JsValue, Result, Status, Unknown,
-    ValueType,
+    AsyncTask, BigInt, Buffer, BufferSlice, Either, Env, Error, External, JsValue, Result, Status,
+    Unknown, ValueType,
 };
 use napi_derive::napi;
 
@@ -204,121 +204,117 @@ pub fn xts_decrypt_data_units<'env>(
     guard(|| data_units_to_new(env, Direction::Decrypt, key, tweaks, data_unit_size, data))
 }
 
-/// A data key expanded once (K1 encryption and decryption schedules, K2 schedule) for the
-/// backend this CPU runs, for many calls: the free functions expand the key on every call.
-/// The schedules are zeroized by `wipe()` or when the object is garbage-collected.
-#[napi(js_name = "XtsKey")]
-pub struct XtsKey {
-    key: SectorKey,
+// Keyed handles: a data key expanded once (K1 encryption and decryption schedules, K2
+// schedule) for the backend this CPU runs, kept for many calls; the free functions above expand
+// the key on every call, which costs more than a 4 KiB sector's AES. The handle is a napi
+// External (napi-rs checks its Rust type on every use) rather than a class: a class method
+// call costs about 0.2 µs more, a quarter of a 4 KiB sector's decryption. The schedules are
+// zeroized by `xtsKeyWipe` or when the handle is garbage-collected (SectorKey's Drop).
+
+/// A keyed handle (see above) for `key` (64 bytes, K1 ‖ K2, the halves different). The bytes are not kept.
+#[napi(ts_return_type = "ExternalObject<'XtsKeyState'>")]
+pub fn xts_key_new(key: BufferArg<'_>) -> Result<External<SectorKey>> {
+    guard(|| {
+        let key = buffer_arg("key", key)?;
+        Ok(External::new(SectorKey::new(&key).map_err(invalid)?))
+    })
 }
 
-#[napi]
-impl XtsKey {
-    /// `key`: 64 bytes, K1 ‖ K2, the halves different. The bytes are not kept.
-    #[napi(constructor, ts_args_type = "key: Buffer")]
-    pub fn new(key: BufferArg<'_>) -> Result<Self> {
-        guard(|| {
-            let key = buffer_arg("key", key)?;
-            Ok(Self {
-                key: SectorKey::new(&key).map_err(invalid)?,
-            })
-        })
-    }
-
-    /// Encrypts `src` into `dst` (same length; `dst` may be `src` itself for in-place).
-    /// `firstSector` is a non-negative safe integer.
-    #[napi(ts_args_type = "firstSector: number, sectorSize: number, src: Buffer, dst: Buffer")]
-    pub fn encrypt_sectors_into(
-        &self,
-        first_sector: NumberArg<'_>,
-        sector_size: NumberArg<'_>,
-        src: Unknown<'_>,
-        dst: Unknown<'_>,
-    ) -> Result<()> {
-        guard(|| self.sectors_into(Direction::Encrypt, first_sector, sector_size, src, dst))
-    }
-
-    /// Decrypts `src` into `dst` (same length; `dst` may be `src` itself for in-place).
-    #[napi(ts_args_type = "firstSector: number, sectorSize: number, src: Buffer, dst: Buffer")]
-    pub fn decrypt_sectors_into(
-        &self,
-        first_sector: NumberArg<'_>,
-        sector_size: NumberArg<'_>,
-        src: Unknown<'_>,
-        dst: Unknown<'_>,
-    ) -> Result<()> {
-        guard(|| self.sectors_into(Direction::Decrypt, first_sector, sector_size, src, dst))
-    }
-
-    /// Zeroizes the key schedules now; every later call throws.
-    #[napi]
-    pub fn wipe(&mut self) {
-        self.key.wipe();
-    }
-
-    /// Whether `wipe()` was called.
-    #[napi(getter)]
-    pub fn wiped(&self) -> bool {
-        self.key.is_wiped()
-    }
+/// Encrypts `src` into `dst` under the handle's key (same length; `dst` may be `src` itself
+/// for in place). `firstSector` is a non-negative safe integer.
+#[napi(
+    ts_args_type = "key: ExternalObject<'XtsKeyState'>, firstSector: number, sectorSize: number, src: Uint8Array, dst: Uint8Array"
+)]
+pub fn xts_key_encrypt_into(
+    key: &External<SectorKey>,
+    first_sector: NumberArg<'_>,
+    sector_size: NumberArg<'_>,
+    src: Unknown<'_>,
+    dst: Unknown<'_>,
+) -> Result<()> {
+    guard(|| keyed_sectors_into(key, Direction::Encrypt, first_sector, sector_size, src, dst))
 }
 
-impl XtsKey {
-    fn sectors_into(
-        &self,
-        direction: Direction,
-        first_sector: NumberArg<'_>,
-        sector_size: NumberArg<'_>,
-        src: Unknown<'_>,
-        dst: Unknown<'_>,
-    ) -> Result<()> {
-        let cipher = self.key.cipher().ok_or_else(|| {
-            Error::new(
-                Status::GenericFailure,
-                "blockvault-native: this XtsKey was wiped; create a new one",
-            )
-        })?;
-        let first_sector = validate::first_sector_number(number_arg("firstSector", first_sector)?)
-            .map_err(invalid)?;
-        let sector_size =
-            validate::sector_size(number_arg("sectorSize", sector_size)?).map_err(invalid)?;
-        let (src_ptr, src_len) = raw_bytes("src", &src)?;
-        let (dst_ptr, dst_len) = raw_bytes("dst", &dst)?;
-        let tweaks =
-            validate::sector_tweaks(first_sector, sector_size, "src", src_len).map_err(invalid)?;
-        validate::same_length(src_len, dst_len).map_err(invalid)?;
-        if src_len == 0 {
-            return Ok(());
-        }
-        let aliasing =
-            validate::aliasing(src_ptr as usize, dst_ptr as usize, src_len).map_err(invalid)?;
-        let mut io = match aliasing {
-            Aliasing::Same => {
-                // SAFETY: `raw_bytes` returned the non-null data pointer and byte length of a
-                // Buffer/Uint8Array passed to this call; the argument keeps it alive until we
-                // return, and no JS runs (so nothing detaches, resizes or touches it) meanwhile.
-                // This is the only reference to those bytes: src is read through it.
-                let buf = unsafe { std::slice::from_raw_parts_mut(dst_ptr, dst_len) };
-                BlockIo::in_place(buf)
-            }
-            Aliasing::Disjoint => {
-                // SAFETY: as above for both arguments; `validate::aliasing` proved the two
-                // ranges share no byte, so the shared `src` slice and the exclusive `dst` slice
-                // do not overlap.
-                let (src, dst) = unsafe {
-                    (
-                        std::slice::from_raw_parts(src_ptr.cast_const(), src_len),
-                        std::slice::from_raw_parts_mut(dst_ptr, dst_len),
-                    )
-                };
-                BlockIo::copy(src, dst)
-            }
-        }
-        .map_err(internal)?;
-        cipher
-            .process(direction, &tweaks, sector_size, &mut io)
-            .map_err(internal)
+/// Decrypts `src` into `dst` under the handle's key (as `xtsKeyEncryptInto`).
+#[napi(
+    ts_args_type = "key: ExternalObject<'XtsKeyState'>, firstSector: number, sectorSize: number, src: Uint8Array, dst: Uint8Array"
+)]
+pub fn xts_key_decrypt_into(
+    key: &External<SectorKey>,
+    first_sector: NumberArg<'_>,
+    sector_size: NumberArg<'_>,
+    src: Unknown<'_>,
+    dst: Unknown<'_>,
+) -> Result<()> {
+    guard(|| keyed_sectors_into(key, Direction::Decrypt, first_sector, sector_size, src, dst))
+}
+
+/// Zeroizes the handle's key schedules now; every later call with it throws.
+#[napi(ts_args_type = "key: ExternalObject<'XtsKeyState'>")]
+pub fn xts_key_wipe(key: &mut External<SectorKey>) {
+    key.wipe();
+}
+
+/// Whether `xtsKeyWipe` was called on the handle.
+#[napi(ts_args_type = "key: ExternalObject<'XtsKeyState'>")]
+pub fn xts_key_wiped(key: &External<SectorKey>) -> bool {
+    key.is_wiped()
+}
+
+fn keyed_sectors_into(
+    key: &SectorKey,
+    direction: Direction,
+    first_sector: NumberArg<'_>,
+    sector_size: NumberArg<'_>,
+    src: Unknown<'_>,
+    dst: Unknown<'_>,
+) -> Result<()> {
+    let cipher = key.cipher().ok_or_else(|| {
+        Error::new(
+            Status::GenericFailure,
+            "blockvault-native: this key handle was wiped; create a new one with xtsKeyNew",
+        )
+    })?;
+    let first_sector =
+        validate::first_sector_number(number_arg("firstSector", first_sector)?).map_err(invalid)?;
+    let sector_size =
+        validate::sector_size(number_arg("sectorSize", sector_size)?).map_err(invalid)?;
+    let (src_ptr, src_len) = raw_bytes("src", &src)?;
+    let (dst_ptr, dst_len) = raw_bytes("dst", &dst)?;
+    let tweaks =
+        validate::sector_tweaks(first_sector, sector_size, "src", src_len).map_err(invalid)?;
+    validate::same_length(src_len, dst_len).map_err(invalid)?;
+    if src_len == 0 {
+        return Ok(());
     }
+    let aliasing =
+        validate::aliasing(src_ptr as usize, dst_ptr as usize, src_len).map_err(invalid)?;
+    let mut io = match aliasing {
+        Aliasing::Same => {
+            // SAFETY: `raw_bytes` returned the non-null data pointer and byte length of a
+            // Buffer/Uint8Array passed to this call; the argument keeps it alive until we
+            // return, and no JS runs (so nothing detaches, resizes or touches it) meanwhile.
+            // This is the only reference to those bytes: src is read through it.
+            let buf = unsafe { std::slice::from_raw_parts_mut(dst_ptr, dst_len) };
+            BlockIo::in_place(buf)
+        }
+        Aliasing::Disjoint => {
+            // SAFETY: as above for both arguments; `validate::aliasing` proved the two
+            // ranges share no byte, so the shared `src` slice and the exclusive `dst` slice
+            // do not overlap.
+            let (src, dst) = unsafe {
+                (
+                    std::slice::from_raw_parts(src_ptr.cast_const(), src_len),
+                    std::slice::from_raw_parts_mut(dst_ptr, dst_len),
+                )
+            };
+            BlockIo::copy(src, dst)
+        }
+    }
+    .map_err(internal)?;
+    cipher
+        .process(direction, &tweaks, sector_size, &mut io)
+        .map_err(internal)
 }
 
 /// The data pointer and byte length of a Buffer or Uint8Array argument, read straight from

@@ -30,15 +30,15 @@ export function nativeBackend(addon: NativeAddon): XtsBackend {
     },
     keyed(key) {
       // The addon expands the schedules now and keeps only them (zeroized on wipe or GC).
-      const native = new addon.XtsKey(asBuffer(key));
+      const handle = addon.xtsKeyNew(asBuffer(key));
       return {
         // The addon takes any Uint8Array here (no Buffer wrapping) and checks the aliasing.
         sectorsInto(direction, firstSector, sectorSize, src, dst) {
-          if (direction === 'encrypt') native.encryptSectorsInto(firstSector, sectorSize, src, dst);
-          else native.decryptSectorsInto(firstSector, sectorSize, src, dst);
+          if (direction === 'encrypt') addon.xtsKeyEncryptInto(handle, firstSector, sectorSize, src, dst);
+          else addon.xtsKeyDecryptInto(handle, firstSector, sectorSize, src, dst);
         },
         wipe() {
-          native.wipe();
+          addon.xtsKeyWipe(handle);
         },
       };
     },

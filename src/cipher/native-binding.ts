@@ -29,17 +29,20 @@ export interface NativeAddon {
   xtsDecryptDataUnits(key: Buffer, tweaks: Buffer, dataUnitSize: number, data: Buffer): Buffer;
   cpuFeatures(): { aesni: boolean; vaes: boolean; avx512f: boolean; path: string };
   nativeVersion(): string;
-  /** A key expanded once (validated: 64 bytes, halves differ); zeroized by wipe() or GC. */
-  XtsKey: new (key: Buffer) => NativeXtsKey;
+  /**
+   * A keyed handle: the key expanded once (validated: 64 bytes, halves differ), an opaque napi
+   * External; its schedules are zeroized by xtsKeyWipe or when it is garbage-collected.
+   */
+  xtsKeyNew(key: Buffer): NativeKeyHandle;
+  /** firstSector is a non-negative safe integer; src/dst any Uint8Array (dst may be src). */
+  xtsKeyEncryptInto(key: NativeKeyHandle, firstSector: number, sectorSize: number, src: Uint8Array, dst: Uint8Array): void;
+  xtsKeyDecryptInto(key: NativeKeyHandle, firstSector: number, sectorSize: number, src: Uint8Array, dst: Uint8Array): void;
+  xtsKeyWipe(key: NativeKeyHandle): void;
+  xtsKeyWiped(key: NativeKeyHandle): boolean;
 }
 
-/** The addon's XtsKey class. firstSector is a non-negative safe integer; src/dst any Uint8Array. */
-export interface NativeXtsKey {
-  encryptSectorsInto(firstSector: number, sectorSize: number, src: Uint8Array, dst: Uint8Array): void;
-  decryptSectorsInto(firstSector: number, sectorSize: number, src: Uint8Array, dst: Uint8Array): void;
-  wipe(): void;
-  readonly wiped: boolean;
-}
+/** The addon's keyed handle: opaque to JavaScript (a napi External holding the expanded key). */
+export type NativeKeyHandle = { readonly __nativeKeyHandle: unique symbol };
 
 export const NATIVE_FUNCTIONS = [
   'xtsEncryptSectors',
@@ -52,7 +55,11 @@ export const NATIVE_FUNCTIONS = [
   'xtsDecryptDataUnits',
   'cpuFeatures',
   'nativeVersion',
-  'XtsKey',
+  'xtsKeyNew',
+  'xtsKeyEncryptInto',
+  'xtsKeyDecryptInto',
+  'xtsKeyWipe',
+  'xtsKeyWiped',
 ] as const satisfies readonly (keyof NativeAddon)[];
 
 export interface NativeCipherStatus {

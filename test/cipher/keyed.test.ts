@@ -91,29 +91,39 @@ describe.each(BACKENDS)('keyed handle (%s backend)', (backend) => {
   });
 });
 
-describe('native XtsKey directly (its own checks, behind the facade)', () => {
+describe('native keyed handles directly (their own checks, behind the facade)', () => {
   it.runIf(BACKENDS.includes('native'))('rejects what the facade would and works on Uint8Arrays', async () => {
     const { nativeAddon } = await import('../../src/cipher/native-binding.js');
     const addon = nativeAddon().addon!;
-    expect(() => new addon.XtsKey(Buffer.alloc(64, 3))).toThrow(/different 32-byte halves/);
-    expect(() => new addon.XtsKey(Buffer.alloc(63))).toThrow(/64 bytes/);
+    expect(() => addon.xtsKeyNew(Buffer.alloc(64, 3))).toThrow(/different 32-byte halves/);
+    expect(() => addon.xtsKeyNew(Buffer.alloc(63))).toThrow(/64 bytes/);
     const key = randomKey();
-    const k = new addon.XtsKey(key);
+    const k = addon.xtsKeyNew(key);
     const buf = new Uint8Array(1024);
-    expect(() => k.encryptSectorsInto(2 ** 53, 512, buf, buf)).toThrow(/firstSector/);
-    expect(() => k.encryptSectorsInto(-1, 512, buf, buf)).toThrow(/firstSector/);
-    expect(() => k.encryptSectorsInto(0, 512, new Uint16Array(512) as unknown as Uint8Array, buf)).toThrow(/src: expected a Buffer or Uint8Array/);
-    expect(() => k.encryptSectorsInto(0, 512, buf, buf.subarray(16, 16 + 512))).toThrow(/dst/);
-    expect(() => k.encryptSectorsInto(0, 512, buf.subarray(0, 1000), buf.subarray(0, 1000))).toThrow(/src/);
+    expect(() => addon.xtsKeyEncryptInto(k, 2 ** 53, 512, buf, buf)).toThrow(/firstSector/);
+    expect(() => addon.xtsKeyEncryptInto(k, -1, 512, buf, buf)).toThrow(/firstSector/);
+    expect(() => addon.xtsKeyEncryptInto(k, 0, 512, new Uint16Array(512) as unknown as Uint8Array, buf)).toThrow(/src: expected a Buffer or Uint8Array/);
+    expect(() => addon.xtsKeyEncryptInto(k, 0, 512, buf, buf.subarray(16, 16 + 512))).toThrow(/dst/);
+    expect(() => addon.xtsKeyEncryptInto(k, 0, 512, buf.subarray(0, 1000), buf.subarray(0, 1000))).toThrow(/src/);
+    // Not a handle: a plain object, a buffer, or another addon External type is refused.
+    const notHandles: unknown[] = [{}, Buffer.alloc(64), null];
+    for (const bad of notHandles) {
+      expect(() => addon.xtsKeyEncryptInto(bad as typeof k, 0, 512, buf, buf)).toThrow();
+    }
     const big = Buffer.alloc(1024 + 1024);
     const a = big.subarray(0, 1024);
     const b = big.subarray(1024);
-    k.encryptSectorsInto(9, 512, a, b);
+    addon.xtsKeyEncryptInto(k, 9, 512, a, b);
     const expected = Buffer.alloc(1024);
     addon.xtsEncryptSectorsInto(key, 9n, 512, Buffer.alloc(1024), expected);
     expect(b.equals(expected)).toBe(true);
-    k.wipe();
-    expect(k.wiped).toBe(true);
-    expect(() => k.decryptSectorsInto(0, 512, buf, buf)).toThrow(/wiped/);
+    const back = Buffer.alloc(1024);
+    addon.xtsKeyDecryptInto(k, 9, 512, b, back);
+    expect(back.equals(Buffer.alloc(1024))).toBe(true);
+    expect(addon.xtsKeyWiped(k)).toBe(false);
+    addon.xtsKeyWipe(k);
+    expect(addon.xtsKeyWiped(k)).toBe(true);
+    expect(() => addon.xtsKeyDecryptInto(k, 0, 512, buf, buf)).toThrow(/wiped/);
+    expect(() => addon.xtsKeyEncryptInto(k, 0, 512, buf, buf)).toThrow(/wiped/);
   });
 });

@@ -323,7 +323,7 @@ fn best_path_is_reported_and_used() {
     assert!(Path::best().is_supported());
 }
 
-/// `XtsKey` (a `SectorKey` expanded once, number sector) gives the free functions' output (a
+/// A keyed handle (a `SectorKey` expanded once, number sector) gives the free functions' output (a
 /// key expanded per call, bigint sector), over random keys, sectors, sizes and batches.
 #[test]
 fn keyed_equals_per_call_key() {
