@@ -395,16 +395,16 @@ export function splitMetaOf(image: ClusterView, g: ClusterGeometry): Buffer {
 }
 
 /**
- * A meta value like `old` (or empty) with slots firstSlot..lastSlot set from `tails` (one
- * SPLIT_TAIL_BYTES tail per slot of the run, or null to remove the run), under `generation`.
- * Returns null when no slot is left.
+ * A meta value like `old` (or empty) with slots firstSlot..lastSlot set from `runCiphertext` (the
+ * run's whole 4096-byte ciphertext sectors, whose last SPLIT_TAIL_BYTES each are the tails; or
+ * null to remove the run), under `generation`. Returns null when no slot is left.
  */
 export function spliceSplitMeta(
   old: ClusterView | null,
   g: ClusterGeometry,
   firstSlot: number,
   lastSlot: number,
-  tails: ((slot: number) => Uint8Array) | null,
+  runCiphertext: Uint8Array | null,
   generation: number,
 ): Buffer | null {
   assertSlotRun(g, firstSlot, lastSlot);
@@ -414,18 +414,19 @@ export function spliceSplitMeta(
   let above = 0;
   if (old !== null) {
     assert(
-      old.generation === generation || (tails !== null && runSectors === g.clusterSectors),
+      old.generation === generation || (runCiphertext !== null && runSectors === g.clusterSectors),
       `cluster under generation ${old.generation} is rewritten under ${generation} only as a whole`,
     );
     bitmap.set(old.bitmap);
     below = rankOf(old.bitmap, firstSlot);
     above = old.presentCount - rankOf(old.bitmap, lastSlot + 1);
   }
+  if (runCiphertext !== null) assert(runCiphertext.length === runSectors * 4096, 'the run ciphertext is the run\'s whole sectors');
   for (let s = firstSlot; s <= lastSlot; s++) {
-    if (tails === null) bitmap[s >> 3]! &= ~(1 << (s & 7));
+    if (runCiphertext === null) bitmap[s >> 3]! &= ~(1 << (s & 7));
     else bitmap[s >> 3]! |= 1 << (s & 7);
   }
-  const inRun = tails === null ? 0 : runSectors;
+  const inRun = runCiphertext === null ? 0 : runSectors;
   const count = below + inRun + above;
   if (count === 0) return null;
   const meta = Buffer.allocUnsafe(CLUSTER_HEADER_BYTES + count * SPLIT_TAIL_BYTES);
@@ -435,12 +436,10 @@ export function spliceSplitMeta(
     meta.set(old.raw.subarray(CLUSTER_HEADER_BYTES, CLUSTER_HEADER_BYTES + below * SPLIT_TAIL_BYTES), at);
     at += below * SPLIT_TAIL_BYTES;
   }
-  if (tails !== null) {
-    for (let s = firstSlot; s <= lastSlot; s++) {
-      const tail = tails(s);
-      assert(tail.length === SPLIT_TAIL_BYTES, 'a tail is SPLIT_TAIL_BYTES long');
-      meta.set(tail, at);
-      at += SPLIT_TAIL_BYTES;
+  if (runCiphertext !== null) {
+    // 24 bytes per sector: a plain loop, no view to allocate.
+    for (let i = 0; i < runSectors; i++) {
+      for (let from = i * 4096 + SPLIT_BODY_BYTES, end = (i + 1) * 4096; from < end; from++) meta[at++] = runCiphertext[from]!;
     }
   }
   if (old !== null && above > 0) {

@@ -100,8 +100,13 @@ export interface ClusterStore {
   readonly pendingCount: number;
 }
 
+/** A value handed to LMDB and not yet committed, in its overlay until the commit settles. */
 interface Pending {
   value: Buffer | null;
+  overlay: Map<number, Pending>;
+  index: number;
+  /** What it holds of the write budget. */
+  budgetBytes: number;
 }
 
 /** An exact view of getBinaryFast's result (lmdb-js patches `length`, not `byteLength`). */
@@ -132,6 +137,14 @@ class LookupKey {
 class PendingWrites {
   private lastCommit: Promise<unknown> = Promise.resolve();
   private failure: unknown = null;
+  /**
+   * lmdb-js hands every unconditional write of one batch (one transaction) the same promise, so
+   * the entries issued under the same promise settle together, on one reaction: with many
+   * writes in flight, per-write reactions (two per 4 KiB write in the split layout) cost more
+   * main-thread time and garbage than the rest of the write.
+   */
+  private batchPromise: Promise<boolean> | null = null;
+  private batchEntries: Pending[] = [];
 
   /** `onFailure` runs when a commit fails (the stored state is then not what was issued). */
   constructor(
@@ -140,20 +153,28 @@ class PendingWrites {
   ) {}
 
   issue(db: Database<Buffer, Buffer>, overlay: Map<number, Pending>, index: number, key: Buffer, value: Buffer | null): Promise<boolean> {
-    const entry: Pending = { value };
+    const budgetBytes = value === null ? CLUSTER_KEY_BYTES : value.length + CLUSTER_KEY_BYTES;
+    const entry: Pending = { value, overlay, index, budgetBytes };
     overlay.set(index, entry);
-    const bytes = value === null ? CLUSTER_KEY_BYTES : value.length + CLUSTER_KEY_BYTES;
-    this.budget.take(bytes);
+    this.budget.take(budgetBytes);
     const written = value === null ? db.remove(key) : db.put(key, value);
-    const settle = (): void => {
-      this.budget.give(bytes);
-      if (overlay.get(index) === entry) overlay.delete(index);
-    };
-    written.then(settle, (error: unknown) => {
-      settle();
-      this.failure ??= error;
-      this.onFailure();
-    });
+    if (written === this.batchPromise) {
+      this.batchEntries.push(entry);
+    } else {
+      const entries = [entry];
+      this.batchPromise = written;
+      this.batchEntries = entries;
+      // Registered before the caller's own reaction to `written`: the overlay is cleared (and
+      // LMDB's read snapshot renewed, lmdb-js does that first) before any write resolves.
+      written.then(
+        () => this.settle(entries),
+        (error: unknown) => {
+          this.settle(entries);
+          this.failure ??= error;
+          this.onFailure();
+        },
+      );
+    }
     this.lastCommit = written;
     return written;
   }
@@ -169,6 +190,17 @@ class PendingWrites {
     const failure = this.failure;
     this.failure = null;
     return failure;
+  }
+
+  private settle(entries: Pending[]): void {
+    if (this.batchEntries === entries) {
+      this.batchPromise = null;
+      this.batchEntries = [];
+    }
+    for (const entry of entries) {
+      this.budget.give(entry.budgetBytes);
+      if (entry.overlay.get(entry.index) === entry) entry.overlay.delete(entry.index);
+    }
   }
 }
 
@@ -441,7 +473,7 @@ export class SplitStore implements ClusterStore {
     assert(ciphertext.length > 0 && ciphertext.length % 4096 === 0, 'ciphertext is whole sectors');
     const count = ciphertext.length / 4096;
     const lastSlot = firstSlot + count - 1;
-    const meta = spliceSplitMeta(base, this.g, firstSlot, lastSlot, (slot) => sectorTail(ciphertext, slot - firstSlot), generation);
+    const meta = spliceSplitMeta(base, this.g, firstSlot, lastSlot, ciphertext, generation);
     const first = clusterIndex * this.g.clusterSectors + firstSlot;
     for (let i = 0; i < count; i++) this.issueBody(first + i, sectorBody(ciphertext, i));
     return this.issueMeta(clusterIndex, meta);
@@ -566,11 +598,6 @@ export class SplitStore implements ClusterStore {
 function sectorBody(buffer: Uint8Array, i: number, offset = 0): Buffer {
   const at = offset + i * 4096;
   return Buffer.from(buffer.buffer, buffer.byteOffset + at, SPLIT_BODY_BYTES);
-}
-
-function sectorTail(buffer: Uint8Array, i: number): Uint8Array {
-  const at = i * 4096 + SPLIT_BODY_BYTES;
-  return buffer.subarray(at, at + SPLIT_TAIL_BYTES);
 }
 
 export function createClusterStore(

@@ -31,8 +31,14 @@ export class OpQueue {
   private readonly pending: Pending[] = [];
   private draining = false;
 
-  /** `waitForRoom` returns null when steps may run now, else a promise to wait on. */
-  constructor(private readonly waitForRoom: () => Promise<void> | null) {}
+  /**
+   * `waitForRoom` returns null when steps may run now, else a promise to wait on; `hasRoom` says
+   * the same without making a promise.
+   */
+  constructor(
+    private readonly waitForRoom: () => Promise<void> | null,
+    private readonly hasRoom: () => boolean = () => waitForRoom() === null,
+  ) {}
 
   get length(): number {
     return this.pending.length;
@@ -40,7 +46,7 @@ export class OpQueue {
 
   /** True when an operation submitted now would run at once (nothing queued, room in the budget). */
   idle(): boolean {
-    return !this.draining && this.pending.length === 0 && this.waitForRoom() === null;
+    return !this.draining && this.pending.length === 0 && this.hasRoom();
   }
 
   /**

@@ -20,6 +20,7 @@ import { type ClusterGeometry, type ClusterView, type SectorCipher, decodeCluste
 import { createClusterStore, type ClusterStore, type VolumeLayout } from './cluster-store.js';
 import { KeyRing } from './data-key.js';
 import { OpQueue, type StepResult, stepPending } from './op-queue.js';
+import { BufferSlab } from './buffer-slab.js';
 import { stateOf, type VolumeRecord } from './record.js';
 import type { WriteBudget } from './write-budget.js';
 
@@ -51,6 +52,13 @@ export class VolumeCore {
    * wiping the key wipes it too, and it goes with its key (weak).
    */
   private readonly keyViews = new WeakMap<Uint8Array, Buffer>();
+  /**
+   * Where single-sector reads get their plaintext buffers and writes their ciphertext buffers
+   * (buffer-slab.ts: for one sector, allocating is the costly part). Two slabs, so a read's
+   * buffer never shares memory with ciphertext.
+   */
+  private readonly readSlab = new BufferSlab();
+  private readonly writeSlab = new BufferSlab();
   /** Handles and targets holding this core open. */
   refs = 0;
 
@@ -71,7 +79,10 @@ export class VolumeCore {
         return this.keys.size === 1 && this.keys.has(generation) ? generation : null;
       },
     });
-    this.queue = new OpQueue(() => deps.budget.waitForRoom());
+    this.queue = new OpQueue(
+      () => deps.budget.waitForRoom(),
+      () => deps.budget.hasRoom(),
+    );
   }
 
   get record(): VolumeRecord {
@@ -138,6 +149,8 @@ export class VolumeCore {
   /** Cryptoshred: wipe the data keys now. Steps that run later fail; in-flight writes reject. */
   wipeKeys(): void {
     this.keys.wipe();
+    this.readSlab.release();
+    this.writeSlab.release();
   }
 
   /** No further steps run; the keys are wiped once everything issued has committed. */
@@ -150,6 +163,8 @@ export class VolumeCore {
       })
       .catch(() => undefined);
     this.keys.wipe();
+    this.readSlab.release();
+    this.writeSlab.release();
   }
 
   // -------------------------------------------------------------------------------------------
@@ -182,10 +197,14 @@ export class VolumeCore {
   /** A write's completion: all its clusters committed, and the volume still usable. */
   private completion(writes: Promise<boolean>[]): Promise<void> {
     if (writes.length === 0) return SETTLED;
-    return Promise.all(writes).then(() => {
-      if (this.currentRecord.lockedAtMs !== null) this.checkIo();
-    });
+    // writeNow keeps one promise per lmdb-js batch: usually a single one.
+    return (writes.length === 1 ? writes[0]! : Promise.all(writes)).then(this.afterCommit);
   }
+
+  /** After a write's commit: a volume locked meanwhile fails the write (made once, not per write). */
+  private readonly afterCommit = (): void => {
+    if (this.currentRecord.lockedAtMs !== null) this.checkIo();
+  };
 
   // -------------------------------------------------------------------------------------------
   // Read.
@@ -237,10 +256,9 @@ export class VolumeCore {
     const c = Math.floor(sector / cs);
     const slot = sector - c * cs;
     const meta = this.store.meta(c);
-    if (meta === null || !isPresent(meta.bitmap, slot)) return Buffer.alloc(ss);
-    // Not zeroed and not from Node's shared pool: every byte is written below (the ciphertext,
-    // then its plaintext; the split layout assembles into `out` and decrypts in place).
-    const out = Buffer.allocUnsafeSlow(ss);
+    // A fresh zeroed buffer from this volume's slab (shared with no other volume's reads).
+    const out = this.readSlab.take(ss);
+    if (meta === null || !isPresent(meta.bitmap, slot)) return out;
     const src = this.store.ciphertext(c, meta, slot, 1, out);
     // The key's prepared handle: no key schedule expansion per read.
     const handle = this.keys.handle(meta.generation);
@@ -290,6 +308,17 @@ export class VolumeCore {
     if (data.length === 0) return this.queue.submitOne(() => (this.checkIo(), SETTLED));
     const end = offset + data.length;
     const stepBytes = this.deps.writeStepBytesMax;
+    if (Math.floor(offset / stepBytes) === Math.floor((end - 1) / stepBytes) && this.queue.idle()) {
+      // Fast path (small writes, the common case): one step, nothing queued ahead and room in the
+      // write budget, so it runs now exactly as the queue would run it, minus the queue's closures.
+      const writes: Promise<boolean>[] = [];
+      try {
+        this.writeNow(offset, data, writes);
+      } catch (error) {
+        return Promise.reject(error);
+      }
+      return this.completion(writes);
+    }
     let cursor = offset;
     const writes: Promise<boolean>[] = [];
     return this.queue.submit((): StepResult<void> => {
@@ -323,8 +352,7 @@ export class VolumeCore {
     const handle = this.keys.handle(generation);
     let ciphertext: Uint8Array;
     if (handle !== undefined) {
-      // Not zeroed: every byte is written by the cipher.
-      ciphertext = Buffer.allocUnsafeSlow(plain.length);
+      ciphertext = this.writeSlab.take(plain.length);
       handle.encryptSectorsInto(firstSector, ss, plain, ciphertext);
     } else {
       ciphertext = this.deps.cipher.encryptSectors(key, firstSector, ss, plain);
@@ -335,7 +363,9 @@ export class VolumeCore {
       const runSectors = last - first + 1;
       const base = runSectors === cs ? this.store.meta(c) : this.editBase(c, generation);
       const from = (first - firstSector) * ss;
-      writes.push(this.store.writeRun(c, base, first - c * cs, ciphertext.subarray(from, from + runSectors * ss), generation));
+      const written = this.store.writeRun(c, base, first - c * cs, ciphertext.subarray(from, from + runSectors * ss), generation);
+      // Writes issued in one step usually share lmdb-js's batch promise: keep each promise once.
+      if (writes[writes.length - 1] !== written) writes.push(written);
     }
     if (plain !== data) plain.fill(0);
   }

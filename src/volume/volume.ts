@@ -72,6 +72,19 @@ export class Volume {
    * durable against power loss. Writes that overlap take effect in call order.
    */
   write(offset: number, data: Uint8Array): Promise<void> {
+    // Fast path for valid calls, as in read(); anything else gets its typed error below.
+    if (
+      !this.#closed &&
+      data instanceof Uint8Array &&
+      typeof offset === 'number' &&
+      Number.isSafeInteger(offset) &&
+      offset >= 0 &&
+      offset <= this.#sizeBytes &&
+      data.length <= this.#sizeBytes - offset &&
+      this.#host.engineError() === null
+    ) {
+      return this.#core.write(offset, data);
+    }
     return this.#guard(() => {
       if (!(data instanceof Uint8Array)) {
         throw new BlockvaultError('INVALID_ARGUMENT', 'write(offset, data): data must be a Uint8Array or Buffer');

@@ -18,6 +18,11 @@ export class WriteBudget {
     return this.inflightBytes;
   }
 
+  /** Whether writes may be issued now (no side effect, unlike waitForRoom). */
+  hasRoom(): boolean {
+    return this.inflightBytes < this.bytesMax;
+  }
+
   /** A promise to wait on before issuing more writes, or null when there is room now. */
   waitForRoom(): Promise<void> | null {
     if (this.inflightBytes < this.bytesMax) return null;

@@ -32,6 +32,8 @@ export class CoreHarness {
   clusters!: Database<Buffer, Buffer>;
   sectors!: Database<Buffer, Buffer>;
   core!: VolumeCore;
+  /** The core's write budget (bytes handed to LMDB and not yet committed). */
+  budget!: WriteBudget;
   readonly dataKey = generateDataKey();
   readonly cipher: XtsCipher;
   readonly record: VolumeRecord;
@@ -76,7 +78,7 @@ export class CoreHarness {
       root: this.root,
       clusters: this.clusters,
       sectors: this.sectors,
-      budget: new WriteBudget(this.options.writeBufferBytesMax ?? 64 * 1024 * 1024),
+      budget: (this.budget = new WriteBudget(this.options.writeBufferBytesMax ?? 64 * 1024 * 1024)),
       cipher: this.cipher,
       writeStepBytesMax: this.options.writeStepBytesMax ?? 4 * 1024 * 1024,
       trimStepClustersMax: this.options.trimStepClustersMax ?? 1024,

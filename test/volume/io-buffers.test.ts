@@ -1,0 +1,119 @@
+/**
+ * The I/O path's buffer economy. Buffers cut from a slab (src/volume/buffer-slab.ts): every
+ * buffer is fresh (zeroed, never handed out twice, never overlapping another), a read's buffer is
+ * never touched by later reads or writes, and two volumes' reads never share memory. Overlay
+ * entries settled per lmdb-js batch (cluster-store.ts, PendingWrites): the lmdb-js behaviour that
+ * relies on, and every entry and budget byte returned after the commits.
+ */
+import { randomBytes } from 'node:crypto';
+import { afterAll, describe, expect, it } from 'vitest';
+import { BufferSlab, SLAB_BYTES } from '../../src/volume/buffer-slab.js';
+import { CoreHarness } from '../helpers/core-harness.js';
+import { makeTempDir, removeTempDirs } from '../helpers/temp-dir.js';
+
+afterAll(() => removeTempDirs());
+
+describe('BufferSlab', () => {
+  it('hands out zeroed, disjoint views until the slab is used up, then starts a new slab', () => {
+    const slab = new BufferSlab();
+    const taken: Buffer[] = [];
+    for (let i = 0; i < (SLAB_BYTES / 4096) * 2 + 3; i++) {
+      const b = slab.take(4096);
+      expect(b.length).toBe(4096);
+      expect(b.every((x) => x === 0)).toBe(true);
+      b.fill(i + 1); // a later take must not see or overwrite this
+      taken.push(b);
+    }
+    taken.forEach((b, i) => expect(b.every((x) => x === i + 1), `buffer ${i}`).toBe(true));
+    const slabs = new Set(taken.map((b) => b.buffer));
+    expect(slabs.size).toBe(3);
+    for (const ab of slabs) expect(ab.byteLength).toBe(SLAB_BYTES);
+  });
+
+  it('gives sizes above a quarter slab their own zeroed allocation; release starts a new slab', () => {
+    const slab = new BufferSlab();
+    const small = slab.take(512);
+    const big = slab.take(SLAB_BYTES / 4 + 1);
+    expect(big.buffer).not.toBe(small.buffer);
+    expect(big.every((x) => x === 0)).toBe(true);
+    expect(slab.take(512).buffer).toBe(small.buffer);
+    slab.release();
+    expect(slab.take(512).buffer).not.toBe(small.buffer);
+    expect(() => slab.take(0)).toThrow();
+    expect(() => slab.take(1.5)).toThrow();
+  });
+});
+
+describe('read buffers from the volume slab', () => {
+  it('a read keeps its bytes through later reads and writes; two volumes never share a slab', async () => {
+    const sizeBytes = 4 * 1024 * 1024;
+    const open = (dir: string) => CoreHarness.open({ dir, backend: 'native', sectorSize: 4096, clusterSectors: 8, layout: 'split', sizeBytes });
+    const a = await open(makeTempDir());
+    const b = await open(makeTempDir());
+    try {
+      const data = randomBytes(sizeBytes);
+      await a.core.write(0, data);
+      await b.core.write(0, data);
+      const sectors = Array.from({ length: 64 }, (_, i) => (i * 37) % (sizeBytes / 4096));
+      const reads: Uint8Array[] = [];
+      for (const s of sectors) reads.push(await a.core.read(s * 4096, 4096));
+      // Unwritten-looking reads (trimmed) come from the slab too and must stay zero.
+      await a.core.trim(0, 4096);
+      const zero = await a.core.read(0, 4096);
+      await a.core.write(0, randomBytes(64 * 4096));
+      for (let i = 0; i < 64; i++) await a.core.read(((i * 11) % 64) * 4096, 4096);
+      sectors.forEach((s, i) => {
+        expect(Buffer.from(reads[i]!).equals(data.subarray(s * 4096, (s + 1) * 4096)), `sector ${s}`).toBe(true);
+      });
+      expect(zero.every((x) => x === 0)).toBe(true);
+      const fromB = await b.core.read(4096, 4096);
+      for (const r of reads) expect(r.buffer).not.toBe(fromB.buffer);
+    } finally {
+      await a.close();
+      await b.close();
+    }
+  });
+});
+
+describe('commits settle per lmdb-js batch', () => {
+  it('lmdb-js gives the puts of one event turn one promise (what lets PendingWrites settle them on one reaction)', async () => {
+    const h = await CoreHarness.open({ dir: makeTempDir(), backend: 'native', sectorSize: 4096, clusterSectors: 8, layout: 'split', sizeBytes: 1024 * 1024 });
+    try {
+      const first = h.sectors.put(Buffer.from('a'), Buffer.alloc(8));
+      const second = h.clusters.put(Buffer.from('b'), Buffer.alloc(8));
+      const removal = h.sectors.remove(Buffer.from('c'));
+      expect(second).toBe(first);
+      expect(removal).toBe(first);
+      await first;
+      expect(h.sectors.put(Buffer.from('d'), Buffer.alloc(8))).not.toBe(first);
+    } finally {
+      await h.close();
+    }
+  });
+
+  it('every overlay entry and budget byte comes back once all writes resolve, and reads saw each write at once', async () => {
+    const sizeBytes = 2 * 1024 * 1024;
+    const h = await CoreHarness.open({ dir: makeTempDir(), backend: 'native', sectorSize: 4096, clusterSectors: 8, layout: 'split', sizeBytes, writeBufferBytesMax: 256 * 1024 });
+    try {
+      const model = Buffer.alloc(sizeBytes);
+      const writes: Promise<void>[] = [];
+      for (let i = 0; i < 600; i++) {
+        const sector = (i * 97) % (sizeBytes / 4096);
+        const data = randomBytes(4096);
+        data.copy(model, sector * 4096);
+        writes.push(h.core.write(sector * 4096, data));
+        // Before its commit the write is served from the overlay.
+        expect(Buffer.from(await h.core.read(sector * 4096, 4096)).equals(data)).toBe(true);
+      }
+      expect(h.core.store.pendingCount).toBeGreaterThan(0);
+      await Promise.all(writes);
+      expect(h.core.store.pendingCount).toBe(0);
+      expect(h.budget.used).toBe(0);
+      for (let s = 0; s < sizeBytes / 4096; s++) {
+        expect(Buffer.from(await h.core.read(s * 4096, 4096)).equals(model.subarray(s * 4096, (s + 1) * 4096)), `sector ${s}`).toBe(true);
+      }
+    } finally {
+      await h.close();
+    }
+  });
+});
