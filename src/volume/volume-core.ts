@@ -245,7 +245,10 @@ export class VolumeCore {
       throw error;
     }
     if (skip === 0 && out.length === length) return out;
-    const part = Buffer.from(out.subarray(skip, skip + length));
+    // From this volume's slab, not Buffer.from: Node's shared pool would put the plaintext next to
+    // any other allocation in the process, reachable through `part.buffer`.
+    const part = this.readSlab.take(length);
+    part.set(out.subarray(skip, skip + length));
     out.fill(0);
     return part;
   }

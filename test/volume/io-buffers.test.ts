@@ -68,6 +68,13 @@ describe('read buffers from the volume slab', () => {
       expect(zero.every((x) => x === 0)).toBe(true);
       const fromB = await b.core.read(4096, 4096);
       for (const r of reads) expect(r.buffer).not.toBe(fromB.buffer);
+      // Partial reads too: never from Node's shared pool (the slab is the volume's own).
+      const partA = await a.core.read(8192 + 5, 100);
+      const partB = await b.core.read(8192 + 5, 100);
+      expect(Buffer.from(partB).equals(data.subarray(8192 + 5, 8192 + 105))).toBe(true);
+      expect(partA.buffer).not.toBe(partB.buffer);
+      expect(partA.buffer).not.toBe(Buffer.from('pool').buffer);
+      expect(partA.buffer.byteLength).toBe(SLAB_BYTES);
     } finally {
       await a.close();
       await b.close();
