@@ -249,6 +249,41 @@ pub fn xts_key_decrypt_into(
     guard(|| keyed_sectors_into(key, Direction::Decrypt, first_sector, sector_size, src, dst))
 }
 
+/// Decrypts one sector in place under the handle's key: `data` is the whole sector (its length,
+/// 512 or 4096, is the sector size). The hot call of a random read, so it takes three
+/// arguments instead of five: at one 4 KiB sector per call, argument handling is a fifth of it.
+#[napi(ts_args_type = "key: ExternalObject<'XtsKeyState'>, sector: number, data: Uint8Array")]
+pub fn xts_key_decrypt_sector_in_place(
+    key: &External<SectorKey>,
+    sector: NumberArg<'_>,
+    data: Unknown<'_>,
+) -> Result<()> {
+    guard(|| {
+        let cipher = unwiped(key)?;
+        let sector =
+            validate::first_sector_number(number_arg("sector", sector)?).map_err(|mut e| {
+                e.arg = "sector";
+                invalid(e)
+            })?;
+        let (ptr, len) = raw_bytes("data", &data)?;
+        let sector_size = validate::sector_size(len as f64).map_err(|_| {
+            invalid(ArgError::new(
+                "data",
+                format!("expected one sector of 512 or 4096 bytes, got {len} bytes"),
+            ))
+        })?;
+        let tweaks = validate::sector_tweaks(sector, sector_size, "data", len).map_err(invalid)?;
+        // SAFETY: `raw_bytes` returned the non-null data pointer and byte length of a
+        // Buffer/Uint8Array passed to this call; the argument keeps it alive until we return,
+        // and no JS runs meanwhile. This is the only reference to those bytes.
+        let buf = unsafe { std::slice::from_raw_parts_mut(ptr, len) };
+        let mut io = BlockIo::in_place(buf).map_err(internal)?;
+        cipher
+            .process(Direction::Decrypt, &tweaks, sector_size, &mut io)
+            .map_err(internal)
+    })
+}
+
 /// Zeroizes the handle's key schedules now; every later call with it throws.
 #[napi(ts_args_type = "key: ExternalObject<'XtsKeyState'>")]
 pub fn xts_key_wipe(key: &mut External<SectorKey>) {
@@ -261,6 +296,16 @@ pub fn xts_key_wiped(key: &External<SectorKey>) -> bool {
     key.is_wiped()
 }
 
+/// The handle's expanded key, or the error every call on a wiped handle gives.
+fn unwiped(key: &SectorKey) -> Result<&XtsAes256> {
+    key.cipher().ok_or_else(|| {
+        Error::new(
+            Status::GenericFailure,
+            "blockvault-native: this key handle was wiped; create a new one with xtsKeyNew",
+        )
+    })
+}
+
 fn keyed_sectors_into(
     key: &SectorKey,
     direction: Direction,
@@ -269,12 +314,7 @@ fn keyed_sectors_into(
     src: Unknown<'_>,
     dst: Unknown<'_>,
 ) -> Result<()> {
-    let cipher = key.cipher().ok_or_else(|| {
-        Error::new(
-            Status::GenericFailure,
-            "blockvault-native: this key handle was wiped; create a new one with xtsKeyNew",
-        )
-    })?;
+    let cipher = unwiped(key)?;
     let first_sector =
         validate::first_sector_number(number_arg("firstSector", first_sector)?).map_err(invalid)?;
     let sector_size =

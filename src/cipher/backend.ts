@@ -14,6 +14,8 @@ export type Direction = 'encrypt' | 'decrypt';
  */
 export interface BackendKeyHandle {
   sectorsInto(direction: Direction, firstSector: number, sectorSize: number, src: Uint8Array, dst: Uint8Array): void;
+  /** Decrypts one sector in place; data.length (512 or 4096) is the sector size. */
+  decryptSectorInPlace(sector: number, data: Uint8Array): void;
   /** Zeroes the key material the handle holds. */
   wipe(): void;
 }

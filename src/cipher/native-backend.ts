@@ -37,6 +37,9 @@ export function nativeBackend(addon: NativeAddon): XtsBackend {
           if (direction === 'encrypt') addon.xtsKeyEncryptInto(handle, firstSector, sectorSize, src, dst);
           else addon.xtsKeyDecryptInto(handle, firstSector, sectorSize, src, dst);
         },
+        decryptSectorInPlace(sector, data) {
+          addon.xtsKeyDecryptSectorInPlace(handle, sector, data);
+        },
         wipe() {
           addon.xtsKeyWipe(handle);
         },

@@ -37,6 +37,8 @@ export interface NativeAddon {
   /** firstSector is a non-negative safe integer; src/dst any Uint8Array (dst may be src). */
   xtsKeyEncryptInto(key: NativeKeyHandle, firstSector: number, sectorSize: number, src: Uint8Array, dst: Uint8Array): void;
   xtsKeyDecryptInto(key: NativeKeyHandle, firstSector: number, sectorSize: number, src: Uint8Array, dst: Uint8Array): void;
+  /** One sector in place: `data`'s length (512 or 4096) is the sector size. */
+  xtsKeyDecryptSectorInPlace(key: NativeKeyHandle, sector: number, data: Uint8Array): void;
   xtsKeyWipe(key: NativeKeyHandle): void;
   xtsKeyWiped(key: NativeKeyHandle): boolean;
 }
@@ -58,6 +60,7 @@ export const NATIVE_FUNCTIONS = [
   'xtsKeyNew',
   'xtsKeyEncryptInto',
   'xtsKeyDecryptInto',
+  'xtsKeyDecryptSectorInPlace',
   'xtsKeyWipe',
   'xtsKeyWiped',
 ] as const satisfies readonly (keyof NativeAddon)[];

@@ -30,6 +30,9 @@ export const tsBackend: XtsBackend = {
       sectorsInto(direction, firstSector, sectorSize, src, dst) {
         tsXtsSectorsInto(direction, own, BigInt(firstSector), sectorSize, src, dst);
       },
+      decryptSectorInPlace(sector, data) {
+        tsXtsSectorsInto('decrypt', own, BigInt(sector), data.length, data, data);
+      },
       wipe() {
         own.fill(0);
       },

@@ -76,6 +76,7 @@ export interface SectorCipher {
 export interface SectorKeyHandle {
   encryptSectorsInto(firstSector: number, sectorSize: number, src: Uint8Array, dst: Uint8Array): void;
   decryptSectorsInto(firstSector: number, sectorSize: number, src: Uint8Array, dst: Uint8Array): void;
+  decryptSectorInPlace(sector: number, data: Uint8Array): void;
   wipe(): void;
 }
 

@@ -263,10 +263,15 @@ export class VolumeCore {
     const out = this.readSlab.take(ss);
     if (meta === null || !isPresent(meta.bitmap, slot)) return out;
     const src = this.store.ciphertext(c, meta, slot, 1, out);
-    // The key's prepared handle: no key schedule expansion per read.
+    // The key's prepared handle: no key schedule expansion per read, and the leanest call.
     const handle = this.keys.handle(meta.generation);
-    if (handle !== undefined) handle.decryptSectorsInto(sector, ss, src, out);
-    else this.deps.cipher.decryptSectorsInto(this.keyView(meta.generation), sector, ss, src, out);
+    if (handle !== undefined) {
+      // The split layout assembles the ciphertext in `out`; the compact one returns a view.
+      if (src !== out) out.set(src);
+      handle.decryptSectorInPlace(sector, out);
+    } else {
+      this.deps.cipher.decryptSectorsInto(this.keyView(meta.generation), sector, ss, src, out);
+    }
     return out;
   }
 

@@ -44,6 +44,40 @@ describe.each(BACKENDS)('keyed handle (%s backend)', (backend) => {
     );
   });
 
+  it('decryptSectorInPlace equals decryptSectorsInto of that one sector, and refuses anything but one sector', () => {
+    const cipher = cipherFor(backend);
+    fc.assert(
+      fc.property(
+        keyArb,
+        fc.constantFrom(512, 4096),
+        fc.oneof(fc.integer({ min: 0, max: 1_000_000 }), fc.integer({ min: Number.MAX_SAFE_INTEGER - 64, max: Number.MAX_SAFE_INTEGER })),
+        fc.integer({ min: 0, max: 2 ** 31 }),
+        (key, sectorSize, sector, seed) => {
+          const ct = Buffer.alloc(sectorSize);
+          for (let i = 0; i < ct.length; i++) ct[i] = (seed + i * 2654435761) >>> 24;
+          const handle = cipher.keyed(key);
+          const expected = Buffer.alloc(sectorSize);
+          handle.decryptSectorsInto(sector, sectorSize, ct, expected);
+          const inPlace = new Uint8Array(ct); // a plain Uint8Array, not a Buffer
+          handle.decryptSectorInPlace(sector, inPlace);
+          expect(Buffer.from(inPlace).equals(expected)).toBe(true);
+          handle.wipe();
+        },
+      ),
+      { numRuns: backend === 'ts' ? 25 : 200 },
+    );
+    const handle = cipher.keyed(randomKey());
+    for (const bad of [0, 16, 513, 1024, 8192]) {
+      expect(() => handle.decryptSectorInPlace(0, Buffer.alloc(bad)), `${bad} bytes`).toThrow(/one sector of 512 or 4096 bytes/);
+    }
+    expect(() => handle.decryptSectorInPlace(0, 'x' as unknown as Uint8Array)).toThrow(TypeError);
+    expect(() => handle.decryptSectorInPlace(-1, Buffer.alloc(512))).toThrow(RangeError);
+    expect(() => handle.decryptSectorInPlace(1.5, Buffer.alloc(512))).toThrow(RangeError);
+    expect(() => handle.decryptSectorInPlace(1n as unknown as number, Buffer.alloc(512))).toThrow(TypeError);
+    handle.wipe();
+    expect(() => handle.decryptSectorInPlace(0, Buffer.alloc(512))).toThrow(/wiped/);
+  });
+
   it('keeps no reference to the key: zeroing the caller key does not change the handle', () => {
     const cipher = cipherFor(backend);
     const key = randomKey();
@@ -121,8 +155,17 @@ describe('native keyed handles directly (their own checks, behind the facade)', 
     addon.xtsKeyDecryptInto(k, 9, 512, b, back);
     expect(back.equals(Buffer.alloc(1024))).toBe(true);
     expect(addon.xtsKeyWiped(k)).toBe(false);
+    // The single-sector in-place call: the sector size is the data's length.
+    const sector = Buffer.from(b.subarray(512, 1024));
+    addon.xtsKeyDecryptSectorInPlace(k, 10, sector);
+    expect(sector.equals(Buffer.alloc(512))).toBe(true);
+    expect(() => addon.xtsKeyDecryptSectorInPlace(k, 0, Buffer.alloc(1024))).toThrow(/data: expected one sector of 512 or 4096 bytes, got 1024/);
+    expect(() => addon.xtsKeyDecryptSectorInPlace(k, -1, Buffer.alloc(512))).toThrow(/sector/);
+    expect(() => addon.xtsKeyDecryptSectorInPlace(k, 0, 'x' as unknown as Uint8Array)).toThrow(/data: expected a Buffer or Uint8Array/);
+    expect(() => addon.xtsKeyDecryptSectorInPlace({} as typeof k, 0, Buffer.alloc(512))).toThrow();
     addon.xtsKeyWipe(k);
     expect(addon.xtsKeyWiped(k)).toBe(true);
+    expect(() => addon.xtsKeyDecryptSectorInPlace(k, 0, Buffer.alloc(512))).toThrow(/wiped/);
     expect(() => addon.xtsKeyDecryptInto(k, 0, 512, buf, buf)).toThrow(/wiped/);
     expect(() => addon.xtsKeyEncryptInto(k, 0, 512, buf, buf)).toThrow(/wiped/);
   });
