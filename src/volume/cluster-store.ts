@@ -52,6 +52,8 @@ export interface ClusterStoreDeps {
 
 /** Most clusters whose decoded meta a split store caches: 16384 clusters of 8 sectors cover 512 MiB (about 8 MiB of memory, measured). */
 export const META_CACHE_CLUSTERS_MAX = 16_384;
+/** The most an engine may be configured to cache per volume: 2^24 clusters, about 8 GiB of memory. */
+export const META_CACHE_CLUSTERS_LIMIT = 2 ** 24;
 
 export interface ClusterStoreOptions {
   /**
