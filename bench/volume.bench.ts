@@ -315,7 +315,7 @@ async function ioBenchmark(): Promise<{ results: IoResult[]; firstFill: { apiMBp
       async (slice) => {
         for (const sector of readSectors(slice)) {
           const value = raw.db.getBinary(rawKey(sector))!;
-          dek.decryptSectorsInto(sector, SECTOR, value, value);
+          dek.decryptSectorInPlace(sector, value);
           await Promise.resolve(value);
         }
       },

@@ -131,7 +131,7 @@ for (let i = 1; i < 256; i++) POPCOUNT8[i] = (i & 1) + POPCOUNT8[i >> 1]!;
 export interface ClusterView {
   raw: Uint8Array;
   generation: number;
-  /** A view of the header's 8 bitmap bytes. */
+  /** The header's 8 bitmap bytes: a view of them, or (for a value just built) an equal copy. Never modified. */
   bitmap: Uint8Array;
   presentCount: number;
 }
@@ -398,7 +398,8 @@ export function splitMetaOf(image: ClusterView, g: ClusterGeometry): Buffer {
 /**
  * A meta value like `old` (or empty) with slots firstSlot..lastSlot set from `runCiphertext` (the
  * run's whole 4096-byte ciphertext sectors, whose last SPLIT_TAIL_BYTES each are the tails; or
- * null to remove the run), under `generation`. Returns null when no slot is left.
+ * null to remove the run), under `generation`. Returns the new value already decoded (its view:
+ * the value, its generation and bitmap, its present count), or null when no slot is left.
  */
 export function spliceSplitMeta(
   old: ClusterView | null,
@@ -407,7 +408,7 @@ export function spliceSplitMeta(
   lastSlot: number,
   runCiphertext: Uint8Array | null,
   generation: number,
-): Buffer | null {
+): ClusterView | null {
   assertSlotRun(g, firstSlot, lastSlot);
   const runSectors = lastSlot - firstSlot + 1;
   const bitmap = new Uint8Array(BITMAP_BYTES);
@@ -448,7 +449,7 @@ export function spliceSplitMeta(
     at += above * SPLIT_TAIL_BYTES;
   }
   assert(at === meta.length, 'split meta edit filled the value exactly');
-  return meta;
+  return { raw: meta, generation, bitmap, presentCount: count };
 }
 
 /** The tail of present slot `slot` in a split meta value. */

@@ -118,8 +118,10 @@ export function readFast(db: Database<Buffer, Buffer>, key: Buffer): Buffer | nu
 }
 
 /**
- * One key buffer per store for lookups: lmdb-js copies a key before get returns, so reads need no
- * allocation of their own (writes still get fresh keys; their instructions outlive the call).
+ * One key buffer per store for gets and for the puts and removes of I/O: lmdb-js copies the key
+ * into its own buffers before get, put or remove returns (the key object is kept only by a store
+ * with lmdb-js's cache on; ours have it off), so keys need no allocation of their own.
+ * test/volume/io-buffers.test.ts pins that behaviour.
  */
 class LookupKey {
   private readonly key = Buffer.allocUnsafe(CLUSTER_KEY_BYTES);
@@ -317,7 +319,7 @@ export class CompactStore implements ClusterStore {
 
   private issue(clusterIndex: number, value: Buffer | null): Promise<boolean> {
     if (value !== null) decodeCluster(value, this.g); // invariant check before it reaches the disk
-    return this.writes.issue(this.deps.clusters, this.overlay, clusterIndex, clusterKey(this.storeId, clusterIndex), value);
+    return this.writes.issue(this.deps.clusters, this.overlay, clusterIndex, this.lookup.of(clusterIndex), value);
   }
 }
 
@@ -498,7 +500,7 @@ export class SplitStore implements ClusterStore {
       if (isPresent(image.bitmap, slot)) this.issueBody(first + slot, sectorBody(image.raw, 0, CLUSTER_HEADER_BYTES + i++ * 4096));
       else if (old !== null && isPresent(old.bitmap, slot)) this.issueBody(first + slot, null);
     }
-    return this.issueMeta(clusterIndex, splitMetaOf(image, this.g));
+    return this.issueMeta(clusterIndex, decodeSplitMeta(splitMetaOf(image, this.g), this.g));
   }
 
   clusterIndexes(from: number, to: number, limit: number): { indexes: number[]; scannedTo: number } {
@@ -574,12 +576,12 @@ export class SplitStore implements ClusterStore {
   }
 
   private issueBody(sector: number, body: Buffer | null): void {
-    this.writes.issue(this.deps.sectors, this.bodyOverlay, sector, clusterKey(this.storeId, sector), body);
+    this.writes.issue(this.deps.sectors, this.bodyOverlay, sector, this.lookup.of(sector), body);
   }
 
-  private issueMeta(clusterIndex: number, meta: Buffer | null): Promise<boolean> {
-    const view = meta === null ? null : decodeSplitMeta(meta, this.g); // invariant check before it reaches the disk
-    const written = this.writes.issue(this.deps.clusters, this.metaOverlay, clusterIndex, clusterKey(this.storeId, clusterIndex), meta);
+  /** `view`: the new meta value, decoded (spliceSplitMeta builds and checks it), or null to remove it. */
+  private issueMeta(clusterIndex: number, view: ClusterView | null): Promise<boolean> {
+    const written = this.writes.issue(this.deps.clusters, this.metaOverlay, clusterIndex, this.lookup.of(clusterIndex), view === null ? null : (view.raw as Buffer));
     // The cache follows the overlay: the issued value is the cluster's latest state.
     if (this.metaCacheReady()) this.metaCache.set(clusterIndex, view);
     return written;

@@ -2,8 +2,9 @@
  * The I/O path's buffer economy. Buffers cut from a slab (src/volume/buffer-slab.ts): every
  * buffer is fresh (zeroed, never handed out twice, never overlapping another), a read's buffer is
  * never touched by later reads or writes, and two volumes' reads never share memory. Overlay
- * entries settled per lmdb-js batch (cluster-store.ts, PendingWrites): the lmdb-js behaviour that
- * relies on, and every entry and budget byte returned after the commits.
+ * entries settled per lmdb-js batch (cluster-store.ts, PendingWrites) and one reused key buffer per
+ * store (LookupKey): the lmdb-js behaviours those rely on, and every entry and budget byte
+ * returned after the commits.
  */
 import { randomBytes } from 'node:crypto';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -93,6 +94,33 @@ describe('commits settle per lmdb-js batch', () => {
       expect(removal).toBe(first);
       await first;
       expect(h.sectors.put(Buffer.from('d'), Buffer.alloc(8))).not.toBe(first);
+    } finally {
+      await h.close();
+    }
+  });
+
+  it('lmdb-js copies a put or remove key before the call returns (what lets the stores reuse one key buffer)', async () => {
+    const h = await CoreHarness.open({ dir: makeTempDir(), backend: 'native', sectorSize: 4096, clusterSectors: 8, layout: 'split', sizeBytes: 1024 * 1024 });
+    try {
+      const key = Buffer.alloc(12);
+      const writes: Promise<boolean>[] = [];
+      for (let i = 0; i < 200; i++) {
+        key.writeUInt32BE(i, 8);
+        writes.push(h.sectors.put(key, Buffer.from(`value ${i}`)));
+      }
+      key.writeUInt32BE(7, 8);
+      writes.push(h.sectors.remove(key));
+      key.fill(0xff); // after every call returned: must not change what was written
+      await Promise.all(writes);
+      for (let i = 0; i < 200; i++) {
+        key.fill(0);
+        key.writeUInt32BE(i, 8);
+        const stored = h.sectors.getBinary(key);
+        if (i === 7) expect(stored).toBeUndefined();
+        else expect(stored?.toString(), `key ${i}`).toBe(`value ${i}`);
+      }
+      key.fill(0xff);
+      expect(h.sectors.getBinary(key)).toBeUndefined();
     } finally {
       await h.close();
     }
