@@ -272,15 +272,16 @@ pub fn xts_key_decrypt_sector_in_place(
                 format!("expected one sector of 512 or 4096 bytes, got {len} bytes"),
             ))
         })?;
-        let tweaks = validate::sector_tweaks(sector, sector_size, "data", len).map_err(invalid)?;
-        // SAFETY: `raw_bytes` returned the non-null data pointer and byte length of a
-        // Buffer/Uint8Array passed to this call; the argument keeps it alive until we return,
-        // and no JS runs meanwhile. This is the only reference to those bytes.
-        let buf = unsafe { std::slice::from_raw_parts_mut(ptr, len) };
-        let mut io = BlockIo::in_place(buf).map_err(internal)?;
-        cipher
-            .process(Direction::Decrypt, &tweaks, sector_size, &mut io)
-            .map_err(internal)
+        // src and dst are the same memory: keyed_process decrypts it in place.
+        keyed_process(
+            cipher,
+            Direction::Decrypt,
+            sector,
+            sector_size,
+            "data",
+            (ptr, len),
+            (ptr, len),
+        )
     })
 }
 
@@ -319,10 +320,33 @@ fn keyed_sectors_into(
         validate::first_sector_number(number_arg("firstSector", first_sector)?).map_err(invalid)?;
     let sector_size =
         validate::sector_size(number_arg("sectorSize", sector_size)?).map_err(invalid)?;
-    let (src_ptr, src_len) = raw_bytes("src", &src)?;
-    let (dst_ptr, dst_len) = raw_bytes("dst", &dst)?;
+    let src = raw_bytes("src", &src)?;
+    let dst = raw_bytes("dst", &dst)?;
+    keyed_process(
+        cipher,
+        direction,
+        first_sector,
+        sector_size,
+        "src",
+        src,
+        dst,
+    )
+}
+
+/// Runs `direction` over the whole sectors of `src` into `dst` (pointer and length pairs from
+/// `raw_bytes`; the same memory for in place, else disjoint) under an expanded key. `src_arg`
+/// names `src` in errors.
+fn keyed_process(
+    cipher: &XtsAes256,
+    direction: Direction,
+    first_sector: u64,
+    sector_size: usize,
+    src_arg: &'static str,
+    (src_ptr, src_len): (*mut u8, usize),
+    (dst_ptr, dst_len): (*mut u8, usize),
+) -> Result<()> {
     let tweaks =
-        validate::sector_tweaks(first_sector, sector_size, "src", src_len).map_err(invalid)?;
+        validate::sector_tweaks(first_sector, sector_size, src_arg, src_len).map_err(invalid)?;
     validate::same_length(src_len, dst_len).map_err(invalid)?;
     if src_len == 0 {
         return Ok(());
@@ -332,9 +356,9 @@ fn keyed_sectors_into(
     let mut io = match aliasing {
         Aliasing::Same => {
             // SAFETY: `raw_bytes` returned the non-null data pointer and byte length of a
-            // Buffer/Uint8Array passed to this call; the argument keeps it alive until we
-            // return, and no JS runs (so nothing detaches, resizes or touches it) meanwhile.
-            // This is the only reference to those bytes: src is read through it.
+            // Buffer/Uint8Array passed to the calling function; that argument keeps it alive
+            // until the call returns, and no JS runs (so nothing detaches, resizes or touches it)
+            // meanwhile. This is the only reference to those bytes: src is read through it.
             let buf = unsafe { std::slice::from_raw_parts_mut(dst_ptr, dst_len) };
             BlockIo::in_place(buf)
         }
