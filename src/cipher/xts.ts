@@ -29,6 +29,7 @@ import {
   checkSectorSize,
   checkTweaks,
   checkWholeUnits,
+  SECTOR_SIZES,
 } from './validate.js';
 
 export interface XtsCipherOptions {
@@ -191,15 +192,12 @@ class KeyHandle implements XtsKeyHandle {
   }
 
   decryptSectorInPlace(sector: number, data: Uint8Array): void {
-    const impl = this.#impl;
-    if (impl === null) throw new Error('this XtsKeyHandle was wiped; create a new one with XtsCipher.keyed(key)');
+    const impl = this.#live();
     const bytes = checkBytes(data, 'data');
-    if (bytes.length !== 512 && bytes.length !== 4096) {
+    if (!SECTOR_SIZES.includes(bytes.length)) {
       throw new RangeError(`data must be one sector of 512 or 4096 bytes, got ${bytes.length} bytes`);
     }
-    if (typeof sector !== 'number') throw new TypeError(`sector must be a number, got ${typeof sector}`);
-    // A safe integer's tweak is at most (2^53 - 1) * 8, far below 2^64.
-    if (!(Number.isSafeInteger(sector) && sector >= 0)) checkFirstSector(sector, bytes.length, 1);
+    checkHandleSector(sector, 'sector', bytes.length, 1);
     impl.decryptSectorInPlace(sector, bytes);
   }
 
@@ -210,20 +208,34 @@ class KeyHandle implements XtsKeyHandle {
   }
 
   #sectorsInto(direction: Direction, firstSector: unknown, sectorSize: unknown, src: unknown, dst: unknown): void {
-    const impl = this.#impl;
-    if (impl === null) throw new Error('this XtsKeyHandle was wiped; create a new one with XtsCipher.keyed(key)');
+    const impl = this.#live();
     // The same checks and messages as the plain calls, minus the key (checked once, in keyed()).
     const size = checkSectorSize(sectorSize);
     const bytes = checkBytes(src, 'src');
     const sectorCount = checkWholeUnits(bytes, 'src', size, 'sector');
-    if (typeof firstSector !== 'number') throw new TypeError(`firstSector must be a number, got ${typeof firstSector}`);
-    // A safe integer's tweak is at most (2^53 - 1 + count) * 8, far below 2^64; anything else
-    // goes to the full check for its error message.
-    if (!(Number.isSafeInteger(firstSector) && firstSector >= 0)) checkFirstSector(firstSector, size, sectorCount);
+    const first = checkHandleSector(firstSector, 'firstSector', size, sectorCount);
     const out = checkDestination(bytes, dst);
     if (bytes.length === 0) return;
-    impl.sectorsInto(direction, firstSector, size, bytes, out);
+    impl.sectorsInto(direction, first, size, bytes, out);
   }
+
+  /** The backend handle, or the error every call after wipe() gives. */
+  #live(): BackendKeyHandle {
+    const impl = this.#impl;
+    if (impl === null) throw new Error('this XtsKeyHandle was wiped; create a new one with XtsCipher.keyed(key)');
+    return impl;
+  }
+}
+
+/**
+ * A keyed handle's sector number: numbers only. A safe non-negative integer passes at once (its
+ * tweak is at most (2^53 - 1 + count) * 8, far below 2^64); anything else goes to the plain
+ * calls' full check for its error message.
+ */
+function checkHandleSector(value: unknown, name: string, sectorSize: number, sectorCount: number): number {
+  if (typeof value !== 'number') throw new TypeError(`${name} must be a number, got ${typeof value}`);
+  if (!(Number.isSafeInteger(value) && value >= 0)) checkFirstSector(value, sectorSize, sectorCount);
+  return value;
 }
 
 function checkSectorArgs(key: unknown, firstSector: unknown, sectorSize: unknown, data: unknown, dataName: string) {
