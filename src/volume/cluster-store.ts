@@ -153,7 +153,7 @@ class PendingWrites {
   /** `onFailure` runs when a commit fails (the stored state is then not what was issued). */
   constructor(
     private readonly budget: WriteBudget,
-    private readonly onFailure: () => void = () => undefined,
+    private readonly onFailure: () => void,
   ) {}
 
   issue(db: Database<Buffer, Buffer>, overlay: Map<number, Pending>, index: number, key: Buffer, value: Buffer | null): Promise<boolean> {
@@ -241,20 +241,46 @@ function staleIn(db: Database<Buffer, Buffer>, storeId: number, fromCluster: num
 
 // ---------------------------------------------------------------------------------------------
 
-export class CompactStore implements ClusterStore {
-  readonly layout = 'compact';
-  private readonly overlay = new Map<number, Pending>();
-  private readonly writes: PendingWrites;
-  private readonly lookup: LookupKey;
+/**
+ * What both layouts share: the volume's place in the clusters database (scans by generation,
+ * counts), its writes handed to LMDB and not yet committed, and its one key buffer.
+ */
+abstract class StoreBase {
+  protected readonly writes: PendingWrites;
+  protected readonly lookup: LookupKey;
 
   constructor(
-    private readonly deps: ClusterStoreDeps,
-    private readonly storeId: number,
-    private readonly g: ClusterGeometry,
+    protected readonly deps: ClusterStoreDeps,
+    protected readonly storeId: number,
+    protected readonly g: ClusterGeometry,
   ) {
-    this.writes = new PendingWrites(deps.budget);
+    this.writes = new PendingWrites(deps.budget, () => this.onCommitFailure());
     this.lookup = new LookupKey(storeId);
   }
+
+  staleClusters(fromCluster: number, generation: number, limit: number) {
+    return staleIn(this.deps.clusters, this.storeId, fromCluster, generation, limit);
+  }
+
+  storedClusterCount(): number {
+    return this.deps.clusters.getKeysCount(storeKeyRange(this.storeId));
+  }
+
+  settled(): Promise<void> {
+    return this.writes.settled();
+  }
+
+  takeFailure(): unknown {
+    return this.writes.takeFailure();
+  }
+
+  /** A commit failed: LMDB holds something else than what was issued. */
+  protected onCommitFailure(): void {}
+}
+
+export class CompactStore extends StoreBase implements ClusterStore {
+  readonly layout = 'compact';
+  private readonly overlay = new Map<number, Pending>();
 
   get pendingCount(): number {
     return this.overlay.size;
@@ -299,22 +325,6 @@ export class CompactStore implements ClusterStore {
   putImageInTxn(clusterIndex: number, image: Uint8Array): void {
     decodeCluster(image, this.g);
     this.deps.clusters.putSync(clusterKey(this.storeId, clusterIndex), Buffer.from(image.buffer, image.byteOffset, image.byteLength));
-  }
-
-  staleClusters(fromCluster: number, generation: number, limit: number) {
-    return staleIn(this.deps.clusters, this.storeId, fromCluster, generation, limit);
-  }
-
-  storedClusterCount(): number {
-    return this.deps.clusters.getKeysCount(storeKeyRange(this.storeId));
-  }
-
-  settled(): Promise<void> {
-    return this.writes.settled();
-  }
-
-  takeFailure(): unknown {
-    return this.writes.takeFailure();
   }
 
   private issue(clusterIndex: number, value: Buffer | null): Promise<boolean> {
@@ -399,29 +409,26 @@ class MetaCache {
   }
 }
 
-export class SplitStore implements ClusterStore {
+export class SplitStore extends StoreBase implements ClusterStore {
   readonly layout = 'split';
   private readonly metaOverlay = new Map<number, Pending>();
   private readonly bodyOverlay = new Map<number, Pending>();
-  private readonly writes: PendingWrites;
-  private readonly lookup: LookupKey;
   private readonly metaCache: MetaCache;
   private readonly metaCacheEpoch: () => number | null;
   /** The last buffer lmdb-js returned for a body, and a view of a body's bytes in it (copyBody). */
   private bodyReadBuffer: Buffer | undefined = undefined;
   private bodyReadView: Uint8Array | undefined = undefined;
 
-  constructor(
-    private readonly deps: ClusterStoreDeps,
-    private readonly storeId: number,
-    private readonly g: ClusterGeometry,
-    options: ClusterStoreOptions = { metaCacheEpoch: () => null },
-  ) {
+  constructor(deps: ClusterStoreDeps, storeId: number, g: ClusterGeometry, options: ClusterStoreOptions = { metaCacheEpoch: () => null }) {
+    super(deps, storeId, g);
     assert(g.sectorSize === 4096, 'the split layout is for 4096-byte sectors');
     this.metaCache = new MetaCache(options.metaCacheClustersMax ?? META_CACHE_CLUSTERS_MAX);
     this.metaCacheEpoch = options.metaCacheEpoch;
-    this.writes = new PendingWrites(deps.budget, () => this.metaCache.clear());
-    this.lookup = new LookupKey(storeId);
+  }
+
+  /** The cache mirrors what was issued; after a failed commit that is not what LMDB holds. */
+  protected override onCommitFailure(): void {
+    this.metaCache.clear();
   }
 
   get pendingCount(): number {
@@ -528,22 +535,6 @@ export class SplitStore implements ClusterStore {
       this.deps.sectors.putSync(clusterKey(this.storeId, first + slot), Buffer.from(sectorBody(image, 0, CLUSTER_HEADER_BYTES + i++ * 4096)));
     }
     this.deps.clusters.putSync(clusterKey(this.storeId, clusterIndex), splitMetaOf(view, this.g));
-  }
-
-  staleClusters(fromCluster: number, generation: number, limit: number) {
-    return staleIn(this.deps.clusters, this.storeId, fromCluster, generation, limit);
-  }
-
-  storedClusterCount(): number {
-    return this.deps.clusters.getKeysCount(storeKeyRange(this.storeId));
-  }
-
-  settled(): Promise<void> {
-    return this.writes.settled();
-  }
-
-  takeFailure(): unknown {
-    return this.writes.takeFailure();
   }
 
   /** Copy a present sector's body (pending or committed) to dst[at..]. */
