@@ -32,13 +32,10 @@ export class OpQueue {
   private draining = false;
 
   /**
-   * `waitForRoom` returns null when steps may run now, else a promise to wait on; `hasRoom` says
-   * the same without making a promise.
+   * `room.waitForRoom()` returns null when steps may run now, else a promise to wait on;
+   * `room.hasRoom()` says the same without making a promise (the engine's WriteBudget).
    */
-  constructor(
-    private readonly waitForRoom: () => Promise<void> | null,
-    private readonly hasRoom: () => boolean = () => waitForRoom() === null,
-  ) {}
+  constructor(private readonly room: { waitForRoom(): Promise<void> | null; hasRoom(): boolean }) {}
 
   get length(): number {
     return this.pending.length;
@@ -46,7 +43,7 @@ export class OpQueue {
 
   /** True when an operation submitted now would run at once (nothing queued, room in the budget). */
   idle(): boolean {
-    return !this.draining && this.pending.length === 0 && this.hasRoom();
+    return !this.draining && this.pending.length === 0 && this.room.hasRoom();
   }
 
   /**
@@ -66,7 +63,7 @@ export class OpQueue {
   submit<T>(step: Step<T>): Promise<T> {
     if (!this.draining && this.pending.length === 0) {
       // Fast path: nothing queued ahead of us; run steps now while there is room.
-      while (this.waitForRoom() === null) {
+      while (this.room.hasRoom()) {
         let outcome: StepResult<T>;
         try {
           outcome = step();
@@ -86,7 +83,7 @@ export class OpQueue {
     this.draining = true;
     try {
       while (this.pending.length > 0) {
-        const wait = this.waitForRoom();
+        const wait = this.room.waitForRoom();
         if (wait !== null) {
           await wait;
           continue;

@@ -79,10 +79,7 @@ export class VolumeCore {
         return this.keys.size === 1 && this.keys.has(generation) ? generation : null;
       },
     });
-    this.queue = new OpQueue(
-      () => deps.budget.waitForRoom(),
-      () => deps.budget.hasRoom(),
-    );
+    this.queue = new OpQueue(deps.budget);
   }
 
   get record(): VolumeRecord {
@@ -149,8 +146,7 @@ export class VolumeCore {
   /** Cryptoshred: wipe the data keys now. Steps that run later fail; in-flight writes reject. */
   wipeKeys(): void {
     this.keys.wipe();
-    this.readSlab.release();
-    this.writeSlab.release();
+    this.releaseSlabs();
   }
 
   /** No further steps run; the keys are wiped once everything issued has committed. */
@@ -163,6 +159,11 @@ export class VolumeCore {
       })
       .catch(() => undefined);
     this.keys.wipe();
+    this.releaseSlabs();
+  }
+
+  /** A closed or locked volume keeps no slab (views already handed out stay valid). */
+  private releaseSlabs(): void {
     this.readSlab.release();
     this.writeSlab.release();
   }

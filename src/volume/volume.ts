@@ -47,20 +47,7 @@ export class Volume {
   read(offset: number, length: number): Promise<Uint8Array> {
     // Fast path for valid calls (no closures: reads are small and many). Anything else takes the
     // checked path below, which gives the typed error.
-    if (
-      !this.#closed &&
-      typeof offset === 'number' &&
-      typeof length === 'number' &&
-      Number.isSafeInteger(offset) &&
-      Number.isSafeInteger(length) &&
-      offset >= 0 &&
-      length >= 0 &&
-      offset <= this.#sizeBytes &&
-      length <= this.#sizeBytes - offset &&
-      this.#host.engineError() === null
-    ) {
-      return this.#core.read(offset, length);
-    }
+    if (this.#usableFor(offset, length)) return this.#core.read(offset, length);
     return this.#guard(() => {
       this.#checkRange('read', offset, length);
       return this.#core.read(offset, length);
@@ -73,18 +60,7 @@ export class Volume {
    */
   write(offset: number, data: Uint8Array): Promise<void> {
     // Fast path for valid calls, as in read(); anything else gets its typed error below.
-    if (
-      !this.#closed &&
-      data instanceof Uint8Array &&
-      typeof offset === 'number' &&
-      Number.isSafeInteger(offset) &&
-      offset >= 0 &&
-      offset <= this.#sizeBytes &&
-      data.length <= this.#sizeBytes - offset &&
-      this.#host.engineError() === null
-    ) {
-      return this.#core.write(offset, data);
-    }
+    if (data instanceof Uint8Array && this.#usableFor(offset, data.length)) return this.#core.write(offset, data);
     return this.#guard(() => {
       if (!(data instanceof Uint8Array)) {
         throw new BlockvaultError('INVALID_ARGUMENT', 'write(offset, data): data must be a Uint8Array or Buffer');
@@ -125,6 +101,25 @@ export class Volume {
     } catch (error) {
       return Promise.reject(error);
     }
+  }
+
+  /**
+   * True when the handle and engine are open and [offset, offset + length) is a valid range: the
+   * fast paths' test, without closures. False sends the call to the checked path for its error.
+   */
+  #usableFor(offset: unknown, length: unknown): boolean {
+    return (
+      !this.#closed &&
+      typeof offset === 'number' &&
+      typeof length === 'number' &&
+      Number.isSafeInteger(offset) &&
+      Number.isSafeInteger(length) &&
+      offset >= 0 &&
+      length >= 0 &&
+      offset <= this.#sizeBytes &&
+      length <= this.#sizeBytes - offset &&
+      this.#host.engineError() === null
+    );
   }
 
   #checkRange(operation: string, offset: number, length: number): void {
