@@ -183,22 +183,31 @@ macro_rules! mul_x_zmm {
         #[target_feature(enable = "avx512f")]
         fn $name(t: __m512i) -> __m512i {
             let carries = _mm512_srli_epi64::<{ 64 - $k }>(t);
-            // Per lane: [carry of low half, carry of high half] -> [carry of high, of low].
-            let swapped = _mm512_shuffle_epi32::<0x4e>(carries);
-            // c * 0x87 carry-less = c ⊕ c<<1 ⊕ c<<2 ⊕ c<<7.
-            let reduced = _mm512_xor_si512(
-                _mm512_ternarylogic_epi64::<0x96>(
-                    swapped,
-                    _mm512_slli_epi64::<1>(swapped),
-                    _mm512_slli_epi64::<2>(swapped),
-                ),
-                _mm512_slli_epi64::<7>(swapped),
-            );
-            // Even qwords (low halves) take the reduced carry, odd ones the plain carry.
-            let fix = _mm512_mask_blend_epi64(0xaa, reduced, swapped);
-            _mm512_xor_si512(_mm512_slli_epi64::<$k>(t), fix)
+            _mm512_xor_si512(_mm512_slli_epi64::<$k>(t), carry_fix(carries))
         }
     };
+}
+
+/// What the bits shifted out of each 64-bit half contribute after the shift: the low half's
+/// carries move into the high half as they are, the high half's wrap into the low half reduced
+/// by the XTS polynomial (carry-less times 0x87). `carries` holds, per qword, the bits that
+/// left it.
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn carry_fix(carries: __m512i) -> __m512i {
+    // Per lane: [carry of low half, carry of high half] -> [carry of high, of low].
+    let swapped = _mm512_shuffle_epi32::<0x4e>(carries);
+    // c * 0x87 carry-less = c ⊕ c<<1 ⊕ c<<2 ⊕ c<<7.
+    let reduced = _mm512_xor_si512(
+        _mm512_ternarylogic_epi64::<0x96>(
+            swapped,
+            _mm512_slli_epi64::<1>(swapped),
+            _mm512_slli_epi64::<2>(swapped),
+        ),
+        _mm512_slli_epi64::<7>(swapped),
+    );
+    // Even qwords (low halves) take the reduced carry, odd ones the plain carry.
+    _mm512_mask_blend_epi64(0xaa, reduced, swapped)
 }
 
 mul_x_zmm!(mul_x4, 4);
@@ -218,17 +227,7 @@ fn mul_x_lanes(t: __m512i) -> __m512i {
     let left = _mm512_set_epi64(3, 3, 2, 2, 1, 1, 0, 0);
     let right = _mm512_set_epi64(61, 61, 62, 62, 63, 63, 64, 64);
     let carries = _mm512_srlv_epi64(t, right);
-    let swapped = _mm512_shuffle_epi32::<0x4e>(carries);
-    let reduced = _mm512_xor_si512(
-        _mm512_ternarylogic_epi64::<0x96>(
-            swapped,
-            _mm512_slli_epi64::<1>(swapped),
-            _mm512_slli_epi64::<2>(swapped),
-        ),
-        _mm512_slli_epi64::<7>(swapped),
-    );
-    let fix = _mm512_mask_blend_epi64(0xaa, reduced, swapped);
-    _mm512_xor_si512(_mm512_sllv_epi64(t, left), fix)
+    _mm512_xor_si512(_mm512_sllv_epi64(t, left), carry_fix(carries))
 }
 
 #[cfg(test)]
