@@ -72,18 +72,7 @@ impl<'a> BlockIo<'a> {
 
     /// Read from `src`, write to `dst` (disjoint by construction: one is borrowed mutably).
     pub fn copy(src: &'a [u8], dst: &'a mut [u8]) -> Result<Self, BlockIoError> {
-        if src.len() != dst.len() {
-            return Err(BlockIoError::LengthMismatch {
-                src: src.len(),
-                dst: dst.len(),
-            });
-        }
-        Ok(Self {
-            src: src.as_ptr(),
-            dst: dst.as_mut_ptr(),
-            blocks: whole_blocks(src.len())?,
-            _borrow: PhantomData,
-        })
+        Self::disjoint(src, dst.as_mut_ptr(), dst.len())
     }
 
     /// Read from `src`, write into not-yet-initialised memory (a fresh output buffer), so the
@@ -93,15 +82,21 @@ impl<'a> BlockIo<'a> {
         src: &'a [u8],
         dst: &'a mut [MaybeUninit<u8>],
     ) -> Result<Self, BlockIoError> {
-        if src.len() != dst.len() {
+        Self::disjoint(src, dst.as_mut_ptr().cast::<u8>(), dst.len())
+    }
+
+    /// `copy` and `into_uninit`: `dst` points at `dst_len` bytes the caller borrows mutably for
+    /// 'a, so they are disjoint from `src`.
+    fn disjoint(src: &'a [u8], dst: *mut u8, dst_len: usize) -> Result<Self, BlockIoError> {
+        if src.len() != dst_len {
             return Err(BlockIoError::LengthMismatch {
                 src: src.len(),
-                dst: dst.len(),
+                dst: dst_len,
             });
         }
         Ok(Self {
             src: src.as_ptr(),
-            dst: dst.as_mut_ptr().cast::<u8>(),
+            dst,
             blocks: whole_blocks(src.len())?,
             _borrow: PhantomData,
         })
