@@ -1,8 +1,6 @@
 /**
  * The slice of the Engine API the CLI uses, and how it opens one. The CLI codes against the
- * stable public names of DESIGN.md ("Public API"); optional members are the parts that land
- * with later issues (rotation tasks, cryptoshredding), so a command can say precisely what is
- * missing instead of failing with a TypeError.
+ * stable public names of DESIGN.md ("Public API").
  */
 import type {
   Authorization,
@@ -23,10 +21,10 @@ import { Engine } from '../engine.js';
 export interface VolumeHandle {
   write(offset: number, bytes: Uint8Array): Promise<unknown>;
   read(offset: number, length: number): Promise<Uint8Array>;
-  trim?(offset: number, length: number): Promise<unknown>;
+  trim(offset: number, length: number): Promise<unknown>;
   flush(): Promise<unknown>;
   info(): VolumeInfo;
-  close?(): Promise<unknown> | unknown;
+  close(): Promise<unknown>;
 }
 
 /** A task as engine.tasks returns it (src/rotation/task-types.ts). */
@@ -37,9 +35,9 @@ export interface TaskApi {
   list(): Promise<TaskInfo[]> | TaskInfo[];
   get(id: string): Promise<TaskInfo> | TaskInfo;
   wait(id: string, options?: { timeoutMs?: number }): Promise<TaskInfo>;
-  cancel?(id: string): Promise<unknown>;
-  on?(event: 'progress', listener: (event: TaskProgressEvent) => void): unknown;
-  off?(event: 'progress', listener: (event: TaskProgressEvent) => void): unknown;
+  cancel(id: string): Promise<unknown>;
+  on(event: 'progress', listener: (event: TaskProgressEvent) => void): unknown;
+  off(event: 'progress', listener: (event: TaskProgressEvent) => void): unknown;
 }
 
 export type AuditEvent = AuditRecord;
@@ -72,7 +70,7 @@ export interface HsmApi {
   importRootKeyWithToken(instanceId: string, options: { name: string; encryptedMaterial: Uint8Array }): Promise<RootKeyInfo>;
   getKey(crn: string): Promise<RootKeyInfo> | RootKeyInfo;
   listKeys(filter?: { instanceId?: string }): Promise<RootKeyInfo[]> | RootKeyInfo[];
-  rotateKey?(crn: string, options?: { material?: Uint8Array; rewrapOnly?: boolean }): Promise<unknown[] | unknown>;
+  rotateKey(crn: string, options?: { material?: Uint8Array; rewrapOnly?: boolean }): Promise<TaskInfo[]>;
   enableKey(crn: string): Promise<RootKeyInfo>;
   disableKey(crn: string): Promise<RootKeyInfo>;
   deleteKey(crn: string, options?: { force?: boolean; initiator?: string }): Promise<DeleteKeyResult>;
@@ -89,7 +87,7 @@ export interface HsmApi {
 export interface EngineApi {
   readonly hsm: HsmApi;
   readonly events: AuditApi;
-  readonly tasks?: TaskApi;
+  readonly tasks: TaskApi;
   createVolume(options: { name: string; sizeBytes: number; sectorSize?: number; diskEncryptionKeyCrn?: string }): Promise<VolumeHandle>;
   openVolume(idOrName: string): Promise<VolumeHandle>;
   listVolumes(): VolumeInfo[];

@@ -20,7 +20,7 @@ export const EXIT_USAGE = 2;
  */
 export class CliFailure extends Error {
   constructor(
-    readonly code: 'TIMEOUT' | 'STRESS_FAILED' | 'BENCH_FAILED' | 'NOT_AVAILABLE' | 'DEMO_FAILED' | 'DIR_BUSY',
+    readonly code: 'TIMEOUT' | 'STRESS_FAILED' | 'BENCH_FAILED' | 'DEMO_FAILED' | 'DIR_BUSY',
     message: string,
   ) {
     super(message);

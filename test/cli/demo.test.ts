@@ -19,29 +19,22 @@ describe('blockvault demo', () => {
     expect(result.stderr).toBe('');
     const summary = result.json();
     expect(summary).toMatchObject({ ok: true, dir, keyFile: `${dir}.hsm-key`, sizeBytes: 4 * 1024 * 1024 });
-    // Rotation (issue 5) reaches the engine as engine.tasks; until then the demo skips that step
-    // and says so. Everything else must be there.
-    const rotationLanded = !summary.pending.includes('rotation');
-    expect(summary.pending).toEqual(rotationLanded ? [] : ['rotation']);
     expect(existsSync(summary.keyFile)).toBe(true);
 
     const byTitle = (fragment: string) => summary.steps.find((s: { title: string }) => s.title.includes(fragment));
     expect(byTitle('before authorizing').error.code).toBe('NOT_AUTHORIZED');
     expect(byTitle('Write the whole volume')).toMatchObject({ status: 'ok', verified: true });
     expect(byTitle('without --force').error.code).toBe('KEY_IN_USE');
-    const statuses = summary.steps.filter((s: { title: string }) => !s.title.includes('Rotate')).map((s: { status: string }) => s.status);
+    const statuses = summary.steps.map((s: { status: string }) => s.status);
     expect(statuses.every((s: string) => s === 'ok' || s === 'expected-error')).toBe(true);
 
     expect(summary.data).toMatchObject({ bytesWritten: 4 * 1024 * 1024, verified: true });
-    if (rotationLanded) {
-      expect(summary.data.verifiedAfterRotation).toBe(true);
-      expect(summary.rotation.keyVersion).toBe(2);
-      expect(summary.rotation.tasks).toEqual([
-        expect.objectContaining({ state: 'completed', volumeId: summary.volume.id, sectorsDone: 1024, sectorsTotal: 1024 }),
-      ]);
-    } else {
-      expect(byTitle('Rotate the root key')).toMatchObject({ status: 'skipped', reason: expect.stringMatching(/issue 5/) });
-    }
+    expect(byTitle('Rotate the root key')).toMatchObject({ status: 'ok', verifiedAfterRotation: true });
+    expect(summary.data.verifiedAfterRotation).toBe(true);
+    expect(summary.rotation.keyVersion).toBe(2);
+    expect(summary.rotation.tasks).toEqual([
+      expect.objectContaining({ state: 'completed', volumeId: summary.volume.id, sectorsDone: 1024, sectorsTotal: 1024 }),
+    ]);
     expect(summary.shred.affectedResources).toHaveLength(1);
     expect(['VOLUME_LOCKED', 'KEY_DESTROYED']).toContain(summary.shred.readError.code);
     expect(summary.volume.metadataAfterShred).toMatchObject({ name: 'demo-volume', state: 'locked', sizeBytes: 4 * 1024 * 1024 });

@@ -5,9 +5,8 @@
  * verified, rotation with re-encryption, soft delete, cryptoshredding by a forced key delete,
  * metadata still readable but data gone (also after a restart), and the verified audit trail.
  *
- * Steps that need an engine feature which has not landed yet are reported as skipped with the
- * reason, so the demo is useful at every stage of the build; a step that contradicts the design
- * (data readable after the shred) fails the demo with DEMO_FAILED.
+ * A step that contradicts the design (data readable after the shred, no audit event for it)
+ * fails the demo with DEMO_FAILED.
  */
 import { createCipheriv, createHash, randomBytes } from 'node:crypto';
 import { mkdtempSync, readdirSync, existsSync, writeFileSync } from 'node:fs';
@@ -26,7 +25,7 @@ import { formatBytes, parseSize } from '../size.js';
 import { CliFailure } from '../usage-error.js';
 import { STORAGE_SERVICE } from './auth.js';
 import { describeVerify, listEvents, printEvents, verifyAudit } from './events.js';
-import { taskBytesPerSecond, taskList, waitForTasks } from './tasks.js';
+import { taskBytesPerSecond, waitForTasks } from './tasks.js';
 import { TRANSFER_CHUNK_BYTES } from './volume.js';
 
 const DEFAULT_DEMO_SIZE = '64MiB';
@@ -34,7 +33,7 @@ const SECTOR_SIZE = 4096;
 /** Codes a read of a cryptoshredded volume may fail with (DESIGN.md, "Deletion and cryptoshredding"). */
 const SHREDDED_READ_CODES = ['VOLUME_LOCKED', 'KEY_DESTROYED', 'VOLUME_DELETED'];
 
-type StepStatus = 'ok' | 'expected-error' | 'skipped';
+type StepStatus = 'ok' | 'expected-error';
 
 interface StepRecord {
   index: number;
@@ -121,16 +120,10 @@ class Steps {
     this.out.line(`    ${text}`);
   }
 
-  skip(record: StepRecord, reason: string): void {
-    record.status = 'skipped';
-    record.reason = reason;
-    this.say(`skipped: ${reason}`);
-  }
 }
 
 async function runDemo(out: Output, dir: string, secret: HsmSecret, sizeBytes: number) {
   const steps = new Steps(out);
-  const pending: string[] = [];
   out.line('blockvault demo: bring your own key, rotate it online, then cryptoshred');
   out.line(`Engine directory: ${dir}`);
   out.line(`HSM master key:   ${'keyFile' in secret ? `key file ${secret.keyFile}` : `passphrase from $${PASSPHRASE_ENV}`}`);
@@ -177,24 +170,18 @@ async function runDemo(out: Output, dir: string, secret: HsmSecret, sizeBytes: n
     Object.assign(step, { bytesWritten: sizeBytes, sha256: written, verified: true });
 
     step = steps.begin('Rotate the root key with re-encryption ("Syncing KMS state")');
-    let rotation: { tasks: TaskInfo[]; keyVersion: number; verifiedAfterRotation: boolean } | null = null;
-    if (typeof engine.hsm.rotateKey !== 'function' || engine.tasks === undefined) {
-      steps.skip(step, 'rotation (engine.hsm.rotateKey, engine.tasks) has not landed in this build (issue 5)');
-      pending.push('rotation');
-    } else {
-      const started = taskList(await engine.hsm.rotateKey(key.crn));
-      steps.say(`started ${started.length} task(s): ${started.map((t) => t.id).join(', ')}`);
-      const ended = started.length > 0 ? await waitForTasks(engine, started, out) : [];
-      for (const t of ended) steps.say(`task ${t.id}: ${t.state}, ${t.sectorsDone ?? '?'}/${t.sectorsTotal ?? '?'} sectors${rate(t)}`);
-      const rotated = await engine.hsm.getKey(key.crn);
-      const afterRotation = await readDigest(vol, sizeBytes, out, 'verify');
-      if (afterRotation !== written) throw new CliFailure('DEMO_FAILED', 'the data read after rotation differs from what was written');
-      steps.say(`key is now at version ${rotated.version}; all data re-encrypted under a fresh data key and still verifies`);
-      rotation = { tasks: ended, keyVersion: rotated.version, verifiedAfterRotation: true };
-      Object.assign(step, rotation);
-    }
+    const started = await engine.hsm.rotateKey(key.crn);
+    steps.say(`started ${started.length} task(s): ${started.map((t) => t.id).join(', ')}`);
+    const ended = started.length > 0 ? await waitForTasks(engine, started, out) : [];
+    for (const t of ended) steps.say(`task ${t.id}: ${t.state}, ${t.sectorsDone ?? '?'}/${t.sectorsTotal ?? '?'} sectors${rate(t)}`);
+    const rotated = await engine.hsm.getKey(key.crn);
+    const afterRotation = await readDigest(vol, sizeBytes, out, 'verify');
+    if (afterRotation !== written) throw new CliFailure('DEMO_FAILED', 'the data read after rotation differs from what was written');
+    steps.say(`key is now at version ${rotated.version}; all data re-encrypted under a fresh data key and still verifies`);
+    const rotation = { tasks: ended, keyVersion: rotated.version, verifiedAfterRotation: true };
+    Object.assign(step, rotation);
 
-    await vol.close?.();
+    await vol.close();
     step = steps.begin('Soft-delete the volume');
     await engine.deleteVolume(volumeId);
     const deleted = volumeInfo(engine, volumeId);
@@ -243,21 +230,20 @@ async function runDemo(out: Output, dir: string, secret: HsmSecret, sizeBytes: n
     steps.say(`verified: ${describeVerify(verify)}`);
     const shredEvents = events.filter((e) => e.action === 'hs-crypto.secrets.delete');
     Object.assign(step, { eventCount: events.length, verify });
-    if (shredEvents.length === 0) pending.push('audit event hs-crypto.secrets.delete');
+    if (shredEvents.length === 0) throw new CliFailure('DEMO_FAILED', 'the audit log has no hs-crypto.secrets.delete event for the forced delete');
 
     out.line();
-    out.line(pending.length === 0 ? 'Demo complete.' : `Demo complete, except what has not landed yet: ${pending.join(', ')}.`);
+    out.line('Demo complete.');
     return {
       sizeBytes,
       instance,
-      key: { crn: key.crn, versionAfterRotation: rotation?.keyVersion ?? null, after: keyAfter },
+      key: { crn: key.crn, versionAfterRotation: rotation.keyVersion, after: keyAfter },
       volume: { id: volumeId, metadataAfterShred: after },
-      data: { bytesWritten: sizeBytes, sha256: written, verified: true, verifiedAfterRotation: rotation?.verifiedAfterRotation ?? null },
+      data: { bytesWritten: sizeBytes, sha256: written, verified: true, verifiedAfterRotation: rotation.verifiedAfterRotation },
       rotation,
       shred: { affectedResources: shred.affectedResources, readError, restoreError: restore },
       audit: { events, verify },
       steps: steps.records,
-      pending,
     };
   } finally {
     await engine.close();

@@ -41,7 +41,7 @@ export function registerHsmCommands(program: Command, ctx: CliContext): void {
           o.line(`instances:     ${status.instances}`);
           o.line(`keys:          ${status.keys.total} ${formatCounts(status.keys.byState)}`);
           o.line(`volumes:       ${status.volumes.total} ${formatCounts(status.volumes.byState)}`);
-          o.line(`tasks:         ${status.tasks === null ? '(rotation not available yet)' : `${status.tasks.total} ${formatCounts(status.tasks.byState)}`}`);
+          o.line(`tasks:         ${status.tasks.total} ${formatCounts(status.tasks.byState)}`);
           o.line(`authorizations: ${status.authorizations}`);
         });
       });
@@ -84,14 +84,14 @@ async function collectStatus(engine: EngineApi, dir: string) {
   const instances = await engine.hsm.listInstances();
   const keys = await engine.hsm.listKeys();
   const volumes = engine.listVolumes();
-  const tasks = engine.tasks === undefined ? null : await engine.tasks.list();
+  const tasks = await engine.tasks.list();
   const authorizations = await engine.hsm.listAuthorizations();
   return {
     dir,
     instances: instances.length,
     keys: { total: keys.length, byState: countBy(keys, (k) => k.stateName) },
     volumes: { total: volumes.length, byState: countBy(volumes, (v) => v.state) },
-    tasks: tasks === null ? null : { total: tasks.length, byState: countBy(tasks, (t) => t.state) },
+    tasks: { total: tasks.length, byState: countBy(tasks, (t) => t.state) },
     authorizations: authorizations.length,
   };
 }

@@ -13,7 +13,7 @@ import { isoTime, type Output } from '../output.js';
 import { formatDurationMs, parseDurationMs, parsePositiveInteger } from '../size.js';
 import { UsageError } from '../usage-error.js';
 import { readKeyMaterial, keyCrnArgument, type MaterialOptions } from './shared.js';
-import { requireRotation, taskList, waitForTasks } from './tasks.js';
+import { waitForTasks } from './tasks.js';
 
 export function registerKeyCommands(program: Command, ctx: CliContext): void {
   const key = program.command('key').description('root keys: create, import (BYOK), rotate, enable/disable, delete (cryptoshred)');
@@ -135,13 +135,10 @@ export function registerKeyCommands(program: Command, ctx: CliContext): void {
       const material = await readKeyMaterial(options, ctx.stdin, false);
       try {
         await withEngine(ctx, options, async ({ engine, out }) => {
-          const rotateKey = requireRotation(engine);
-          const started = taskList(
-            await rotateKey(crn, {
-              ...(material !== undefined ? { material } : {}),
-              ...(options.rewrapOnly === true ? { rewrapOnly: true } : {}),
-            }),
-          );
+          const started = await engine.hsm.rotateKey(crn, {
+            ...(material !== undefined ? { material } : {}),
+            ...(options.rewrapOnly === true ? { rewrapOnly: true } : {}),
+          });
           const tasks = options.wait && started.length > 0 ? await waitForTasks(engine, started, out) : started;
           const rotated = await engine.hsm.getKey(crn);
           const registered = (await engine.hsm.listRegistrations({ keyCrn: crn })).length;
@@ -149,7 +146,7 @@ export function registerKeyCommands(program: Command, ctx: CliContext): void {
             o.line(`Rotated ${rotated.name} to version ${rotated.version}.`);
             if (tasks.length === 0 && registered === 0) o.line('No volumes are registered against the key: nothing to re-encrypt.');
             if (tasks.length === 0 && registered > 0) {
-              o.line(`${registered} volume(s) use the key, but this engine build starts no re-encryption tasks yet (issue 5); their data keys stay wrapped under the previous version, which still unwraps.`);
+              o.line(`${registered} volume(s) use the key, but none is live (soft-deleted and locked volumes get no re-encryption task); their data keys stay wrapped under the previous version, which still unwraps.`);
             }
             for (const t of tasks) o.line(`task ${t.id}: ${t.state}${t.volumeId ? ` (volume ${t.volumeId})` : ''}`);
             if (!options.wait && tasks.length > 0) o.line(`Follow with: blockvault tasks wait ${tasks.map((t) => t.id).join(' ')}`);

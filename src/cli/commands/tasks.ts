@@ -5,11 +5,10 @@
  */
 import type { Command } from 'commander';
 import { withCommonOptions, withEngine, type CliContext, type CommonOptions } from '../context.js';
-import type { EngineApi, HsmApi, TaskApi, TaskInfo, TaskProgressEvent } from '../engine-port.js';
+import type { EngineApi, TaskInfo, TaskProgressEvent } from '../engine-port.js';
 import { isoTime, type Output } from '../output.js';
 import { progressGroup } from '../progress.js';
 import { formatBytes, formatDurationMs, parseDurationMs } from '../size.js';
-import { CliFailure } from '../usage-error.js';
 
 const POLL_INTERVAL_MS = 250;
 
@@ -20,7 +19,7 @@ export function registerTasksCommands(program: Command, ctx: CliContext): void {
     .description('list tasks, newest last')
     .action(async (options: CommonOptions) => {
       await withEngine(ctx, options, async ({ engine, out }) => {
-        const all = await requireTasks(engine).list();
+        const all = await engine.tasks.list();
         out.result(all, (o) =>
           o.table(all, [
             { header: 'id', value: (t) => t.id },
@@ -38,7 +37,7 @@ export function registerTasksCommands(program: Command, ctx: CliContext): void {
     .description('show one task: state, sectors done/total, MB/s, start and end')
     .action(async (id: string, options: CommonOptions) => {
       await withEngine(ctx, options, async ({ engine, out }) => {
-        const task = await requireTasks(engine).get(id);
+        const task = await engine.tasks.get(id);
         out.result(task, (o) => printTask(o, task));
       });
     });
@@ -48,7 +47,7 @@ export function registerTasksCommands(program: Command, ctx: CliContext): void {
     .option('--timeout <duration>', 'give up after this long, e.g. 10m (the tasks keep their checkpoint)', (v) => parseDurationMs(v, '--timeout'))
     .action(async (ids: string[], options: CommonOptions & { timeout?: number }) => {
       await withEngine(ctx, options, async ({ engine, out }) => {
-        const api = requireTasks(engine);
+        const api = engine.tasks;
         const initial = await Promise.all(ids.map(async (id) => api.get(id)));
         const ended = await waitForTasks(engine, initial, out, options.timeout);
         out.result(ended.length === 1 ? ended[0] : ended, (o) => {
@@ -61,35 +60,12 @@ export function registerTasksCommands(program: Command, ctx: CliContext): void {
     .description('cancel a task safely (every sector stays readable; the volume keeps both data-key generations)')
     .action(async (id: string, options: CommonOptions) => {
       await withEngine(ctx, options, async ({ engine, out }) => {
-        const api = requireTasks(engine);
-        if (api.cancel === undefined) throw notYet('cancelling tasks');
+        const api = engine.tasks;
         await api.cancel(id);
         const task = await api.get(id);
         out.result(task, (o) => printTask(o, task));
       });
     });
-}
-
-export function requireTasks(engine: EngineApi): TaskApi {
-  if (engine.tasks === undefined) throw notYet('rotation tasks (engine.tasks)');
-  return engine.tasks;
-}
-
-export function requireRotation(engine: EngineApi): NonNullable<HsmApi['rotateKey']> {
-  const rotateKey = engine.hsm.rotateKey;
-  if (typeof rotateKey !== 'function') throw notYet('key rotation (engine.hsm.rotateKey)');
-  return rotateKey.bind(engine.hsm);
-}
-
-function notYet(what: string): Error {
-  return new CliFailure('NOT_AVAILABLE', `${what} is not available in this build of the engine yet (issue 5, rotation)`);
-}
-
-/** rotateKey returns the started tasks; accept an array, or an object that holds one. */
-export function taskList(value: unknown): TaskInfo[] {
-  if (Array.isArray(value)) return value as TaskInfo[];
-  const tasks = (value as { tasks?: unknown } | null)?.tasks;
-  return Array.isArray(tasks) ? (tasks as TaskInfo[]) : [];
 }
 
 /**
@@ -98,7 +74,7 @@ export function taskList(value: unknown): TaskInfo[] {
  * rejects with TASK_FAILED / TASK_CANCELLED after all bars are final.
  */
 export async function waitForTasks(engine: EngineApi, tasks: readonly TaskInfo[], out: Output, timeoutMs?: number): Promise<TaskInfo[]> {
-  const api = requireTasks(engine);
+  const api = engine.tasks;
   const group = progressGroup(out);
   const names = new Map(engine.listVolumes().map((v) => [v.id, v.name]));
   const bars = new Map(tasks.map((t) => [t.id, group.add((names.get(t.volumeId) ?? t.volumeId).slice(0, 12), 'sectors')]));
@@ -111,7 +87,7 @@ export async function waitForTasks(engine: EngineApi, tasks: readonly TaskInfo[]
   };
   const drawTask = (t: TaskInfo): void => draw(t.id, { ...t, bytesPerSecond: taskBytesPerSecond(t), etaMs: t.etaMs });
   const onProgress = (event: TaskProgressEvent): void => draw(event.taskId, event);
-  api.on?.('progress', onProgress);
+  api.on('progress', onProgress);
   const poll = group.visible
     ? setInterval(() => {
         for (const t of tasks) void Promise.resolve()
@@ -128,7 +104,7 @@ export async function waitForTasks(engine: EngineApi, tasks: readonly TaskInfo[]
     return ended;
   } finally {
     if (poll !== undefined) clearInterval(poll);
-    api.off?.('progress', onProgress);
+    api.off('progress', onProgress);
     group.stop();
   }
 }

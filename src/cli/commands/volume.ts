@@ -37,7 +37,7 @@ export function registerVolumeCommands(program: Command, ctx: CliContext): void 
           ...(options.key !== undefined ? { diskEncryptionKeyCrn: options.key } : {}),
         });
         const info = vol.info();
-        await vol.close?.();
+        await vol.close();
         out.result(info, (o) => printVolume(o, info));
       });
     });
@@ -118,7 +118,7 @@ export function registerVolumeCommands(program: Command, ctx: CliContext): void 
             o.line(`Imported ${formatBytes(bytesWritten)} into ${info.name} at offset ${options.offset}.`),
           );
         } finally {
-          await vol.close?.();
+          await vol.close();
         }
       });
     });
@@ -147,7 +147,7 @@ export function registerVolumeCommands(program: Command, ctx: CliContext): void 
             if (!toStdout) o.line(`Exported ${formatBytes(length)} of ${info.name} to ${options.file}.`);
           });
         } finally {
-          await vol.close?.();
+          await vol.close();
         }
       });
     });
