@@ -15,8 +15,8 @@ export const EXIT_FAILURE = 1;
 export const EXIT_USAGE = 2;
 
 /**
- * A failure the CLI itself detects (a timeout, a failed stress run, an engine feature that has
- * not landed), reported as `error CODE: message` with exit status 1 like a BlockvaultError.
+ * A failure the CLI itself detects (a timeout, a failed stress run, benchmark or demo step, a
+ * busy directory), reported as `error CODE: message` with exit status 1 like a BlockvaultError.
  */
 export class CliFailure extends Error {
   constructor(
