@@ -318,13 +318,13 @@ export class CompactStore extends StoreBase implements ClusterStore {
   }
 
   committedImage(clusterIndex: number): Buffer | null {
-    const raw = readFast(this.deps.clusters, clusterKey(this.storeId, clusterIndex));
+    const raw = readFast(this.deps.clusters, this.lookup.of(clusterIndex));
     return raw === null ? null : Buffer.from(raw);
   }
 
   putImageInTxn(clusterIndex: number, image: Uint8Array): void {
     decodeCluster(image, this.g);
-    this.deps.clusters.putSync(clusterKey(this.storeId, clusterIndex), Buffer.from(image.buffer, image.byteOffset, image.byteLength));
+    this.deps.clusters.putSync(this.lookup.of(clusterIndex), Buffer.from(image.buffer, image.byteOffset, image.byteLength));
   }
 
   private issue(clusterIndex: number, value: Buffer | null): Promise<boolean> {
@@ -515,12 +515,12 @@ export class SplitStore extends StoreBase implements ClusterStore {
   }
 
   committedImage(clusterIndex: number): Buffer | null {
-    const raw = readFast(this.deps.clusters, clusterKey(this.storeId, clusterIndex));
+    const raw = readFast(this.deps.clusters, this.lookup.of(clusterIndex));
     if (raw === null) return null;
     const meta = decodeSplitMeta(Buffer.from(raw), this.g);
     const base = clusterIndex * this.g.clusterSectors;
     return joinSplitImage(meta, this.g, (slot) => {
-      const body = readFast(this.deps.sectors, clusterKey(this.storeId, base + slot));
+      const body = readFast(this.deps.sectors, this.lookup.of(base + slot));
       assert(body !== null, `the body of present sector ${base + slot} is stored`);
       return body;
     });
@@ -532,9 +532,9 @@ export class SplitStore extends StoreBase implements ClusterStore {
     let i = 0;
     for (let slot = 0; slot < this.g.clusterSectors; slot++) {
       if (!isPresent(view.bitmap, slot)) continue;
-      this.deps.sectors.putSync(clusterKey(this.storeId, first + slot), Buffer.from(sectorBody(image, 0, CLUSTER_HEADER_BYTES + i++ * 4096)));
+      this.deps.sectors.putSync(this.lookup.of(first + slot), Buffer.from(sectorBody(image, 0, CLUSTER_HEADER_BYTES + i++ * 4096)));
     }
-    this.deps.clusters.putSync(clusterKey(this.storeId, clusterIndex), splitMetaOf(view, this.g));
+    this.deps.clusters.putSync(this.lookup.of(clusterIndex), splitMetaOf(view, this.g));
   }
 
   /** Copy a present sector's body (pending or committed) to dst[at..]. */
