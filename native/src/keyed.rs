@@ -1,5 +1,5 @@
 //! A data key expanded once and kept: the state behind the keyed handles (`xtsKeyNew` and
-//! the `xtsKey*` functions in lib.rs, a napi External).
+//! the `xtsKey*` functions in lib.rs and raw_calls.rs, an N-API external made in handle.rs).
 //!
 //! The free functions in `lib.rs` expand the key schedules (K1 encryption and decryption, K2
 //! encryption) on every call, which costs more than decrypting one 4 KiB sector. A `SectorKey`

@@ -13,7 +13,9 @@
 pub mod backend;
 pub mod block_io;
 pub mod gf128;
+mod handle;
 pub mod keyed;
+mod raw_calls;
 mod task;
 pub mod tweak;
 mod validate;
@@ -26,7 +28,7 @@ use std::mem::MaybeUninit;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use napi::bindgen_prelude::{
-    AsyncTask, BigInt, Buffer, BufferSlice, Either, Env, Error, External, JsValue, Result, Status,
+    AsyncTask, BigInt, Buffer, BufferSlice, Either, Env, Error, JsValue, Object, Result, Status,
     Unknown, ValueType,
 };
 use napi_derive::napi;
@@ -206,95 +208,51 @@ pub fn xts_decrypt_data_units<'env>(
 
 // Keyed handles: a data key expanded once (K1 encryption and decryption schedules, K2
 // schedule) for the backend this CPU runs, kept for many calls; the free functions above expand
-// the key on every call, which costs more than a 4 KiB sector's AES. The handle is a napi
-// External (napi-rs checks its Rust type on every use) rather than a class: a class method
-// call costs about 0.2 µs more, a quarter of a 4 KiB sector's decryption. The schedules are
-// zeroized by `xtsKeyWipe` or when the handle is garbage-collected (SectorKey's Drop).
+// the key on every call, which costs more than a 4 KiB sector's AES. The handle is an N-API
+// external (handle.rs: created, found again and finalized without napi-rs's External) rather
+// than a class: a class method call costs about 0.2 µs more, a quarter of a 4 KiB sector's
+// decryption. The schedules are zeroized by `xtsKeyWipe` or when the handle is
+// garbage-collected (SectorKey's Drop).
 
 /// A keyed handle (see above) for `key` (64 bytes, K1 ‖ K2, the halves different). The bytes are not kept.
 #[napi(ts_return_type = "ExternalObject<'XtsKeyState'>")]
-pub fn xts_key_new(key: BufferArg<'_>) -> Result<External<SectorKey>> {
+pub fn xts_key_new<'env>(env: &'env Env, key: BufferArg<'_>) -> Result<Unknown<'env>> {
     guard(|| {
         let key = buffer_arg("key", key)?;
-        Ok(External::new(SectorKey::new(&key).map_err(invalid)?))
+        let value = handle::new_external(env.raw(), SectorKey::new(&key).map_err(invalid)?)?;
+        // SAFETY: `value` was just created in this call's environment.
+        Ok(unsafe { Unknown::from_raw_unchecked(env.raw(), value) })
     })
 }
 
-/// Encrypts `src` into `dst` under the handle's key (same length; `dst` may be `src` itself
-/// for in place). `firstSector` is a non-negative safe integer.
-#[napi(
-    ts_args_type = "key: ExternalObject<'XtsKeyState'>, firstSector: number, sectorSize: number, src: Uint8Array, dst: Uint8Array"
-)]
-pub fn xts_key_encrypt_into(
-    key: &External<SectorKey>,
-    first_sector: NumberArg<'_>,
-    sector_size: NumberArg<'_>,
-    src: Unknown<'_>,
-    dst: Unknown<'_>,
-) -> Result<()> {
-    guard(|| keyed_sectors_into(key, Direction::Encrypt, first_sector, sector_size, src, dst))
-}
-
-/// Decrypts `src` into `dst` under the handle's key (as `xtsKeyEncryptInto`).
-#[napi(
-    ts_args_type = "key: ExternalObject<'XtsKeyState'>, firstSector: number, sectorSize: number, src: Uint8Array, dst: Uint8Array"
-)]
-pub fn xts_key_decrypt_into(
-    key: &External<SectorKey>,
-    first_sector: NumberArg<'_>,
-    sector_size: NumberArg<'_>,
-    src: Unknown<'_>,
-    dst: Unknown<'_>,
-) -> Result<()> {
-    guard(|| keyed_sectors_into(key, Direction::Decrypt, first_sector, sector_size, src, dst))
-}
-
-/// Decrypts one sector in place under the handle's key: `data` is the whole sector (its length,
-/// 512 or 4096, is the sector size). The hot call of a random read, so it takes three
-/// arguments instead of five: at one 4 KiB sector per call, argument handling is a fifth of it.
-#[napi(ts_args_type = "key: ExternalObject<'XtsKeyState'>, sector: number, data: Uint8Array")]
-pub fn xts_key_decrypt_sector_in_place(
-    key: &External<SectorKey>,
-    sector: NumberArg<'_>,
-    data: Unknown<'_>,
-) -> Result<()> {
-    guard(|| {
-        let cipher = unwiped(key)?;
-        let sector =
-            validate::first_sector_number(number_arg("sector", sector)?).map_err(|mut e| {
-                e.arg = "sector";
-                invalid(e)
-            })?;
-        let (ptr, len) = raw_bytes("data", &data)?;
-        let sector_size = validate::sector_size(len as f64).map_err(|_| {
-            invalid(ArgError::new(
-                "data",
-                format!("expected one sector of 512 or 4096 bytes, got {len} bytes"),
-            ))
-        })?;
-        // src and dst are the same memory: keyed_process decrypts it in place.
-        keyed_process(
-            cipher,
-            Direction::Decrypt,
-            sector,
-            sector_size,
-            "data",
-            (ptr, len),
-            (ptr, len),
-        )
-    })
-}
-
-/// Zeroizes the handle's key schedules now; every later call with it throws.
+/// Zeroizes the handle's key schedules now; every later call with it throws. Idempotent.
 #[napi(ts_args_type = "key: ExternalObject<'XtsKeyState'>")]
-pub fn xts_key_wipe(key: &mut External<SectorKey>) {
-    key.wipe();
+pub fn xts_key_wipe(key: Unknown<'_>) -> Result<()> {
+    with_handle(&key, SectorKey::wipe)
 }
 
 /// Whether `xtsKeyWipe` was called on the handle.
 #[napi(ts_args_type = "key: ExternalObject<'XtsKeyState'>")]
-pub fn xts_key_wiped(key: &External<SectorKey>) -> bool {
-    key.is_wiped()
+pub fn xts_key_wiped(key: Unknown<'_>) -> Result<bool> {
+    with_handle(&key, |key| key.is_wiped())
+}
+
+// The per-sector keyed calls `xtsKeyEncryptInto(key, firstSector, sectorSize, src, dst)`,
+// `xtsKeyDecryptInto(...)` and `xtsKeyDecryptSectorInPlace(key, sector, data)` are plain N-API
+// callbacks in raw_calls.rs (registered here), for the reason given there.
+#[napi(module_exports)]
+pub fn register_raw_calls(exports: Object<'_>, env: Env) -> Result<()> {
+    // SAFETY: module init: `env` and `exports` are the module's environment and exports.
+    unsafe { raw_calls::register(env.raw(), exports.raw()) }
+}
+
+/// `body` on the key behind the handle `key`, or the error for a value that is not a handle.
+fn with_handle<R>(key: &Unknown<'_>, body: impl FnOnce(&mut SectorKey) -> R) -> Result<R> {
+    let raw = key.value();
+    // SAFETY: `raw` is an argument of the current call, on its environment's thread, and the
+    // bodies given here (wipe, is_wiped) run no JS.
+    unsafe { handle::with_key(raw.env, raw.value, body) }
+        .ok_or_else(|| raw_calls::not_a_handle(describe(key)))
 }
 
 /// The handle's expanded key, or the error every call on a wiped handle gives.
@@ -305,32 +263,6 @@ fn unwiped(key: &SectorKey) -> Result<&XtsAes256> {
             "blockvault-native: this key handle was wiped; create a new one with xtsKeyNew",
         )
     })
-}
-
-fn keyed_sectors_into(
-    key: &SectorKey,
-    direction: Direction,
-    first_sector: NumberArg<'_>,
-    sector_size: NumberArg<'_>,
-    src: Unknown<'_>,
-    dst: Unknown<'_>,
-) -> Result<()> {
-    let cipher = unwiped(key)?;
-    let first_sector =
-        validate::first_sector_number(number_arg("firstSector", first_sector)?).map_err(invalid)?;
-    let sector_size =
-        validate::sector_size(number_arg("sectorSize", sector_size)?).map_err(invalid)?;
-    let src = raw_bytes("src", &src)?;
-    let dst = raw_bytes("dst", &dst)?;
-    keyed_process(
-        cipher,
-        direction,
-        first_sector,
-        sector_size,
-        "src",
-        src,
-        dst,
-    )
 }
 
 /// Runs `direction` over the whole sectors of `src` into `dst` (pointer and length pairs from

@@ -3,6 +3,10 @@
  * its AES schedules once) gives exactly the plain API's bytes on both backends, in place too;
  * wipe() makes every later call throw; bad arguments are refused like the plain calls.
  */
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { BACKENDS, cipherFor, randomKey } from './helpers.js';
@@ -139,11 +143,26 @@ describe('native keyed handles directly (their own checks, behind the facade)', 
     expect(() => addon.xtsKeyEncryptInto(k, 0, 512, new Uint16Array(512) as unknown as Uint8Array, buf)).toThrow(/src: expected a Buffer or Uint8Array/);
     expect(() => addon.xtsKeyEncryptInto(k, 0, 512, buf, buf.subarray(16, 16 + 512))).toThrow(/dst/);
     expect(() => addon.xtsKeyEncryptInto(k, 0, 512, buf.subarray(0, 1000), buf.subarray(0, 1000))).toThrow(/src/);
-    // Not a handle: a plain object, a buffer, or another addon External type is refused.
-    const notHandles: unknown[] = [{}, Buffer.alloc(64), null];
-    for (const bad of notHandles) {
-      expect(() => addon.xtsKeyEncryptInto(bad as typeof k, 0, 512, buf, buf)).toThrow();
+    // Not a handle: refused by every keyed call, with the argument named.
+    const notHandles: [unknown, string][] = [
+      [{}, 'an object that is not a Buffer or Uint8Array'],
+      [Buffer.alloc(64), 'an object that is not a Buffer or Uint8Array'],
+      [null, 'null'],
+      [undefined, 'undefined'],
+      [7, 'a number'],
+    ];
+    for (const [bad, got] of notHandles) {
+      const message = `key: expected a key handle from xtsKeyNew, got ${got}`;
+      const handle = bad as typeof k;
+      expect(() => addon.xtsKeyEncryptInto(handle, 0, 512, buf, buf)).toThrow(message);
+      expect(() => addon.xtsKeyDecryptInto(handle, 0, 512, buf, buf)).toThrow(message);
+      expect(() => addon.xtsKeyDecryptSectorInPlace(handle, 0, Buffer.alloc(512))).toThrow(message);
+      expect(() => addon.xtsKeyWipe(handle)).toThrow(message);
+      expect(() => addon.xtsKeyWiped(handle)).toThrow(message);
     }
+    expect(() => addon.xtsKeyEncryptInto(k, '0' as unknown as number, 512, buf, buf)).toThrow('firstSector: expected a number, got a string');
+    expect(() => addon.xtsKeyDecryptInto(k, 0, undefined as unknown as number, buf, buf)).toThrow('sectorSize: expected a number, got undefined');
+    expect(() => addon.xtsKeyDecryptSectorInPlace(k, 1n as unknown as number, Buffer.alloc(512))).toThrow('sector: expected a number, got a bigint');
     const big = Buffer.alloc(1024 + 1024);
     const a = big.subarray(0, 1024);
     const b = big.subarray(1024);
@@ -168,5 +187,54 @@ describe('native keyed handles directly (their own checks, behind the facade)', 
     expect(() => addon.xtsKeyDecryptSectorInPlace(k, 0, Buffer.alloc(512))).toThrow(/wiped/);
     expect(() => addon.xtsKeyDecryptInto(k, 0, 512, buf, buf)).toThrow(/wiped/);
     expect(() => addon.xtsKeyEncryptInto(k, 0, 512, buf, buf)).toThrow(/wiped/);
+    addon.xtsKeyWipe(k);
+    expect(addon.xtsKeyWiped(k)).toBe(true);
+  });
+
+  // The addon finds a handle's key through a per-thread registry of live handles (native/src/
+  // handle.rs): collected handles must leave it, and worker threads keep their own.
+  it.runIf(BACKENDS.includes('native'))('survives handles being garbage-collected and worker threads exiting (child process)', async () => {
+    const { defaultAddonPath } = await import('../../src/cipher/native-binding.js');
+    const script = `
+      const { Worker, isMainThread, workerData, parentPort } = require('node:worker_threads');
+      const addon = require(${JSON.stringify(defaultAddonPath())});
+      const key = Buffer.alloc(64);
+      for (let i = 0; i < 64; i++) key[i] = i;
+      function churn(rounds) {
+        const keep = addon.xtsKeyNew(key);
+        const sector = Buffer.alloc(4096, 7);
+        for (let i = 0; i < rounds; i++) {
+          const h = addon.xtsKeyNew(key);
+          addon.xtsKeyEncryptInto(h, i, 4096, sector, sector);
+          if (i % 1000 === 0) globalThis.gc();
+        }
+        globalThis.gc();
+        for (let i = rounds - 1; i >= 0; i--) addon.xtsKeyDecryptInto(keep, i, 4096, sector, sector);
+        return sector.every((b) => b === 7);
+      }
+      if (isMainThread) {
+        const workers = [0, 1].map(() => new Promise((resolve, reject) => {
+          const w = new Worker(__filename, { workerData: 5000 });
+          w.on('message', resolve);
+          w.on('error', reject);
+        }));
+        Promise.all(workers).then((fromWorkers) => {
+          console.log(JSON.stringify({ main: churn(20000), workers: fromWorkers }));
+        });
+      } else {
+        parentPort.postMessage(churn(workerData));
+      }
+    `;
+    const dir = mkdtempSync(join(tmpdir(), 'bv-handles-'));
+    const file = join(dir, 'churn.cjs');
+    writeFileSync(file, script);
+    try {
+      const { stdout, status, stderr } = spawnSync(process.execPath, ['--expose-gc', file], { encoding: 'utf8', timeout: 60_000 });
+      expect(stderr).toBe('');
+      expect(status).toBe(0);
+      expect(JSON.parse(stdout)).toEqual({ main: true, workers: [true, true] });
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
