@@ -43,6 +43,9 @@ export const DEFAULT_CLUSTER_BYTES = 32 * 1024;
 export const DEFAULT_WRITE_BUFFER_BYTES_MAX = 64 * 1024 * 1024;
 /** Address space reserved for the memory map, not disk: LMDB grows the file as pages are used. */
 export const DEFAULT_MAP_SIZE_BYTES = 256 * 1024 ** 3;
+/** mapSizeBytes bounds: LMDB needs room for the engine's own databases; above 2^47 bytes (128 TiB) no x86-64 or arm64 process has the address space to map it. */
+const MAP_SIZE_BYTES_MIN = 1024 ** 2;
+const MAP_SIZE_BYTES_MAX = 2 ** 47;
 const WRITE_STEP_BYTES_MAX = 4 * 1024 * 1024;
 const TRIM_STEP_CLUSTERS_MAX = 1024;
 const PURGE_BATCH_KEYS = 4096;
@@ -124,6 +127,7 @@ interface ResolvedOptions {
   volumeLayout: VolumeLayout;
   writeBufferBytesMax: number;
   metaCacheClustersMax: number;
+  mapSizeBytes: number;
 }
 
 export class Engine {
@@ -161,6 +165,8 @@ export class Engine {
     events: AuditLog;
     cipher: XtsCipher;
     options: ResolvedOptions;
+    /** The engine-meta database (open reads the engine id from it). */
+    meta: Database<unknown, string>;
     engineId: string;
     rotation: RotationOptions | undefined;
     dirLock: DirLock;
@@ -176,7 +182,7 @@ export class Engine {
     this.#volumes = args.root.openDB<VolumeRecord, string>('volumes', { encoding: 'msgpack' });
     this.#clusters = openBinaryDb(args.root, 'clusters');
     this.#sectors = openBinaryDb(args.root, 'sectors');
-    this.#meta = args.root.openDB<unknown, string>('engine-meta', { encoding: 'msgpack' });
+    this.#meta = args.meta;
     const budget = new WriteBudget(args.options.writeBufferBytesMax);
     this.#coreDeps = {
       root: args.root,
@@ -262,7 +268,7 @@ export class Engine {
       root = open({
         path: join(resolved.dir, LMDB_FILE),
         maxDbs: 32,
-        mapSize: options.mapSizeBytes ?? DEFAULT_MAP_SIZE_BYTES,
+        mapSize: resolved.mapSizeBytes,
         pageSize: 4096,
         overlappingSync: process.platform !== 'win32',
         noSync: false,
@@ -303,7 +309,7 @@ export class Engine {
           onRotated: async (key: RootKeyInfo, rotateOptions: { rewrapOnly: boolean }) => (engineRef === null ? [] : engineRef.#startRotationTasks(key, rotateOptions)),
         },
       });
-      const engine = new Engine({ root, hsm, events, cipher, options: resolved, engineId: engineId as string, rotation: options.rotation, dirLock });
+      const engine = new Engine({ root, hsm, events, cipher, options: resolved, meta, engineId: engineId as string, rotation: options.rotation, dirLock });
       engineRef = engine;
       await engine.#load();
       // Tasks that were queued or running when the process stopped continue from their checkpoint.
@@ -1005,6 +1011,10 @@ function resolveOptions(options: EngineOptions): ResolvedOptions {
   if (metaCacheClustersMax > META_CACHE_CLUSTERS_LIMIT) {
     throw invalid(`Engine.open: metaCacheClustersMax must be at most ${META_CACHE_CLUSTERS_LIMIT}, got ${metaCacheClustersMax}`);
   }
+  const mapSizeBytes = nonNegative(options.mapSizeBytes, DEFAULT_MAP_SIZE_BYTES, 'mapSizeBytes');
+  if (mapSizeBytes < MAP_SIZE_BYTES_MIN || mapSizeBytes > MAP_SIZE_BYTES_MAX) {
+    throw invalid(`Engine.open: mapSizeBytes must be from ${MAP_SIZE_BYTES_MIN} (1 MiB) to ${MAP_SIZE_BYTES_MAX} (128 TiB), got ${mapSizeBytes}`);
+  }
   if (options.cipher !== undefined && options.cipher !== 'native' && options.cipher !== 'ts') {
     throw invalid(`Engine.open: cipher must be 'native' or 'ts', got ${String(options.cipher)}`);
   }
@@ -1017,5 +1027,6 @@ function resolveOptions(options: EngineOptions): ResolvedOptions {
     volumeLayout,
     writeBufferBytesMax,
     metaCacheClustersMax,
+    mapSizeBytes,
   };
 }

@@ -1,0 +1,65 @@
+/**
+ * Engine.open's numeric options: each bad value is refused with INVALID_ARGUMENT naming the
+ * option, before anything is created in the directory; values at the bounds open a working
+ * engine.
+ */
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { BlockvaultError, Engine, type EngineOptions } from '../../src/index.js';
+import { openTestEngine, TEST_PASSPHRASE } from '../helpers/engine.js';
+import { useTempDirs } from '../helpers/temp-dir.js';
+
+const tempDir = useTempDirs('bv-options-');
+
+type NumericOption = 'retentionMs' | 'purgeIntervalMs' | 'clusterBytes' | 'writeBufferBytesMax' | 'metaCacheClustersMax' | 'mapSizeBytes';
+
+const BAD: Record<NumericOption, unknown[]> = {
+  retentionMs: [-1, 1.5, Number.NaN, '1'],
+  purgeIntervalMs: [-1, 0.5, Number.POSITIVE_INFINITY],
+  clusterBytes: [256, 3000, 1.5, 2 ** 30],
+  writeBufferBytesMax: [1024, -1, 2.5],
+  metaCacheClustersMax: [-1, 2 ** 24 + 1, '8'],
+  mapSizeBytes: [0, 1024 ** 2 - 1, 2 ** 47 + 4096, 1.5 * 1024 ** 3 + 0.5, Number.NaN, '1073741824', -(1024 ** 3)],
+};
+
+async function refusal(options: Partial<EngineOptions>): Promise<unknown> {
+  const dir = join(tempDir(), 'engine');
+  const error = await Engine.open({ dir, hsm: { passphrase: TEST_PASSPHRASE }, ...options }).then(
+    async (engine) => {
+      await engine.close();
+      return null;
+    },
+    (e: unknown) => e,
+  );
+  // Refused before the directory was created: nothing left behind.
+  expect(existsSync(dir)).toBe(false);
+  return error;
+}
+
+describe('Engine.open numeric options', () => {
+  for (const [name, values] of Object.entries(BAD) as [NumericOption, unknown[]][]) {
+    it(`refuses bad ${name} values with INVALID_ARGUMENT naming it`, async () => {
+      for (const value of values) {
+        const error = await refusal({ [name]: value } as Partial<EngineOptions>);
+        expect(error, `${name}: ${String(value)}`).toBeInstanceOf(BlockvaultError);
+        expect((error as BlockvaultError).code).toBe('INVALID_ARGUMENT');
+        expect((error as Error).message).toContain(name);
+      }
+    });
+  }
+
+  it('opens and works with mapSizeBytes at its lower bound and a large one', async () => {
+    for (const mapSizeBytes of [1024 ** 2, 2 ** 40]) {
+      const engine = await openTestEngine(tempDir(), { mapSizeBytes, purgeIntervalMs: 0 });
+      try {
+        const vol = await engine.createVolume({ name: 'v', sizeBytes: 64 * 1024 });
+        await vol.write(4096, Buffer.alloc(4096, 9));
+        expect(Buffer.from(await vol.read(4096, 4096)).equals(Buffer.alloc(4096, 9))).toBe(true);
+        await vol.close();
+      } finally {
+        await engine.close();
+      }
+    }
+  });
+});
