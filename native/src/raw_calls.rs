@@ -8,7 +8,7 @@
 //! the measurement). Argument checks, error messages and the panic guard are the same as for
 //! the `#[napi]` functions in lib.rs, through the same helpers.
 
-use std::ffi::{c_char, c_void};
+use std::ffi::{c_void, CStr};
 use std::ptr;
 
 use napi::bindgen_prelude::{Error, Result, Unknown};
@@ -24,51 +24,41 @@ use crate::{guard, invalid, keyed_process, raw_bytes, unwiped};
 /// # Safety
 /// `env` and `exports` are the module's environment and exports object, during its init.
 pub unsafe fn register(env: sys::napi_env, exports: sys::napi_value) -> Result<()> {
-    let calls: [(&str, sys::napi_callback); 3] = [
-        ("xtsKeyEncryptInto", Some(encrypt_into)),
-        ("xtsKeyDecryptInto", Some(decrypt_into)),
-        ("xtsKeyDecryptSectorInPlace", Some(decrypt_sector_in_place)),
+    let calls: [(&CStr, sys::napi_callback); 3] = [
+        (c"xtsKeyEncryptInto", Some(encrypt_into)),
+        (c"xtsKeyDecryptInto", Some(decrypt_into)),
+        (c"xtsKeyDecryptSectorInPlace", Some(decrypt_sector_in_place)),
     ];
     for (name, callback) in calls {
         let mut function = ptr::null_mut();
-        // SAFETY: `env` is live (caller); `name` points to `name.len()` bytes of UTF-8 that
-        // N-API copies; `callback` is an `extern "C"` function with N-API's callback signature.
+        // SAFETY: `env` is live (caller); `name` is a NUL-terminated string that N-API copies
+        // (NAPI_AUTO_LENGTH: -1); `callback` has N-API's callback signature.
         let status = unsafe {
             sys::napi_create_function(
                 env,
-                name.as_ptr().cast::<c_char>(),
-                name.len() as isize,
+                name.as_ptr(),
+                -1,
                 callback,
                 ptr::null_mut(),
                 &mut function,
             )
         };
         check(status, name)?;
-        let mut key = ptr::null_mut();
-        // SAFETY: as above; N-API copies the name into a new JS string.
-        let status = unsafe {
-            sys::napi_create_string_utf8(
-                env,
-                name.as_ptr().cast::<c_char>(),
-                name.len() as isize,
-                &mut key,
-            )
-        };
-        check(status, name)?;
-        // SAFETY: `exports` is the live exports object (caller), `key` and `function` were just
-        // created in this environment.
-        let status = unsafe { sys::napi_set_property(env, exports, key, function) };
+        // SAFETY: `exports` is the live exports object (caller), `function` was just created in
+        // this environment, and `name` is NUL-terminated.
+        let status = unsafe { sys::napi_set_named_property(env, exports, name.as_ptr(), function) };
         check(status, name)?;
     }
     Ok(())
 }
 
-fn check(status: sys::napi_status, name: &str) -> Result<()> {
+fn check(status: sys::napi_status, name: &CStr) -> Result<()> {
     if status == sys::Status::napi_ok {
         Ok(())
     } else {
         Err(Error::from_reason(format!(
-            "blockvault-native: could not export {name} (N-API status {status})"
+            "blockvault-native: could not export {} (N-API status {status})",
+            name.to_string_lossy()
         )))
     }
 }
