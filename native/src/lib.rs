@@ -252,7 +252,7 @@ fn with_handle<R>(key: &Unknown<'_>, body: impl FnOnce(&mut SectorKey) -> R) -> 
     // SAFETY: `raw` is an argument of the current call, on its environment's thread, and the
     // bodies given here (wipe, is_wiped) run no JS.
     unsafe { handle::with_key(raw.env, raw.value, body) }
-        .ok_or_else(|| raw_calls::not_a_handle(describe(key)))
+        .ok_or_else(|| raw_calls::not_a_handle(key))
 }
 
 /// The handle's expanded key, or the error every call on a wiped handle gives.

@@ -11,7 +11,7 @@
 use std::ffi::{c_void, CStr};
 use std::ptr;
 
-use napi::bindgen_prelude::{Error, Result, Unknown};
+use napi::bindgen_prelude::{Error, Result, Unknown, ValueType};
 use napi::{sys, JsError};
 
 use crate::handle;
@@ -199,12 +199,20 @@ unsafe fn keyed<R>(
     // SAFETY: the caller's contract.
     unsafe { handle::with_key(env, key, |key| body(unwiped(key)?)) }.unwrap_or_else(|| {
         // SAFETY: `key` is one of this call's arguments.
-        let got = crate::describe(&unsafe { Unknown::from_raw_unchecked(env, key) });
-        Err(not_a_handle(got))
+        Err(not_a_handle(&unsafe {
+            Unknown::from_raw_unchecked(env, key)
+        }))
     })
 }
 
-pub fn not_a_handle(got: &str) -> Error {
+/// The error for a `key` argument that is not a live key handle of this thread.
+pub fn not_a_handle(value: &Unknown<'_>) -> Error {
+    let got = match value.get_type() {
+        Ok(ValueType::Object) => "an object",
+        // Another addon's, or (impossible from JS) a dead or other thread's handle.
+        Ok(ValueType::External) => "an external value that is not a live key handle",
+        _ => crate::describe(value),
+    };
     invalid(ArgError::new(
         "key",
         format!("expected a key handle from xtsKeyNew, got {got}"),

@@ -145,14 +145,15 @@ describe('native keyed handles directly (their own checks, behind the facade)', 
     expect(() => addon.xtsKeyEncryptInto(k, 0, 512, buf.subarray(0, 1000), buf.subarray(0, 1000))).toThrow(/src/);
     // Not a handle: refused by every keyed call, with the argument named.
     const notHandles: [unknown, string][] = [
-      [{}, 'an object that is not a Buffer or Uint8Array'],
-      [Buffer.alloc(64), 'an object that is not a Buffer or Uint8Array'],
+      [{}, 'an object'],
+      [Buffer.alloc(64), 'an object'],
       [null, 'null'],
       [undefined, 'undefined'],
       [7, 'a number'],
     ];
     for (const [bad, got] of notHandles) {
-      const message = `key: expected a key handle from xtsKeyNew, got ${got}`;
+      // Whole message: nothing may follow `got` (a buffer is not described as a data argument).
+      const message = new RegExp(`key: expected a key handle from xtsKeyNew, got ${got}$`);
       const handle = bad as typeof k;
       expect(() => addon.xtsKeyEncryptInto(handle, 0, 512, buf, buf)).toThrow(message);
       expect(() => addon.xtsKeyDecryptInto(handle, 0, 512, buf, buf)).toThrow(message);
