@@ -64,13 +64,13 @@ function checkDeletable(core: HsmCore, record: KeyRecord, keyCrn: string, force:
   if (record.dualAuthDelete) {
     const by = pendingDeletionBy(record, core.clock.nowMs());
     if (initiator === undefined) {
-      throw new BlockvaultError('KEY_DELETION_NOT_AUTHORIZED', `root key ${keyCrn} needs dual authorization to delete: pass { initiator } naming who deletes it (a different initiator from the one who called setKeyForDeletion)`, { keyCrn });
+      throw new BlockvaultError('KEY_DELETION_NOT_AUTHORIZED', `root key ${keyCrn} needs dual authorization to delete: pass { initiator } naming who deletes it (a different initiator from the one who called setKeyForDeletion)`, { keyCrn, missing: 'initiator' });
     }
     if (by === null) {
-      throw new BlockvaultError('KEY_DELETION_NOT_AUTHORIZED', `root key ${keyCrn} needs dual authorization to delete: one initiator calls setKeyForDeletion(crn, { initiator }), then a different initiator deletes it within 7 days`, { keyCrn });
+      throw new BlockvaultError('KEY_DELETION_NOT_AUTHORIZED', `root key ${keyCrn} needs dual authorization to delete: one initiator calls setKeyForDeletion(crn, { initiator }), then a different initiator deletes it within 7 days`, { keyCrn, missing: 'authorization' });
     }
     if (by === initiator) {
-      throw new BlockvaultError('KEY_DELETION_NOT_AUTHORIZED', `root key ${keyCrn} was set for deletion by '${by}'; a different initiator must delete it (dual authorization)`, { keyCrn });
+      throw new BlockvaultError('KEY_DELETION_NOT_AUTHORIZED', `root key ${keyCrn} was set for deletion by '${by}'; a different initiator must delete it (dual authorization)`, { keyCrn, authorizedBy: by });
     }
     (meta.details as Record<string, unknown>).authorizedBy = by;
   }

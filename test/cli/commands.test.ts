@@ -168,6 +168,9 @@ describe('blockvault CLI, end to end on one engine directory', () => {
     expect(policy.json().rotationPolicy).toEqual({ intervalMs: 90 * 86_400_000 });
     expectFailure(badInterval, 'USAGE', 2);
     expectFailure(inUse, 'KEY_IN_USE');
+    // The advice is a command line, not the API's option object.
+    expect(inUse.jsonError().error.message).toContain(`blockvault key delete ${keyCrn} --force`);
+    expect(inUse.jsonError().error.message).not.toContain('{ force: true }');
   });
 
   it('rotates a key: a new version, and one re-encryption task per registered volume, followed to the end', async () => {
@@ -206,11 +209,16 @@ describe('blockvault CLI, end to end on one engine directory', () => {
     const on = await bv(['policy', 'set-dual-auth-delete', importedCrn, 'on', '--json']);
     expectOk(on);
     expect(on.json().dualAuthDelete).toBe(true);
-    expectFailure(await bv(['key', 'delete', importedCrn, '--initiator', 'bob', '--json']), 'KEY_DELETION_NOT_AUTHORIZED');
+    const unauthorized = await bv(['key', 'delete', importedCrn, '--initiator', 'bob', '--json']);
+    expectFailure(unauthorized, 'KEY_DELETION_NOT_AUTHORIZED');
+    expect(unauthorized.jsonError().error.message).toContain(`blockvault key set-for-deletion ${importedCrn} --initiator <name>`);
+    expect(unauthorized.jsonError().error.message).not.toContain('setKeyForDeletion');
     const set = await bv(['key', 'set-for-deletion', importedCrn, '--initiator', 'alice', '--json']);
     expectOk(set);
     expect(set.json().deletionAuthorizedBy).toBe('alice');
-    expectFailure(await bv(['key', 'delete', importedCrn, '--initiator', 'alice', '--json']), 'KEY_DELETION_NOT_AUTHORIZED');
+    const sameInitiator = await bv(['key', 'delete', importedCrn, '--initiator', 'alice', '--json']);
+    expectFailure(sameInitiator, 'KEY_DELETION_NOT_AUTHORIZED');
+    expect(sameInitiator.jsonError().error.message).toMatch(/set for deletion by 'alice'; a different initiator must delete it/);
     const deleted = await bv(['key', 'delete', importedCrn, '--json'], { env: { BLOCKVAULT_INITIATOR: 'bob' } });
     expectOk(deleted);
     expect(deleted.json()).toMatchObject({ key: { crn: importedCrn, stateName: 'Destroyed' }, affectedResources: [] });

@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import type { BlockvaultError } from '../../src/errors.js';
 import { KeyState, type RootKeyInfo } from '../../src/hsm/index.js';
 import { STORAGE, expectCode, openHarness, setupKey, volumeCrn, type Harness } from './helpers.js';
 
@@ -113,14 +114,18 @@ describe('dual authorization', () => {
   it('needs setKeyForDeletion by one initiator and delete by another', async () => {
     const { key } = await setupKey(h.hsm, { dualAuthDelete: true });
     expect(key.dualAuthDelete).toBe(true);
-    await expectCode(h.hsm.deleteKey(key.crn, { initiator: 'bob' }), 'KEY_DELETION_NOT_AUTHORIZED');
+    const unset = await expectCode(h.hsm.deleteKey(key.crn, { initiator: 'bob' }), 'KEY_DELETION_NOT_AUTHORIZED');
+    // Which step is missing is in the details, for callers (the CLI) that phrase their own advice.
+    expect((unset as BlockvaultError).details).toEqual({ keyCrn: key.crn, missing: 'authorization' });
     await expectCode(h.hsm.setKeyForDeletion(key.crn, {} as never), 'INVALID_ARGUMENT');
     const marked = await h.hsm.setKeyForDeletion(key.crn, { initiator: 'alice' });
     expect(marked.deletionAuthorizedBy).toBe('alice');
     expect(marked.deletionAuthorizedUntilMs).toBe(h.clock.nowMs() + 7 * 24 * 3_600_000);
     const same = await expectCode(h.hsm.deleteKey(key.crn, { initiator: 'alice' }), 'KEY_DELETION_NOT_AUTHORIZED');
     expect(same.message).toMatch(/different initiator/);
-    await expectCode(h.hsm.deleteKey(key.crn), 'KEY_DELETION_NOT_AUTHORIZED'); // dual authorization needs a named initiator
+    expect((same as BlockvaultError).details).toEqual({ keyCrn: key.crn, authorizedBy: 'alice' });
+    const anonymous = await expectCode(h.hsm.deleteKey(key.crn), 'KEY_DELETION_NOT_AUTHORIZED'); // dual authorization needs a named initiator
+    expect((anonymous as BlockvaultError).details).toEqual({ keyCrn: key.crn, missing: 'initiator' });
     const result = await h.hsm.deleteKey(key.crn, { initiator: 'bob' });
     expect(result.key.state).toBe(KeyState.Destroyed);
     const event = h.audit.list({ action: 'hs-crypto.secrets.delete', outcome: 'success' })[0]!;

@@ -5,7 +5,7 @@
 import { constants, publicEncrypt } from 'node:crypto';
 import { userInfo } from 'node:os';
 import type { Command } from 'commander';
-import { isBlockvaultError } from '../../errors.js';
+import { BlockvaultError, isBlockvaultError } from '../../errors.js';
 import type { ImportTokenInfo, RootKeyInfo } from '../../hsm/types.js';
 import { withCommonOptions, withEngine, type CliContext, type CommonOptions } from '../context.js';
 import type { EngineApi } from '../engine-port.js';
@@ -180,7 +180,11 @@ export function registerKeyCommands(program: Command, ctx: CliContext): void {
     .option('--initiator <name>', `who deletes it, for the audit log and dual authorization (default: $${INITIATOR_ENV} or your user name)`, defaultInitiator(ctx))
     .action(async (crn: string, options: CommonOptions & { force?: boolean; initiator: string }) => {
       await withEngine(ctx, options, async ({ engine, out }) => {
-        const result = await engine.hsm.deleteKey(crn, { initiator: options.initiator, ...(options.force === true ? { force: true } : {}) });
+        const result = await engine.hsm
+          .deleteKey(crn, { initiator: options.initiator, ...(options.force === true ? { force: true } : {}) })
+          .catch((error: unknown) => {
+            throw inCliTerms(error, crn);
+          });
         out.result(result, (o) => {
           o.line(`Key ${result.key.name} is ${result.key.stateName}: its material is destroyed.`);
           if (result.affectedResources.length > 0) {
@@ -286,4 +290,32 @@ export function printKey(o: Output, key: RootKeyInfo): void {
   o.line(`rotation:      ${key.rotationPolicy === null ? 'manual' : `every ${formatDurationMs(key.rotationPolicy.intervalMs)}`}`);
   o.line(`dual-auth del: ${key.dualAuthDelete ? `on${key.deletionAuthorizedBy ? ` (set for deletion by ${key.deletionAuthorizedBy})` : ''}` : 'off'}`);
   if (key.destroyedAtMs !== null) o.line(`destroyed:     ${isoTime(key.destroyedAtMs)}`);
+}
+
+/**
+ * deleteKey's refusals advise API calls (`{ force: true }`, `setKeyForDeletion`); through the CLI
+ * the same advice is a command line. Same code and details, the message in this CLI's terms.
+ */
+function inCliTerms(error: unknown, crn: string): unknown {
+  if (!isBlockvaultError(error)) return error;
+  if (error.code === 'KEY_IN_USE') {
+    const resources = (error.details?.resources as string[] | undefined) ?? [];
+    const listed = `${resources.slice(0, 3).join(', ')}${resources.length > 3 ? ', ...' : ''}`;
+    return new BlockvaultError(
+      'KEY_IN_USE',
+      `root key ${crn} protects ${resources.length} volume(s) (${listed}). Delete them and let their retention run out, ` +
+        `or run \`blockvault key delete ${crn} --force\` to cryptoshred them now: their data can then never be read again`,
+      error.details,
+    );
+  }
+  // Not yet set for deletion (the other refusals, such as the same initiator twice, give no API advice).
+  if (error.code === 'KEY_DELETION_NOT_AUTHORIZED' && error.details?.missing === 'authorization') {
+    return new BlockvaultError(
+      'KEY_DELETION_NOT_AUTHORIZED',
+      `root key ${crn} needs dual authorization to delete: one initiator runs \`blockvault key set-for-deletion ${crn} --initiator <name>\`, ` +
+        'then a different initiator runs `blockvault key delete` (with its own --initiator) within 7 days',
+      error.details,
+    );
+  }
+  return error;
 }
