@@ -1,6 +1,6 @@
 /** The pure-TypeScript backend: ts-xts.ts behind the XtsBackend interface. */
 import type { Direction, XtsBackend } from './backend.js';
-import { tsXtsDataUnitsInto, tsXtsSectorsInto } from './ts-xts.js';
+import { TsXtsKey, tsXtsDataUnitsInto, tsXtsSectorsInto } from './ts-xts.js';
 
 export const tsBackend: XtsBackend = {
   name: 'ts',
@@ -22,19 +22,18 @@ export const tsBackend: XtsBackend = {
     tsXtsDataUnitsInto(direction, key, tweaks, dataUnitSize, data, out);
     return out;
   },
-  // Kept simple: a private copy of the key, used with the plain per-call function (which
-  // expands the schedules per call, as before), zeroed by wipe().
+  // The schedules are expanded once here (TsXtsKey) and zeroed by wipe(); the key bytes are not kept.
   keyed(key) {
-    const own = Uint8Array.from(key);
+    const schedules = new TsXtsKey(key);
     return {
       sectorsInto(direction, firstSector, sectorSize, src, dst) {
-        tsXtsSectorsInto(direction, own, BigInt(firstSector), sectorSize, src, dst);
+        schedules.sectorsInto(direction, BigInt(firstSector), sectorSize, src, dst);
       },
       decryptSectorInPlace(sector, data) {
-        tsXtsSectorsInto('decrypt', own, BigInt(sector), data.length, data, data);
+        schedules.sectorsInto('decrypt', BigInt(sector), data.length, data, data);
       },
       wipe() {
-        own.fill(0);
+        schedules.wipe();
       },
     };
   },

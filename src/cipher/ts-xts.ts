@@ -6,8 +6,8 @@
  * Data units are whole multiples of the 16-byte AES block, so ciphertext stealing
  * (IEEE 1619-2007, 5.3.2 for a partial last block) never applies.
  *
- * Speed: the three key schedules a call can need (K1 forward, K1 inverse, K2 forward) are
- * expanded once per call, not per sector, and the blocks are read and written through
+ * Speed: the key schedules a call needs (K1 forward or inverse, K2 forward) are expanded once
+ * per call, not per sector, or once per key for a keyed handle (TsXtsKey), and the blocks are read and written through
  * Uint32Array views, in the little-endian word layout the AES core works in. Buffers that are
  * not 4-byte aligned (or a big-endian host) go through an aligned scratch data unit instead.
  */
@@ -43,23 +43,7 @@ export function tsXtsSectorsInto(
   src: Uint8Array,
   dst: Uint8Array,
 ): void {
-  const step = sectorSize / PLAIN64_UNIT_BYTES;
-  const first = firstSector * BigInt(step);
-  // Carry the 64-bit unit number as two 32-bit halves: no bigint arithmetic per sector.
-  let lo = Number(first & 0xffff_ffffn);
-  let hi = Number(first >> 32n);
-  let next = 0;
-  const tweakOf: TweakSource = (unitIndex, t) => {
-    assert(unitIndex === next, 'sector tweaks are generated in order');
-    setTweakNumber(t, lo, hi);
-    next++;
-    lo += step;
-    if (lo >= TWO_POW_32) {
-      lo -= TWO_POW_32;
-      hi++;
-    }
-  };
-  xtsUnits(direction, key, sectorSize, src, dst, tweakOf);
+  withSchedules(direction, key, (xk1, xk2) => xtsUnits(direction, xk1, xk2, sectorSize, src, dst, plain64Tweaks(firstSector, sectorSize)));
 }
 
 /** XTS over data units of `dataUnitSize` bytes with an explicit 16-byte tweak per unit. */
@@ -71,27 +55,93 @@ export function tsXtsDataUnitsInto(
   src: Uint8Array,
   dst: Uint8Array,
 ): void {
-  xtsUnits(direction, key, dataUnitSize, src, dst, (unitIndex, t) => loadTweakBytes(t, tweaks, unitIndex * 16));
+  withSchedules(direction, key, (xk1, xk2) =>
+    xtsUnits(direction, xk1, xk2, dataUnitSize, src, dst, (unitIndex, t) => loadTweakBytes(t, tweaks, unitIndex * 16)),
+  );
 }
 
+/**
+ * A key's three schedules expanded once (K1 forward and inverse, K2 forward), for the keyed
+ * handle: a 4 KiB sector per call would otherwise pay two or three expansions each time.
+ * wipe() zeroes them; the facade refuses calls after it, and so does this class.
+ */
+export class TsXtsKey {
+  readonly #xk1Enc: Uint32Array;
+  readonly #xk1Dec: Uint32Array;
+  readonly #xk2: Uint32Array;
+  #wiped = false;
+
+  constructor(key: Uint8Array) {
+    assert(key.length === 64, 'key is 64 bytes');
+    // IEEE 1619-2007, 5.1: Key = Key1 | Key2; Key1 encrypts the data, Key2 the tweak.
+    this.#xk1Enc = expandKeyEnc(key.subarray(0, 32));
+    this.#xk1Dec = expandKeyDec(key.subarray(0, 32));
+    this.#xk2 = expandKeyEnc(key.subarray(32, 64));
+  }
+
+  /** As tsXtsSectorsInto, under this key. */
+  sectorsInto(direction: Direction, firstSector: bigint, sectorSize: number, src: Uint8Array, dst: Uint8Array): void {
+    assert(!this.#wiped, 'a wiped key is not used');
+    const xk1 = direction === 'encrypt' ? this.#xk1Enc : this.#xk1Dec;
+    xtsUnits(direction, xk1, this.#xk2, sectorSize, src, dst, plain64Tweaks(firstSector, sectorSize));
+  }
+
+  wipe(): void {
+    this.#wiped = true;
+    this.#xk1Enc.fill(0);
+    this.#xk1Dec.fill(0);
+    this.#xk2.fill(0);
+  }
+}
+
+/** dm-crypt's plain64 tweaks of the sectors from `firstSector` on, in order. */
+function plain64Tweaks(firstSector: bigint, sectorSize: number): TweakSource {
+  const step = sectorSize / PLAIN64_UNIT_BYTES;
+  const first = firstSector * BigInt(step);
+  // Carry the 64-bit unit number as two 32-bit halves: no bigint arithmetic per sector.
+  let lo = Number(first & 0xffff_ffffn);
+  let hi = Number(first >> 32n);
+  let next = 0;
+  return (unitIndex, t) => {
+    assert(unitIndex === next, 'sector tweaks are generated in order');
+    setTweakNumber(t, lo, hi);
+    next++;
+    lo += step;
+    if (lo >= TWO_POW_32) {
+      lo -= TWO_POW_32;
+      hi++;
+    }
+  };
+}
+
+/** `run` with the schedules one call needs, zeroed afterwards: they are key material. */
+function withSchedules(direction: Direction, key: Uint8Array, run: (xk1: Uint32Array, xk2: Uint32Array) => void): void {
+  assert(key.length === 64, 'key is 64 bytes');
+  const key1 = key.subarray(0, 32);
+  const xk2 = expandKeyEnc(key.subarray(32, 64));
+  const xk1 = direction === 'encrypt' ? expandKeyEnc(key1) : expandKeyDec(key1);
+  try {
+    run(xk1, xk2);
+  } finally {
+    xk1.fill(0);
+    xk2.fill(0);
+  }
+}
+
+/** XTS over whole data units of `unitSize` bytes under the expanded schedules xk1 (data) and xk2 (tweak). */
 function xtsUnits(
   direction: Direction,
-  key: Uint8Array,
+  xk1: Uint32Array,
+  xk2: Uint32Array,
   unitSize: number,
   src: Uint8Array,
   dst: Uint8Array,
   tweakOf: TweakSource,
 ): void {
-  assert(key.length === 64, 'key is 64 bytes');
   assert(unitSize > 0 && unitSize % AES_BLOCK_BYTES === 0, 'data unit is whole AES blocks');
   assert(src.length === dst.length && src.length % unitSize === 0, 'src and dst hold whole data units');
   const unitCount = src.length / unitSize;
   const unitWords = unitSize >>> 2;
-  // IEEE 1619-2007, 5.1: Key = Key1 | Key2; Key1 encrypts the data, Key2 the tweak.
-  const key1 = key.subarray(0, 32);
-  const key2 = key.subarray(32, 64);
-  const xk2 = expandKeyEnc(key2);
-  const xk1 = direction === 'encrypt' ? expandKeyEnc(key1) : expandKeyDec(key1);
   const t = new Uint32Array(4);
   const fast = LITTLE_ENDIAN && isAligned32(src) && isAligned32(dst);
   let scratch: Uint8Array | undefined;
@@ -121,9 +171,7 @@ function xtsUnits(
       }
     }
   } finally {
-    // Round keys and tweaks are key material: leave none of it in the heap after the call.
-    xk1.fill(0);
-    xk2.fill(0);
+    // Tweaks and plaintext copies are key-dependent material: leave none of it in the heap.
     t.fill(0);
     scratch?.fill(0);
   }

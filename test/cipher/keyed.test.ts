@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
+import { TsXtsKey, tsXtsSectorsInto } from '../../src/cipher/ts-xts.js';
 import { BACKENDS, cipherFor, randomKey } from './helpers.js';
 
 const keyArb = fc
@@ -126,6 +127,23 @@ describe.each(BACKENDS)('keyed handle (%s backend)', (backend) => {
     expect(() => handle.encryptSectorsInto(0, 512, src, 'x' as unknown as Uint8Array)).toThrow(TypeError);
     // Empty batches are fine.
     handle.encryptSectorsInto(0, 512, Buffer.alloc(0), Buffer.alloc(0));
+  });
+});
+
+describe('TS keyed handles directly (TsXtsKey: schedules expanded once)', () => {
+  it('gives the per-call function\'s bytes in both directions, and after wipe() refuses to run on zeroed schedules', () => {
+    const key = randomKey();
+    const k = new TsXtsKey(key);
+    const plain = new Uint8Array(3 * 512).map((_, i) => i * 31);
+    const viaKey = new Uint8Array(plain.length);
+    const viaCall = new Uint8Array(plain.length);
+    k.sectorsInto('encrypt', 2n ** 40n, 512, plain, viaKey);
+    tsXtsSectorsInto('encrypt', key, 2n ** 40n, 512, plain, viaCall);
+    expect(Buffer.from(viaKey).equals(Buffer.from(viaCall))).toBe(true);
+    k.sectorsInto('decrypt', 2n ** 40n, 512, viaKey, viaKey);
+    expect(Buffer.from(viaKey).equals(Buffer.from(plain))).toBe(true);
+    k.wipe();
+    expect(() => k.sectorsInto('decrypt', 0n, 512, viaCall, viaCall)).toThrow(/wiped key is not used/);
   });
 });
 
