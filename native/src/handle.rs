@@ -1,19 +1,29 @@
-//! Keyed handles as N-API externals: a `SectorKey` in a Box, owned by the JS external value
-//! that `xtsKeyNew` returns, found again from that value on every keyed call.
+//! Keyed handles as N-API externals: the `SectorKey`s live in a thread-local map, and the
+//! external value that `xtsKeyNew` returns carries only the key's id.
 //!
 //! Why not napi-rs's `External<T>`: reading one back locks a process-wide mutex around a
 //! SipHash map of every external napi-rs made, and every `#[napi]` function with arguments
 //! opens a borrow-tracking scope (heap allocations, thread-local bookkeeping). Together about
 //! 100 ns per call, measured with perf: a fifth of decrypting one 4 KiB sector, which is the
-//! whole point of a keyed handle. This module keeps the same safety property (a pointer is
-//! dereferenced only if this thread created it and it is still alive) with a thread-local set.
+//! whole point of a keyed handle.
 //!
-//! Thread-local is exact, not an approximation: a JS value belongs to one isolate, whose JS
-//! runs on one thread (the main thread or one worker), and an external cannot be posted to
-//! another worker (structured clone refuses it). Its finalizer runs on that same thread.
+//! Why an id and a map rather than a pointer to the key:
+//!  - nothing is dereferenced: a key is reached only through the map, so a foreign external
+//!    (another addon's), a finalized handle or a handle from another thread can at worst name no
+//!    key; it can never reach freed or foreign memory;
+//!  - ids are never reused, unlike addresses: a handle whose key was finalized (an environment's
+//!    teardown finalizes even reachable values, and embedders such as Electron run several
+//!    environments on one thread) names no key rather than a newer key at the same address;
+//!  - a re-entrant borrow (none exists today: the calls run no JS) would be a RefCell error
+//!    caught by the panic guard, not two `&mut` to one key.
+//!
+//! Thread-local is exact: a JS value belongs to one isolate, whose JS runs on one thread (the
+//! main thread or one worker), an external cannot be posted to another worker (structured
+//! clone refuses it), and its finalizer runs on that same thread. Keys still in the map when
+//! the thread ends are dropped (zeroized) with it.
 
-use std::cell::RefCell;
-use std::collections::BTreeSet;
+use std::cell::{Cell, RefCell};
+use std::collections::BTreeMap;
 use std::ffi::c_void;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::ptr;
@@ -24,81 +34,86 @@ use napi::sys;
 use crate::keyed::SectorKey;
 
 thread_local! {
-    /// Addresses of the live `SectorKey`s whose externals this thread's environment holds. A
-    /// handful per open volume (one per loaded data-key generation), so a B-tree set: a lookup
-    /// is a few comparisons in one node.
-    static LIVE: RefCell<BTreeSet<usize>> = const { RefCell::new(BTreeSet::new()) };
+    /// The live keys of this thread's handles, by id. A handful per open volume (one per
+    /// loaded data-key generation): a lookup is a few comparisons in one B-tree node.
+    static LIVE: RefCell<BTreeMap<usize, SectorKey>> = const { RefCell::new(BTreeMap::new()) };
+    /// The next id: odd, so never equal to an aligned pointer another addon's external carries.
+    static NEXT_ID: Cell<usize> = const { Cell::new(1) };
 }
 
-/// Moves `key` into a new external value. Its finalizer (garbage collection, or the
-/// environment's teardown) drops the key, which zeroizes the schedules.
+/// Moves `key` into this thread's map and returns a new external value naming it. The
+/// external's finalizer (garbage collection, or the environment's teardown) drops the key,
+/// which zeroizes the schedules.
 pub fn new_external(env: sys::napi_env, key: SectorKey) -> Result<sys::napi_value> {
-    let payload = Box::into_raw(Box::new(key));
+    let id = NEXT_ID.with(|next| {
+        let id = next.get();
+        // 2^63 handles per thread before wrapping: never, in practice.
+        next.set(id.wrapping_add(2));
+        id
+    });
     let mut value = ptr::null_mut();
-    // SAFETY: `env` is the environment of the current call, on its own thread. `payload` is a
-    // live, uniquely owned allocation; on success the external owns it and `finalize` frees it
-    // exactly once, on failure it is freed below and never registered.
+    // SAFETY: `env` is the environment of the current call, on its own thread. The data
+    // pointer is the id, never dereferenced (by N-API or here); `finalize` takes no hint.
     let status = unsafe {
         sys::napi_create_external(
             env,
-            payload.cast(),
+            id as *mut c_void,
             Some(finalize),
             ptr::null_mut(),
             &mut value,
         )
     };
     if status != sys::Status::napi_ok {
-        // SAFETY: the external was not created, so `payload` is still ours alone.
-        drop(unsafe { Box::from_raw(payload) });
+        // `key` is dropped (zeroized) on return: it never entered the map.
         return Err(Error::new(
             Status::GenericFailure,
             "blockvault-native: could not create the key handle",
         ));
     }
-    LIVE.with(|live| live.borrow_mut().insert(payload as usize));
+    LIVE.with(|live| live.borrow_mut().insert(id, key));
     Ok(value)
 }
 
-/// Runs `body` with the key behind `value`, if `value` is a live handle made on this thread.
-/// `None`: it is not one (another kind of value, or another addon's external).
+/// Runs `body` with the key that `value` names, or returns `None` when `value` names no live
+/// key of this thread (another kind of value, another addon's external, a finalized handle).
 ///
-/// # Safety
-/// `env` and `value` are the environment and an argument of the current call, on this
-/// environment's thread, and `body` does not call into JS.
-pub unsafe fn with_key<R>(
+/// `body` gets a shared borrow of the map: calling a function of this module from inside it
+/// would panic (a RefCell borrow error), which the callers' panic guards turn into an error.
+pub fn with_key<R>(
+    env: sys::napi_env,
+    value: sys::napi_value,
+    body: impl FnOnce(&SectorKey) -> R,
+) -> Option<R> {
+    let id = id_of(env, value)?;
+    LIVE.with(|live| live.borrow().get(&id).map(body))
+}
+
+/// As `with_key`, with exclusive access (to wipe the key).
+pub fn with_key_mut<R>(
     env: sys::napi_env,
     value: sys::napi_value,
     body: impl FnOnce(&mut SectorKey) -> R,
 ) -> Option<R> {
-    let mut data: *mut c_void = ptr::null_mut();
-    // SAFETY: the caller passes a live `env` and `value`; for a value that is not an external
-    // N-API only returns an error status and leaves `data` null.
-    let status = unsafe { sys::napi_get_value_external(env, value, &mut data) };
-    if status != sys::Status::napi_ok || data.is_null() {
-        return None;
-    }
-    let address = data as usize;
-    if !LIVE.with(|live| live.borrow().contains(&address)) {
-        return None;
-    }
-    // SAFETY: the address is in LIVE, so `new_external` on this thread boxed a `SectorKey`
-    // there and `finalize` has not freed it (it unregisters first, and it cannot run during
-    // this call: the external is an argument, hence reachable). The reference lives only for
-    // `body`, which cannot re-enter JS, so no other call can make a second reference to the
-    // same key meanwhile: this `&mut` is the only reference.
-    let key = unsafe { &mut *data.cast::<SectorKey>() };
-    Some(body(key))
+    let id = id_of(env, value)?;
+    LIVE.with(|live| live.borrow_mut().get_mut(&id).map(body))
 }
 
-/// The external's finalizer: unregisters the key, then drops it (zeroizing its schedules).
+/// The id an external carries, or `None` for any other value.
+fn id_of(env: sys::napi_env, value: sys::napi_value) -> Option<usize> {
+    let mut data: *mut c_void = ptr::null_mut();
+    // SAFETY: `env` and `value` come from the current call (every caller passes an argument of
+    // it); for a value that is not an external N-API only returns an error status. The pointer
+    // is read as a number, never dereferenced.
+    let status = unsafe { sys::napi_get_value_external(env, value, &mut data) };
+    (status == sys::Status::napi_ok).then_some(data as usize)
+}
+
+/// The external's finalizer: removes the key from the map, which drops and zeroizes it.
 unsafe extern "C" fn finalize(_env: sys::napi_env, data: *mut c_void, _hint: *mut c_void) {
-    // Nothing may unwind into N-API; a panic here would only come from the registry.
+    // Nothing may unwind into N-API. During the thread's exit the map may already be gone
+    // (its keys were dropped with it): then there is nothing left to remove.
     let _ = catch_unwind(AssertUnwindSafe(|| {
-        // During the thread's exit the registry may already be gone: then nothing is looked up
-        // any more either.
-        let _ = LIVE.try_with(|live| live.borrow_mut().remove(&(data as usize)));
+        let removed = LIVE.try_with(|live| live.borrow_mut().remove(&(data as usize)));
+        drop(removed);
     }));
-    // SAFETY: `data` is the payload `new_external` boxed and handed to exactly this external,
-    // whose finalizer runs once; no call holds a reference to it (the value is unreachable).
-    drop(unsafe { Box::from_raw(data.cast::<SectorKey>()) });
 }

@@ -28,8 +28,8 @@ use std::mem::MaybeUninit;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use napi::bindgen_prelude::{
-    AsyncTask, BigInt, Buffer, BufferSlice, Either, Env, Error, JsValue, Object, Result, Status,
-    Unknown, ValueType,
+    AsyncTask, BigInt, Buffer, BufferSlice, Either, Env, Error, FromNapiValue, JsValue, Object,
+    Result, Status, Unknown, ValueType,
 };
 use napi_derive::napi;
 
@@ -41,9 +41,10 @@ use crate::tweak::TweakSource;
 use crate::validate::{Aliasing, ArgError};
 use crate::xts::{Direction, XtsAes256};
 
-/// A Buffer (or any Uint8Array), or whatever else the caller passed, so a wrong type gets an
-/// error that names the argument rather than napi's generic conversion message.
-type BufferArg<'a> = Either<Buffer, Unknown<'a>>;
+/// A Buffer (or any Uint8Array), or whatever else the caller passed: `buffer_arg` checks it
+/// (like `raw_bytes`: Uint8Array views of an ArrayBuffer only), so a wrong type gets an error
+/// that names the argument rather than napi's generic conversion message.
+type BufferArg<'a> = Unknown<'a>;
 type BigIntArg<'a> = Either<BigInt, Unknown<'a>>;
 type NumberArg<'a> = Either<f64, Unknown<'a>>;
 
@@ -228,13 +229,21 @@ pub fn xts_key_new<'env>(env: &'env Env, key: BufferArg<'_>) -> Result<Unknown<'
 /// Zeroizes the handle's key schedules now; every later call with it throws. Idempotent.
 #[napi(ts_args_type = "key: ExternalObject<'XtsKeyState'>")]
 pub fn xts_key_wipe(key: Unknown<'_>) -> Result<()> {
-    with_handle(&key, SectorKey::wipe)
+    let raw = key.value();
+    guard(|| {
+        handle::with_key_mut(raw.env, raw.value, SectorKey::wipe)
+            .ok_or_else(|| raw_calls::not_a_handle(&key))
+    })
 }
 
 /// Whether `xtsKeyWipe` was called on the handle.
 #[napi(ts_args_type = "key: ExternalObject<'XtsKeyState'>")]
 pub fn xts_key_wiped(key: Unknown<'_>) -> Result<bool> {
-    with_handle(&key, |key| key.is_wiped())
+    let raw = key.value();
+    guard(|| {
+        handle::with_key(raw.env, raw.value, SectorKey::is_wiped)
+            .ok_or_else(|| raw_calls::not_a_handle(&key))
+    })
 }
 
 // The per-sector keyed calls `xtsKeyEncryptInto(key, firstSector, sectorSize, src, dst)`,
@@ -244,15 +253,6 @@ pub fn xts_key_wiped(key: Unknown<'_>) -> Result<bool> {
 pub fn register_raw_calls(exports: Object<'_>, env: Env) -> Result<()> {
     // SAFETY: module init: `env` and `exports` are the module's environment and exports.
     unsafe { raw_calls::register(env.raw(), exports.raw()) }
-}
-
-/// `body` on the key behind the handle `key`, or the error for a value that is not a handle.
-fn with_handle<R>(key: &Unknown<'_>, body: impl FnOnce(&mut SectorKey) -> R) -> Result<R> {
-    let raw = key.value();
-    // SAFETY: `raw` is an argument of the current call, on its environment's thread, and the
-    // bodies given here (wipe, is_wiped) run no JS.
-    unsafe { handle::with_key(raw.env, raw.value, body) }
-        .ok_or_else(|| raw_calls::not_a_handle(key))
 }
 
 /// The handle's expanded key, or the error every call on a wiped handle gives.
@@ -316,16 +316,19 @@ fn keyed_process(
 /// The data pointer and byte length of a Buffer or Uint8Array argument, read straight from
 /// N-API in one call (no reference is created, unlike napi-rs's `Buffer`: that costs more
 /// than a 4 KiB sector's AES). The pointer is non-null whenever the length is not zero.
-/// Other typed arrays are refused: N-API reports their length in elements, not bytes.
+/// Other typed arrays are refused: N-API reports their length in elements, not bytes. So are
+/// views of a SharedArrayBuffer: another thread could write the bytes while the cipher reads
+/// them, a data race on memory Rust treats as exclusively borrowed.
 fn raw_bytes(arg: &'static str, value: &Unknown<'_>) -> Result<(*mut u8, usize)> {
     let raw = value.value();
     let mut kind = -1;
     let mut len = 0usize;
     let mut data: *mut std::ffi::c_void = std::ptr::null_mut();
+    let mut buffer: napi::sys::napi_value = std::ptr::null_mut();
     // SAFETY: `raw.env` and `raw.value` are the environment and a live argument of the current
-    // call on the JS thread. The out-pointers for kind, length and data point to live locals of
-    // the right types; the array buffer and offset outputs are not wanted (null is allowed).
-    // For a value that is not a typed array the call only returns `napi_invalid_arg`.
+    // call on the JS thread. The out-pointers point to live locals of the right types; the
+    // offset output is not wanted (null is allowed). For a value that is not a typed array the
+    // call only returns `napi_invalid_arg`.
     let status = unsafe {
         napi::sys::napi_get_typedarray_info(
             raw.env,
@@ -333,7 +336,7 @@ fn raw_bytes(arg: &'static str, value: &Unknown<'_>) -> Result<(*mut u8, usize)>
             &mut kind,
             &mut len,
             &mut data,
-            std::ptr::null_mut(),
+            &mut buffer,
             std::ptr::null_mut(),
         )
     };
@@ -341,6 +344,16 @@ fn raw_bytes(arg: &'static str, value: &Unknown<'_>) -> Result<(*mut u8, usize)>
         return Err(invalid(ArgError::new(
             arg,
             format!("expected a Buffer or Uint8Array, got {}", describe(value)),
+        )));
+    }
+    let mut plain = false;
+    // SAFETY: `buffer` is the typed array's backing buffer, just returned for this call's
+    // environment; `plain` is a live bool. False for a SharedArrayBuffer.
+    let status = unsafe { napi::sys::napi_is_arraybuffer(raw.env, buffer, &mut plain) };
+    if status != napi::sys::Status::napi_ok || !plain {
+        return Err(invalid(ArgError::new(
+            arg,
+            "a view of a SharedArrayBuffer is not accepted (another thread could change it during the call); copy it into a Buffer first",
         )));
     }
     if len > 0 && data.is_null() {
@@ -552,13 +565,12 @@ fn transform_into(
 }
 
 fn buffer_arg(arg: &'static str, value: BufferArg<'_>) -> Result<Buffer> {
-    match value {
-        Either::A(buffer) => Ok(buffer),
-        Either::B(other) => Err(invalid(ArgError::new(
-            arg,
-            format!("expected a Buffer or Uint8Array, got {}", describe(&other)),
-        ))),
-    }
+    // The same checks as the keyed calls' arguments (a Uint8Array, no SharedArrayBuffer view).
+    raw_bytes(arg, &value)?;
+    let raw = value.value();
+    // SAFETY: `raw` is a live argument of the current call, checked above to be a Uint8Array
+    // over a plain ArrayBuffer, which napi-rs's Buffer conversion accepts.
+    unsafe { Buffer::from_napi_value(raw.env, raw.value) }
 }
 
 fn number_arg(arg: &'static str, value: NumberArg<'_>) -> Result<f64> {

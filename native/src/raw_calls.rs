@@ -95,31 +95,29 @@ unsafe extern "C" fn decrypt_sector_in_place(
         // SAFETY: `env` and `data` are this call's; nothing runs JS until `raw_bytes`'s
         // pointer is last used inside `keyed_process`.
         let (ptr, len) = raw_bytes("data", &unsafe { Unknown::from_raw_unchecked(env, data) })?;
-        // SAFETY: `env` and `key` are this call's, and the body runs no JS.
-        unsafe {
-            keyed(env, key, |cipher| {
-                let sector = validate::first_sector_number(sector).map_err(|mut e| {
-                    e.arg = "sector";
-                    invalid(e)
-                })?;
-                let sector_size = validate::sector_size(len as f64).map_err(|_| {
-                    invalid(ArgError::new(
-                        "data",
-                        format!("expected one sector of 512 or 4096 bytes, got {len} bytes"),
-                    ))
-                })?;
-                // The same memory twice: keyed_process decrypts it in place.
-                keyed_process(
-                    cipher,
-                    Direction::Decrypt,
-                    sector,
-                    sector_size,
+        // The cipher runs no JS: `raw_bytes`'s pointers stay valid until it returns.
+        keyed(env, key, |cipher| {
+            let sector = validate::first_sector_number(sector).map_err(|mut e| {
+                e.arg = "sector";
+                invalid(e)
+            })?;
+            let sector_size = validate::sector_size(len as f64).map_err(|_| {
+                invalid(ArgError::new(
                     "data",
-                    (ptr, len),
-                    (ptr, len),
-                )
-            })
-        }
+                    format!("expected one sector of 512 or 4096 bytes, got {len} bytes"),
+                ))
+            })?;
+            // The same memory twice: keyed_process decrypts it in place.
+            keyed_process(
+                cipher,
+                Direction::Decrypt,
+                sector,
+                sector_size,
+                "data",
+                (ptr, len),
+                (ptr, len),
+            )
+        })
     });
     // SAFETY: `env` is this call's.
     unsafe { finish(env, outcome) }
@@ -141,22 +139,20 @@ unsafe fn sectors_into(
         let src = raw_bytes("src", &unsafe { Unknown::from_raw_unchecked(env, src) })?;
         // SAFETY: as above.
         let dst = raw_bytes("dst", &unsafe { Unknown::from_raw_unchecked(env, dst) })?;
-        // SAFETY: `env` and `key` are this call's, and the body runs no JS.
-        unsafe {
-            keyed(env, key, |cipher| {
-                let first_sector = validate::first_sector_number(first_sector).map_err(invalid)?;
-                let sector_size = validate::sector_size(sector_size).map_err(invalid)?;
-                keyed_process(
-                    cipher,
-                    direction,
-                    first_sector,
-                    sector_size,
-                    "src",
-                    src,
-                    dst,
-                )
-            })
-        }
+        // The cipher runs no JS: `raw_bytes`'s pointers stay valid until it returns.
+        keyed(env, key, |cipher| {
+            let first_sector = validate::first_sector_number(first_sector).map_err(invalid)?;
+            let sector_size = validate::sector_size(sector_size).map_err(invalid)?;
+            keyed_process(
+                cipher,
+                direction,
+                first_sector,
+                sector_size,
+                "src",
+                src,
+                dst,
+            )
+        })
     });
     // SAFETY: `env` is this call's.
     unsafe { finish(env, outcome) }
@@ -188,16 +184,12 @@ unsafe fn args<const N: usize>(
 }
 
 /// The handle's unwiped key, given to `body`.
-///
-/// # Safety
-/// As `handle::with_key`.
-unsafe fn keyed<R>(
+fn keyed<R>(
     env: sys::napi_env,
     key: sys::napi_value,
     body: impl FnOnce(&crate::xts::XtsAes256) -> Result<R>,
 ) -> Result<R> {
-    // SAFETY: the caller's contract.
-    unsafe { handle::with_key(env, key, |key| body(unwiped(key)?)) }.unwrap_or_else(|| {
+    handle::with_key(env, key, |key| body(unwiped(key)?)).unwrap_or_else(|| {
         // SAFETY: `key` is one of this call's arguments.
         Err(not_a_handle(&unsafe {
             Unknown::from_raw_unchecked(env, key)

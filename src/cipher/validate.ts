@@ -23,7 +23,14 @@ export const DATA_UNIT_BYTES_MAX = 2 ** 20;
 const TWEAK_MAX = 2n ** 64n - 1n;
 
 export function checkBytes(value: unknown, name: string): Uint8Array {
-  if (value instanceof Uint8Array) return value;
+  if (value instanceof Uint8Array) {
+    // Another thread could change shared memory while the cipher reads or writes it (a data
+    // race in the native code); the addon refuses such views too.
+    if (value.buffer instanceof SharedArrayBuffer) {
+      throw new TypeError(`${name} must not be a view of a SharedArrayBuffer (another thread could change it during the call); copy it into a Buffer first`);
+    }
+    return value;
+  }
   throw new TypeError(`${name} must be a Uint8Array or Buffer, got ${describe(value)}`);
 }
 

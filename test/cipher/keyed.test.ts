@@ -179,6 +179,15 @@ describe('native keyed handles directly (their own checks, behind the facade)', 
       expect(() => addon.xtsKeyWipe(handle)).toThrow(message);
       expect(() => addon.xtsKeyWiped(handle)).toThrow(message);
     }
+    // Views of shared memory: another thread could write them during the call (a data race).
+    const sharedView = new Uint8Array(new SharedArrayBuffer(1024));
+    expect(() => addon.xtsKeyEncryptInto(k, 0, 512, sharedView, buf)).toThrow(/src: a view of a SharedArrayBuffer is not accepted/);
+    expect(() => addon.xtsKeyDecryptInto(k, 0, 512, buf, sharedView)).toThrow(/dst: a view of a SharedArrayBuffer is not accepted/);
+    expect(() => addon.xtsKeyDecryptSectorInPlace(k, 0, sharedView.subarray(0, 512))).toThrow(/data: a view of a SharedArrayBuffer is not accepted/);
+    const sharedBuffer = Buffer.from(new SharedArrayBuffer(512));
+    expect(() => addon.xtsEncryptSectorsInto(key, 0n, 512, sharedBuffer, Buffer.alloc(512))).toThrow(/src: a view of a SharedArrayBuffer is not accepted/);
+    expect(() => addon.xtsEncryptSectors(key, 0n, 512, sharedBuffer)).toThrow(/data: a view of a SharedArrayBuffer is not accepted/);
+    expect(() => addon.xtsEncryptSectorsAsync(key, 0n, 512, sharedBuffer)).toThrow(/data: a view of a SharedArrayBuffer is not accepted/);
     expect(() => addon.xtsKeyEncryptInto(k, '0' as unknown as number, 512, buf, buf)).toThrow('firstSector: expected a number, got a string');
     expect(() => addon.xtsKeyDecryptInto(k, 0, undefined as unknown as number, buf, buf)).toThrow('sectorSize: expected a number, got undefined');
     expect(() => addon.xtsKeyDecryptSectorInPlace(k, 1n as unknown as number, Buffer.alloc(512))).toThrow('sector: expected a number, got a bigint');

@@ -73,6 +73,22 @@ describe.each(BACKENDS)('argument validation, %s backend', (backend) => {
     );
   });
 
+  it('views of a SharedArrayBuffer are refused wherever bytes go in or out (key, data, dst, keyed calls)', async () => {
+    const shared = (bytes: Uint8Array): Uint8Array => {
+      const view = new Uint8Array(new SharedArrayBuffer(bytes.length));
+      view.set(bytes);
+      return view;
+    };
+    const sab = /must not be a view of a SharedArrayBuffer/;
+    await expectSectorError(xts(), [shared(KEY), 0, 4096, SECTOR], TypeError, /^key must not be a view of a SharedArrayBuffer/);
+    await expectSectorError(xts(), [KEY, 0, 4096, shared(SECTOR)], TypeError, /^(data|src) must not be a view of a SharedArrayBuffer/);
+    expect(() => xts().encryptSectorsInto(KEY, 0, 4096, SECTOR, shared(SECTOR))).toThrow(/^dst must not be a view of a SharedArrayBuffer/);
+    const handle = xts().keyed(KEY);
+    expect(() => handle.encryptSectorsInto(0, 4096, shared(SECTOR), Buffer.alloc(4096))).toThrow(sab);
+    expect(() => handle.decryptSectorInPlace(0, shared(SECTOR))).toThrow(sab);
+    handle.wipe();
+  });
+
   it('data: not a whole number of sectors -> RangeError, never truncation', async () => {
     for (const [size, length] of [[4096, 4095], [4096, 4097], [4096, 512], [512, 511], [512, 1000], [512, 16]] as const) {
       await expectSectorError(
