@@ -39,6 +39,7 @@ import {
   type ClusterView,
 } from './cluster-format.js';
 import type { WriteBudget } from './write-budget.js';
+import type { ValuePins } from './buffer-slab.js';
 
 export type VolumeLayout = 'compact' | 'split';
 
@@ -65,6 +66,8 @@ export interface ClusterStoreOptions {
   metaCacheEpoch: () => number | null;
   /** Bound of the meta cache, in clusters (default META_CACHE_CLUSTERS_MAX; 0 turns it off). */
   metaCacheClustersMax?: number;
+  /** Told about every value handed to LMDB and when its commit settles (the core's ciphertext slabs). */
+  valuePins?: ValuePins;
 }
 
 export interface ClusterStore {
@@ -150,10 +153,14 @@ class PendingWrites {
   private batchPromise: Promise<boolean> | null = null;
   private batchEntries: Pending[] = [];
 
-  /** `onFailure` runs when a commit fails (the stored state is then not what was issued). */
+  /**
+   * `onFailure` runs when a commit fails (the stored state is then not what was issued); `pins`
+   * hears of each value handed to LMDB and of its commit settling.
+   */
   constructor(
     private readonly budget: WriteBudget,
     private readonly onFailure: () => void,
+    private readonly pins: ValuePins | undefined,
   ) {}
 
   issue(db: Database<Buffer, Buffer>, overlay: Map<number, Pending>, index: number, key: Buffer, value: Buffer | null): Promise<boolean> {
@@ -161,6 +168,7 @@ class PendingWrites {
     const entry: Pending = { value, overlay, index, budgetBytes };
     overlay.set(index, entry);
     this.budget.take(budgetBytes);
+    if (value !== null) this.pins?.pin(value);
     const written = value === null ? db.remove(key) : db.put(key, value);
     if (written === this.batchPromise) {
       this.batchEntries.push(entry);
@@ -204,6 +212,8 @@ class PendingWrites {
     for (const entry of entries) {
       this.budget.give(entry.budgetBytes);
       if (entry.overlay.get(entry.index) === entry) entry.overlay.delete(entry.index);
+      // Last: the overlay no longer shows it, and lmdb-js finished with it at the commit.
+      if (entry.value !== null) this.pins?.unpin(entry.value);
     }
   }
 }
@@ -253,8 +263,9 @@ abstract class StoreBase {
     protected readonly deps: ClusterStoreDeps,
     protected readonly storeId: number,
     protected readonly g: ClusterGeometry,
+    valuePins?: ValuePins,
   ) {
-    this.writes = new PendingWrites(deps.budget, () => this.onCommitFailure());
+    this.writes = new PendingWrites(deps.budget, () => this.onCommitFailure(), valuePins);
     this.lookup = new LookupKey(storeId);
   }
 
@@ -420,7 +431,7 @@ export class SplitStore extends StoreBase implements ClusterStore {
   private bodyReadView: Uint8Array | undefined = undefined;
 
   constructor(deps: ClusterStoreDeps, storeId: number, g: ClusterGeometry, options: ClusterStoreOptions = { metaCacheEpoch: () => null }) {
-    super(deps, storeId, g);
+    super(deps, storeId, g, options.valuePins);
     assert(g.sectorSize === 4096, 'the split layout is for 4096-byte sectors');
     this.metaCache = new MetaCache(options.metaCacheClustersMax ?? META_CACHE_CLUSTERS_MAX);
     this.metaCacheEpoch = options.metaCacheEpoch;
@@ -602,7 +613,7 @@ export function createClusterStore(
   g: ClusterGeometry,
   options?: ClusterStoreOptions,
 ): ClusterStore {
-  return layout === 'split' ? new SplitStore(deps, storeId, g, options) : new CompactStore(deps, storeId, g);
+  return layout === 'split' ? new SplitStore(deps, storeId, g, options) : new CompactStore(deps, storeId, g, options?.valuePins);
 }
 
 /**

@@ -20,7 +20,7 @@ import { type ClusterGeometry, type ClusterView, type SectorCipher, decodeCluste
 import { createClusterStore, type ClusterStore, type VolumeLayout } from './cluster-store.js';
 import { KeyRing } from './data-key.js';
 import { OpQueue, type StepResult, stepPending } from './op-queue.js';
-import { BufferSlab } from './buffer-slab.js';
+import { BufferSlab, CiphertextSlabs } from './buffer-slab.js';
 import { stateOf, type VolumeRecord } from './record.js';
 import type { WriteBudget } from './write-budget.js';
 
@@ -54,11 +54,12 @@ export class VolumeCore {
   private readonly keyViews = new WeakMap<Uint8Array, Buffer>();
   /**
    * Where single-sector reads get their plaintext buffers and writes their ciphertext buffers
-   * (buffer-slab.ts: for one sector, allocating is the costly part). Two slabs, so a read's
-   * buffer never shares memory with ciphertext.
+   * (buffer-slab.ts: for one sector, allocating is the costly part). Separate slabs, so a read's
+   * buffer never shares memory with ciphertext; the ciphertext slabs are reused once the puts
+   * that reference them have settled (the store pins and unpins its values).
    */
   private readonly readSlab = new BufferSlab();
-  private readonly writeSlab = new BufferSlab();
+  private readonly writeSlab = new CiphertextSlabs();
   /** Handles and targets holding this core open. */
   refs = 0;
 
@@ -74,6 +75,8 @@ export class VolumeCore {
     // under a new write generation, which starts a new cache epoch (cluster-store.ts, MetaCache).
     this.store = createClusterStore(currentRecord.layout, deps, currentRecord.storeId, this.geometry, {
       metaCacheClustersMax: deps.metaCacheClustersMax,
+      // The ciphertext slabs are reused once LMDB and the overlay are done with them.
+      valuePins: this.writeSlab,
       metaCacheEpoch: () => {
         const generation = this.currentRecord.writeGeneration;
         return this.keys.size === 1 && this.keys.has(generation) ? generation : null;

@@ -4,11 +4,12 @@
  * never touched by later reads or writes, and two volumes' reads never share memory. Overlay
  * entries settled per lmdb-js batch (cluster-store.ts, PendingWrites) and one reused key buffer per
  * store (LookupKey): the lmdb-js behaviours those rely on, and every entry and budget byte
- * returned after the commits.
+ * returned after the commits. Ciphertext slabs (CiphertextSlabs) reused only once every value
+ * cut from them has settled.
  */
 import { randomBytes } from 'node:crypto';
-import { afterAll, describe, expect, it } from 'vitest';
-import { BufferSlab, SLAB_BYTES } from '../../src/volume/buffer-slab.js';
+import { afterAll, describe, expect, it, vi } from 'vitest';
+import { BufferSlab, CiphertextSlabs, FREE_SLABS_MAX, SLAB_BYTES } from '../../src/volume/buffer-slab.js';
 import { CoreHarness } from '../helpers/core-harness.js';
 import { makeTempDir, removeTempDirs } from '../helpers/temp-dir.js';
 
@@ -42,6 +43,66 @@ describe('BufferSlab', () => {
     expect(slab.take(512).buffer).not.toBe(small.buffer);
     expect(() => slab.take(0)).toThrow();
     expect(() => slab.take(1.5)).toThrow();
+  });
+});
+
+describe('CiphertextSlabs', () => {
+  const PER_SLAB = SLAB_BYTES / 4096;
+
+  it('reuses a slab once every pinned value in it is unpinned, and never while one is pinned', () => {
+    const slabs = new CiphertextSlabs();
+    const first = Array.from({ length: PER_SLAB }, () => slabs.take(4096));
+    const firstMemory = first[0]!.buffer;
+    expect(new Set(first.map((b) => b.buffer)).size).toBe(1);
+    first.forEach((b, i) => b.fill(i + 1));
+    slabs.pin(first[3]!);
+    slabs.pin(first[3]!.subarray(0, 4072)); // the split layout pins a view of the sector's body
+    // Many slabs' worth of takes: the pinned slab is never cut again, its bytes never change.
+    for (let i = 0; i < PER_SLAB * (FREE_SLABS_MAX + 3); i++) {
+      const b = slabs.take(4096);
+      expect(b.buffer).not.toBe(firstMemory);
+      b.fill(0xee);
+    }
+    expect(first[3]!.every((x) => x === 4)).toBe(true);
+    slabs.unpin(first[3]!);
+    expect(slabs.freeCount).toBe(0);
+    slabs.unpin(first[3]!.subarray(0, 4072));
+    expect(slabs.freeCount).toBe(1);
+    // Close the current slab with a value pinned in it: the next slab is the freed one.
+    const held = slabs.take(4096);
+    slabs.pin(held);
+    let next = slabs.take(4096);
+    while (next.buffer === held.buffer) next = slabs.take(4096);
+    expect(next.buffer).toBe(firstMemory);
+    expect(() => slabs.unpin(first[3]!)).toThrow(/unpinned once per pin/);
+  });
+
+  it('reuses a slab closed with nothing pinned (values copied elsewhere), keeps at most FREE_SLABS_MAX, ignores foreign values', () => {
+    const slabs = new CiphertextSlabs();
+    const a = slabs.take(4096);
+    for (let i = 1; i < PER_SLAB; i++) slabs.take(4096);
+    // Closing a's slab with nothing pinned in it frees it, and it is the next slab at once.
+    expect(slabs.take(4096).buffer).toBe(a.buffer);
+    expect(slabs.freeCount).toBe(0);
+    // Pin one value in each of many slabs, then unpin them all: only FREE_SLABS_MAX stay.
+    const pinned: Buffer[] = [];
+    for (let s = 0; s < FREE_SLABS_MAX + 4; s++) {
+      const v = slabs.take(4096);
+      slabs.pin(v);
+      pinned.push(v);
+      for (let i = 1; i < PER_SLAB; i++) slabs.take(4096);
+    }
+    slabs.take(4096);
+    for (const v of pinned) slabs.unpin(v);
+    expect(slabs.freeCount).toBe(FREE_SLABS_MAX);
+    // Values from elsewhere (meta values, big writes) are not tracked.
+    const big = slabs.take(SLAB_BYTES / 4 + 1);
+    slabs.pin(big);
+    slabs.unpin(big);
+    slabs.unpin(Buffer.alloc(16));
+    slabs.release();
+    expect(slabs.freeCount).toBe(0);
+    slabs.unpin(pinned[0]!); // forgotten slabs are ignored, not an error
   });
 });
 
@@ -126,7 +187,23 @@ describe('commits settle per lmdb-js batch', () => {
     }
   });
 
+  it('lmdb-js is done with a put value when its promise resolves (what lets ciphertext slabs be reused after the commit)', async () => {
+    const h = await CoreHarness.open({ dir: makeTempDir(), backend: 'native', sectorSize: 4096, clusterSectors: 8, layout: 'split', sizeBytes: 1024 * 1024 });
+    try {
+      const values = Array.from({ length: 64 }, (_, i) => Buffer.alloc(4072, i + 1));
+      const key = (i: number) => Buffer.from(`k${String(i).padStart(3, '0')}`);
+      await Promise.all(values.map((v, i) => h.sectors.put(key(i), v)));
+      for (const v of values) v.fill(0xee); // after the commits: must not reach the database
+      await h.sectors.put(key(999), Buffer.alloc(8)); // and not on a later commit either
+      values.forEach((_, i) => expect(h.sectors.getBinary(key(i))!.every((x) => x === i + 1), `value ${i}`).toBe(true));
+    } finally {
+      await h.close();
+    }
+  });
+
   it('every overlay entry and budget byte comes back once all writes resolve, and reads saw each write at once', async () => {
+    // The ciphertext slabs cycle many times over here: count the distinct slabs writes were cut from.
+    const take = vi.spyOn(CiphertextSlabs.prototype, 'take');
     const sizeBytes = 2 * 1024 * 1024;
     const h = await CoreHarness.open({ dir: makeTempDir(), backend: 'native', sectorSize: 4096, clusterSectors: 8, layout: 'split', sizeBytes, writeBufferBytesMax: 256 * 1024 });
     try {
@@ -147,7 +224,11 @@ describe('commits settle per lmdb-js batch', () => {
       for (let s = 0; s < sizeBytes / 4096; s++) {
         expect(Buffer.from(await h.core.read(s * 4096, 4096)).equals(model.subarray(s * 4096, (s + 1) * 4096)), `sector ${s}`).toBe(true);
       }
+      const slabsUsed = new Set(take.mock.results.map((r) => (r.value as Buffer).buffer)).size;
+      expect(take.mock.results.length).toBe(600);
+      expect(slabsUsed).toBeLessThan(600 / (SLAB_BYTES / 4096) / 2);
     } finally {
+      take.mockRestore();
       await h.close();
     }
   });
