@@ -9,8 +9,8 @@ export type CipherBackendName = 'native' | 'ts';
 export type Direction = 'encrypt' | 'decrypt';
 
 /**
- * A data key prepared once for many calls (the native backend expands its AES key schedules
- * once). Arguments arrive validated, as for XtsBackend; firstSector is a safe integer.
+ * A data key prepared once for many calls (both backends expand its AES key schedules once and
+ * zero them on wipe). Arguments arrive validated, as for XtsBackend; firstSector is a safe integer.
  */
 export interface BackendKeyHandle {
   sectorsInto(direction: Direction, firstSector: number, sectorSize: number, src: Uint8Array, dst: Uint8Array): void;

@@ -41,8 +41,8 @@ export interface XtsCipherOptions {
 export type SectorNumber = number | bigint;
 
 /**
- * A data key prepared once for many sector calls (XtsCipher.keyed): on the native backend the
- * AES key schedules are expanded once here instead of on every call. Same output as the
+ * A data key prepared once for many sector calls (XtsCipher.keyed): on both backends the AES
+ * key schedules are expanded once here instead of on every call. Same output as the
  * plain calls with the same key. Sector numbers are numbers (safe integers) only.
  */
 export interface XtsKeyHandle {

@@ -1,6 +1,6 @@
 /**
- * XtsCipher.keyed: a handle that validates and prepares a key once (the native backend expands
- * its AES schedules once) gives exactly the plain API's bytes on both backends, in place too;
+ * XtsCipher.keyed: a handle that validates and prepares a key once (both backends expand its
+ * AES schedules once) gives exactly the plain API's bytes on both backends, in place too;
  * wipe() makes every later call throw; bad arguments are refused like the plain calls.
  */
 import { spawnSync } from 'node:child_process';
