@@ -74,11 +74,16 @@ export interface WaitOptions {
   timeoutMs?: number;
 }
 
-/** `wait()` gave up; the task itself goes on. errors.ts has no TIMEOUT code yet, hence this class. */
-export class TaskWaitTimeoutError extends Error {
-  readonly code = 'TIMEOUT';
-  constructor(readonly taskId: string, readonly timeoutMs: number) {
-    super(`Rotation task ${taskId} did not finish within ${timeoutMs} ms; it is still running. Wait again or check engine.tasks.get().`);
+/** `wait()` gave up; the task itself goes on. A BlockvaultError with code TIMEOUT, like every failure a caller can cause. */
+export class TaskWaitTimeoutError extends BlockvaultError {
+  constructor(
+    readonly taskId: string,
+    readonly timeoutMs: number,
+  ) {
+    super('TIMEOUT', `Rotation task ${taskId} did not finish within ${timeoutMs} ms; it is still running. Wait again or check engine.tasks.get().`, {
+      taskId,
+      timeoutMs,
+    });
     this.name = 'TaskWaitTimeoutError';
   }
 }

@@ -2,14 +2,16 @@
  * Shared test setup for the cipher suites.
  *
  * Every suite runs against both backends. BLOCKVAULT_REQUIRE_NATIVE decides what happens when
- * the native addon cannot load: unless it is '0', the native cases still run and FAIL (with the
- * load error), because CI builds the addon strictly and a silently skipped backend would hide a
- * broken build. Set BLOCKVAULT_REQUIRE_NATIVE=0 on a machine without cargo to run the TS half only.
+ * the native addon cannot load, as for the other suites (test/helpers/cipher-backends.ts): with
+ * '1' (CI, which builds the addon strictly) the native cases still run and FAIL with the load
+ * error, so a broken build cannot hide; otherwise they are left out, and the backend-selection
+ * suite shows a skipped test naming the load error. On a machine without cargo, npm test then
+ * runs the TS half.
  */
 import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
 import { XtsCipher, nativeCipherStatus, type CipherBackendName } from '../../src/cipher/index.js';
 
-export const REQUIRE_NATIVE = process.env.BLOCKVAULT_REQUIRE_NATIVE !== '0';
+export const REQUIRE_NATIVE = process.env.BLOCKVAULT_REQUIRE_NATIVE === '1';
 export const NATIVE_STATUS = nativeCipherStatus();
 export const BACKENDS: CipherBackendName[] = NATIVE_STATUS.available || REQUIRE_NATIVE ? ['native', 'ts'] : ['ts'];
 

@@ -1,5 +1,5 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { isBlockvaultError } from '../../src/errors.js';
+import { isBlockvaultError, type BlockvaultError } from '../../src/errors.js';
 import type { TaskProgressEvent } from '../../src/rotation/task-types.js';
 import { bytesEqual, sectorContent } from './helpers/content.js';
 import { cipherBackendAvailable } from './helpers/test-cipher.js';
@@ -361,7 +361,12 @@ describe('rotation tasks', () => {
     const h = await harness({ opsUrl: testOpsUrl({ delayMs: 5 }), rotation: { workers: 1, rotationBatchSectorsMax: 8 } });
     await createFilledVolume(h, 'vol-t', { sizeSectors: 8 * 40 });
     const task = await h.manager.create({ volumeId: 'vol-t', keyCrn: KEY_CRN, fromKeyVersion: 1, toKeyVersion: 2 });
-    await expect(h.manager.wait(task.id, { timeoutMs: 20 })).rejects.toMatchObject({ code: 'TIMEOUT' });
+    const timedOut = await h.manager.wait(task.id, { timeoutMs: 20 }).then(
+      () => null,
+      (e: unknown) => e,
+    );
+    expect(isBlockvaultError(timedOut, 'TIMEOUT')).toBe(true);
+    expect((timedOut as BlockvaultError).details).toEqual({ taskId: task.id, timeoutMs: 20 });
     expect((await h.manager.wait(task.id)).state).toBe('completed');
   });
 });
