@@ -490,6 +490,7 @@ export class Engine {
   }
 
   /**
+   * @internal For the HSM's delete hook and reconciliation on open (deleteKey is the public way).
    * Cryptoshred support: lock every volume using `keyCrn` (or registered as one of
    * `resourceCrns`) at once. Their data keys are wiped from memory now; steps that run from now
    * on and writes still in flight fail with VOLUME_LOCKED; their rotation tasks are told to stop
@@ -539,7 +540,7 @@ export class Engine {
   }
 
   /**
-   * The re-encryption target of a volume (src/rotation/target.ts), for the rotation task runner.
+   * @internal The re-encryption target of a volume (src/rotation/target.ts), for the rotation task runner.
    * Holds the volume open (its data keys loaded) until `target.close()`.
    */
   async reencryptTarget(volumeId: string): Promise<VolumeReencryptTarget> {
@@ -554,7 +555,7 @@ export class Engine {
     return new VolumeReencryptTarget(core, this.#root, this.#keeper);
   }
 
-  /** Mark a volume 'syncing' while a rotation task works on it (taskId), or back to 'active' (null). */
+  /** @internal For the rotation task manager: mark a volume 'syncing' while a task works on it (taskId), or back to 'active' (null). */
   async setSyncTask(volumeId: string, taskId: string | null): Promise<VolumeInfo> {
     this.#checkOpen();
     const record = this.#find(volumeId);
