@@ -152,21 +152,22 @@ export function decodeSplitMeta(raw: Uint8Array, g: ClusterGeometry): ClusterVie
 }
 
 function decodeWithUnit(raw: Uint8Array, g: ClusterGeometry, version: number, unitBytes: number): ClusterView {
-  assert(raw.length >= CLUSTER_HEADER_BYTES, `cluster value of ${raw.length} bytes is shorter than its header`);
+  // Every check is `if (!ok) assert(false, message)`: this runs on every cold read and every
+  // write, and a template message would be built (numbers formatted) even when the check passes.
+  if (raw.length < CLUSTER_HEADER_BYTES) assert(false, `cluster value of ${raw.length} bytes is shorter than its header`);
   const magic = (raw[0]! << 8) | raw[1]!;
-  assert(magic === CLUSTER_MAGIC, `cluster magic 0x${magic.toString(16)} is 0x${CLUSTER_MAGIC.toString(16)}`);
-  assert(raw[2] === version, `cluster format version ${raw[2]} is ${version}`);
-  assert(raw[3] === sectorShift(g.sectorSize), `cluster sector shift ${raw[3]} matches sector size ${g.sectorSize}`);
+  if (magic !== CLUSTER_MAGIC) assert(false, `cluster magic 0x${magic.toString(16)} is 0x${CLUSTER_MAGIC.toString(16)}`);
+  if (raw[2] !== version) assert(false, `cluster format version ${raw[2]} is ${version}`);
+  if (raw[3] !== sectorShift(g.sectorSize)) assert(false, `cluster sector shift ${raw[3]} matches sector size ${g.sectorSize}`);
   const generation = readU32(raw, 4);
   const bitmap = raw.subarray(BITMAP_OFFSET, BITMAP_OFFSET + BITMAP_BYTES);
   let presentCount = 0;
   for (let i = 0; i < BITMAP_BYTES; i++) presentCount += POPCOUNT8[bitmap[i]!]!;
   assert(presentCount > 0, 'a stored cluster holds at least one sector');
-  assert(highestSlot(bitmap) < g.clusterSectors, `cluster bitmap has no slot beyond ${g.clusterSectors}`);
-  assert(
-    raw.length === CLUSTER_HEADER_BYTES + presentCount * unitBytes,
-    `cluster value length ${raw.length} is header + ${presentCount} present units of ${unitBytes}`,
-  );
+  if (highestSlot(bitmap) >= g.clusterSectors) assert(false, `cluster bitmap has no slot beyond ${g.clusterSectors}`);
+  if (raw.length !== CLUSTER_HEADER_BYTES + presentCount * unitBytes) {
+    assert(false, `cluster value length ${raw.length} is header + ${presentCount} present units of ${unitBytes}`);
+  }
   return { raw, generation, bitmap, presentCount };
 }
 
@@ -203,7 +204,7 @@ function readU32(raw: Uint8Array, at: number): number {
 }
 
 function writeHeader(out: Uint8Array, g: ClusterGeometry, generation: number, bitmap: Uint8Array, version = CLUSTER_FORMAT_VERSION): void {
-  assert(Number.isInteger(generation) && generation >= 0 && generation < TWO_POW_32, `generation ${generation} is a u32`);
+  if (!(Number.isInteger(generation) && generation >= 0 && generation < TWO_POW_32)) assert(false, `generation ${generation} is a u32`);
   out[0] = CLUSTER_MAGIC >> 8;
   out[1] = CLUSTER_MAGIC & 0xff;
   out[2] = version;
@@ -271,7 +272,7 @@ export function writeSlots(
   ciphertext: Uint8Array,
   generation: number,
 ): Buffer {
-  assert(ciphertext.length > 0 && ciphertext.length % g.sectorSize === 0, `ciphertext of ${ciphertext.length} bytes is whole sectors`);
+  if (!(ciphertext.length > 0 && ciphertext.length % g.sectorSize === 0)) assert(false, `ciphertext of ${ciphertext.length} bytes is whole sectors`);
   const { value, runOffset } = spliceSlots(old, g, firstSlot, ciphertext.length / g.sectorSize, generation);
   value.set(ciphertext, runOffset);
   return value;
@@ -454,7 +455,7 @@ export function spliceSplitMeta(
 
 /** The tail of present slot `slot` in a split meta value. */
 export function splitTail(meta: ClusterView, slot: number): Uint8Array {
-  assert(isPresent(meta.bitmap, slot), `slot ${slot} is present`);
+  if (!isPresent(meta.bitmap, slot)) assert(false, `slot ${slot} is present`);
   const at = CLUSTER_HEADER_BYTES + rankOf(meta.bitmap, slot) * SPLIT_TAIL_BYTES;
   return meta.raw.subarray(at, at + SPLIT_TAIL_BYTES);
 }
@@ -468,7 +469,7 @@ export function joinSplitImage(meta: ClusterView, g: ClusterGeometry, bodyOf: (s
     if (!isPresent(meta.bitmap, slot)) continue;
     const at = CLUSTER_HEADER_BYTES + i * 4096;
     const body = bodyOf(slot);
-    assert(body.length === SPLIT_BODY_BYTES, `a sector body is ${SPLIT_BODY_BYTES} bytes, got ${body.length}`);
+    if (body.length !== SPLIT_BODY_BYTES) assert(false, `a sector body is ${SPLIT_BODY_BYTES} bytes, got ${body.length}`);
     image.set(body, at);
     image.set(meta.raw.subarray(CLUSTER_HEADER_BYTES + i * SPLIT_TAIL_BYTES, CLUSTER_HEADER_BYTES + (i + 1) * SPLIT_TAIL_BYTES), at + SPLIT_BODY_BYTES);
     i++;

@@ -532,7 +532,7 @@ export class SplitStore extends StoreBase implements ClusterStore {
     const base = clusterIndex * this.g.clusterSectors;
     return joinSplitImage(meta, this.g, (slot) => {
       const body = readFast(this.deps.sectors, this.lookup.of(base + slot));
-      assert(body !== null, `the body of present sector ${base + slot} is stored`);
+      if (body === null) assert(false, `the body of present sector ${base + slot} is stored`);
       return body;
     });
   }
@@ -573,7 +573,7 @@ export class SplitStore extends StoreBase implements ClusterStore {
   private body(sector: number): Uint8Array {
     const pending = this.bodyOverlay.get(sector);
     const body = pending !== undefined ? pending.value : readFast(this.deps.sectors, this.lookup.of(sector));
-    assert(body !== null && body.length === SPLIT_BODY_BYTES, `the body of present sector ${sector} is stored, ${SPLIT_BODY_BYTES} bytes`);
+    if (body === null || body.length !== SPLIT_BODY_BYTES) assert(false, `the body of present sector ${sector} is stored, ${SPLIT_BODY_BYTES} bytes`);
     return body;
   }
 
