@@ -105,6 +105,18 @@ export interface ClusterStore {
   readonly pendingCount: number;
 }
 
+/**
+ * The stores hand lmdb-js views they reuse once a put's commit settles (the volume's ciphertext
+ * slabs, the overlay's values) and read its values straight from getBinaryFast. Both rely on the
+ * database storing raw bytes: with lmdb-js's cache on, a get could hand back a value object a
+ * put was given; with compression on, lmdb-js reads the value on another thread; with an encoder,
+ * values are not the bytes given. (test/volume/io-buffers.test.ts pins the lmdb-js behaviours.)
+ */
+function assertPlainBinary(db: Database<Buffer, Buffer>, name: string): void {
+  const options = db as unknown as { cache?: unknown; compression?: unknown; encoder?: unknown };
+  assert(!options.cache && !options.compression && options.encoder === undefined, `the ${name} database stores raw bytes (no cache, compression or encoder)`);
+}
+
 /** A value handed to LMDB and not yet committed, in its overlay until the commit settles. */
 interface Pending {
   value: Buffer | null;
@@ -169,6 +181,9 @@ class PendingWrites {
     overlay.set(index, entry);
     this.budget.take(budgetBytes);
     if (value !== null) this.pins?.pin(value);
+    // Never from inside db.batch(), an ifVersion callback or an async transaction: lmdb-js then
+    // returns an already-resolved promise, and the overlay entry and the pin would go before the
+    // commit (a reused slab could then reach LMDB with another write's bytes).
     const written = value === null ? db.remove(key) : db.put(key, value);
     if (written === this.batchPromise) {
       this.batchEntries.push(entry);
@@ -265,6 +280,8 @@ abstract class StoreBase {
     protected readonly g: ClusterGeometry,
     valuePins?: ValuePins,
   ) {
+    assertPlainBinary(deps.clusters, 'clusters');
+    assertPlainBinary(deps.sectors, 'sectors');
     this.writes = new PendingWrites(deps.budget, () => this.onCommitFailure(), valuePins);
     this.lookup = new LookupKey(storeId);
   }

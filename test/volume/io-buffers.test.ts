@@ -8,8 +8,12 @@
  * cut from them has settled.
  */
 import { randomBytes } from 'node:crypto';
+import { join } from 'node:path';
+import { open, type Database } from 'lmdb';
 import { afterAll, describe, expect, it, vi } from 'vitest';
 import { BufferSlab, CiphertextSlabs, FREE_SLABS_MAX, SLAB_BYTES } from '../../src/volume/buffer-slab.js';
+import { createClusterStore } from '../../src/volume/cluster-store.js';
+import { WriteBudget } from '../../src/volume/write-budget.js';
 import { CoreHarness } from '../helpers/core-harness.js';
 import { makeTempDir, removeTempDirs } from '../helpers/temp-dir.js';
 
@@ -184,6 +188,28 @@ describe('commits settle per lmdb-js batch', () => {
       expect(h.sectors.getBinary(key)).toBeUndefined();
     } finally {
       await h.close();
+    }
+  });
+
+  it('a store refuses databases with lmdb-js caching, compression or an encoder (its buffer reuse needs raw bytes)', async () => {
+    const root = open({ path: join(makeTempDir(), 'db.lmdb'), maxDbs: 8 });
+    try {
+      const raw = { keyEncoding: 'binary', encoding: 'binary', compression: false, cache: false } as const;
+      const plain = root.openDB<Buffer, Buffer>('plain', raw);
+      const g = { sectorSize: 4096 as const, clusterSectors: 8 };
+      const deps = (clusters: Database<Buffer, Buffer>) => ({ clusters, sectors: plain, budget: new WriteBudget(1024 * 1024) });
+      expect(() => createClusterStore('split', deps(plain), 1, g)).not.toThrow();
+      for (const [name, options] of [
+        ['cached', { ...raw, cache: true }],
+        ['compressed', { ...raw, compression: true }],
+        ['msgpack', { keyEncoding: 'binary', encoding: 'msgpack' }],
+      ] as const) {
+        const db = root.openDB<Buffer, Buffer>(name, options);
+        expect(() => createClusterStore('split', deps(db), 1, g), name).toThrow(/the clusters database stores raw bytes/);
+        expect(() => createClusterStore('compact', deps(db), 1, g), name).toThrow(/the clusters database stores raw bytes/);
+      }
+    } finally {
+      await root.close();
     }
   });
 
