@@ -178,13 +178,31 @@ class PendingWrites {
   issue(db: Database<Buffer, Buffer>, overlay: Map<number, Pending>, index: number, key: Buffer, value: Buffer | null): Promise<boolean> {
     const budgetBytes = value === null ? CLUSTER_KEY_BYTES : value.length + CLUSTER_KEY_BYTES;
     const entry: Pending = { value, overlay, index, budgetBytes };
+    const previous = overlay.get(index);
     overlay.set(index, entry);
     this.budget.take(budgetBytes);
     if (value !== null) this.pins?.pin(value);
-    // Never from inside db.batch(), an ifVersion callback or an async transaction: lmdb-js then
-    // returns an already-resolved promise, and the overlay entry and the pin would go before the
-    // commit (a reused slab could then reach LMDB with another write's bytes).
-    const written = value === null ? db.remove(key) : db.put(key, value);
+    let written: Promise<boolean>;
+    try {
+      // Never from inside db.batch(), an ifVersion callback or an async transaction: lmdb-js then
+      // returns an already-resolved promise, and the overlay entry and the pin would go before the
+      // commit (a reused slab could then reach LMDB with another write's bytes).
+      written = value === null ? db.remove(key) : db.put(key, value);
+    } catch (error) {
+      // Refused outright: the value never reaches LMDB, so the overlay must not show it (reads
+      // would return bytes that were never stored). Undo this entry and report it as a failed
+      // commit, which also drops what the store cached. lmdb-js refuses synchronously when the
+      // environment is closed (keys and values are checked before they get here), and a close
+      // cannot land inside one synchronous step: so the first put of a step is the one refused,
+      // and no earlier put of the same step is left to commit without it.
+      if (previous !== undefined) overlay.set(index, previous);
+      else overlay.delete(index);
+      this.budget.give(budgetBytes);
+      if (value !== null) this.pins?.unpin(value);
+      this.failure ??= error;
+      this.onFailure();
+      throw error;
+    }
     if (written === this.batchPromise) {
       this.batchEntries.push(entry);
     } else {

@@ -191,6 +191,37 @@ describe('commits settle per lmdb-js batch', () => {
     }
   });
 
+  it('a put lmdb-js refuses synchronously leaves no overlay entry, budget or pin behind, and the write fails', async () => {
+    const h = await CoreHarness.open({ dir: makeTempDir(), backend: 'native', sectorSize: 4096, clusterSectors: 8, layout: 'split', sizeBytes: 1024 * 1024 });
+    try {
+      const a = Buffer.alloc(4096, 0xaa);
+      const b = Buffer.alloc(4096, 0xbb);
+      await h.core.write(5 * 4096, a);
+      const pendingB = h.core.write(5 * 4096, b); // in the overlay, not yet committed
+      const pendingBefore = h.core.store.pendingCount;
+      const budgetBefore = h.budget.used;
+      const put = h.sectors.put;
+      h.sectors.put = () => {
+        throw new Error('simulated: the environment is closed');
+      };
+      await expect(h.core.write(5 * 4096, Buffer.alloc(4096, 0xcc))).rejects.toThrow(/simulated/);
+      h.sectors.put = put;
+      // The refused write is nowhere: the sector still reads as b, then (committed) b again.
+      expect(h.core.store.pendingCount).toBe(pendingBefore);
+      expect(h.budget.used).toBe(budgetBefore);
+      expect(Buffer.from(await h.core.read(5 * 4096, 4096)).equals(b)).toBe(true);
+      await pendingB;
+      expect(h.core.store.pendingCount).toBe(0);
+      expect(h.budget.used).toBe(0);
+      expect(Buffer.from(await h.core.read(5 * 4096, 4096)).equals(b)).toBe(true);
+      // And the volume goes on: a later write lands.
+      await h.core.write(5 * 4096, a);
+      expect(Buffer.from(await h.core.read(5 * 4096, 4096)).equals(a)).toBe(true);
+    } finally {
+      await h.close();
+    }
+  });
+
   it('a store refuses databases with lmdb-js caching, compression or an encoder (its buffer reuse needs raw bytes)', async () => {
     const root = open({ path: join(makeTempDir(), 'db.lmdb'), maxDbs: 8 });
     try {
