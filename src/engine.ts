@@ -511,7 +511,7 @@ export class Engine {
       const next = withChanges(record, { lockedAtMs: now, lockReason: reason });
       this.#setRecord(next); // synchronous: every step that runs after this sees the lock
       // Wiped now, and an unwrap still under way cannot put a key back (KeyRing.shred).
-      this.#cores.get(record.id)?.keys.shred(keysShreddedError(next));
+      this.#cores.get(record.id)?.shred(keysShreddedError(next));
       locked.push(next);
     }
     for (const record of locked) {
@@ -731,7 +731,7 @@ export class Engine {
     core.setRecord(current);
     // Locked while its keys were being unwrapped (the core was not registered yet, so the lock
     // could not wipe them): they go now.
-    if (stateOf(current) === 'locked') core.keys.shred(keysShreddedError(current));
+    if (stateOf(current) === 'locked') core.shred(keysShreddedError(current));
     this.#cores.set(volumeId, core);
     return core;
   }

@@ -146,9 +146,18 @@ export class VolumeCore {
     if (error !== null) throw error;
   }
 
-  /** Cryptoshred: wipe the data keys now. Steps that run later fail; in-flight writes reject. */
+  /** Soft delete: wipe the data keys now (a restore loads them again). Steps that run later fail. */
   wipeKeys(): void {
     this.keys.wipe();
+    this.releaseSlabs();
+  }
+
+  /**
+   * Cryptoshred: wipe the data keys now, and refuse for good any key an unwrap still under way
+   * would bring back (KeyRing.shred). Steps that run later fail; in-flight writes reject.
+   */
+  shred(error: BlockvaultError): void {
+    this.keys.shred(error);
     this.releaseSlabs();
   }
 

@@ -11,6 +11,7 @@ import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { open, type Database } from 'lmdb';
 import { afterAll, describe, expect, it, vi } from 'vitest';
+import { BlockvaultError } from '../../src/errors.js';
 import { BufferSlab, CiphertextSlabs, FREE_SLABS_MAX, SLAB_BYTES } from '../../src/volume/buffer-slab.js';
 import { createClusterStore } from '../../src/volume/cluster-store.js';
 import { WriteBudget } from '../../src/volume/write-budget.js';
@@ -107,6 +108,25 @@ describe('CiphertextSlabs', () => {
     slabs.release();
     expect(slabs.freeCount).toBe(0);
     slabs.unpin(pinned[0]!); // forgotten slabs are ignored, not an error
+  });
+});
+
+describe('slabs of a volume that can no longer do I/O', () => {
+  it('are released when the volume is shredded or soft-deleted', async () => {
+    const releases = [vi.spyOn(BufferSlab.prototype, 'release'), vi.spyOn(CiphertextSlabs.prototype, 'release')];
+    const h = await CoreHarness.open({ dir: makeTempDir(), backend: 'native', sectorSize: 4096, clusterSectors: 8, layout: 'split', sizeBytes: 1024 * 1024 });
+    try {
+      const released = () => releases.map((r) => r.mock.calls.length);
+      await h.core.write(0, Buffer.alloc(4096, 1));
+      expect(released()).toEqual([0, 0]);
+      h.core.shred(new BlockvaultError('VOLUME_LOCKED', 'test: shredded'));
+      expect(released()).toEqual([1, 1]);
+      h.core.wipeKeys();
+      expect(released()).toEqual([2, 2]);
+    } finally {
+      await h.close();
+      releases.forEach((r) => r.mockRestore());
+    }
   });
 });
 
