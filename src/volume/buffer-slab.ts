@@ -18,7 +18,8 @@ import { assert } from '../errors.js';
 export const SLAB_BYTES = 64 * 1024;
 
 export class BufferSlab {
-  private slab: Buffer | null = null;
+  /** The slab being cut from (null before the first cut and after release). */
+  protected slab: Buffer | null = null;
   private usedBytes = 0;
 
   /**
@@ -30,7 +31,7 @@ export class BufferSlab {
     if (bytes > SLAB_BYTES / 4) return Buffer.alloc(bytes);
     let slab = this.slab;
     if (slab === null || this.usedBytes + bytes > SLAB_BYTES) {
-      slab = Buffer.alloc(SLAB_BYTES);
+      slab = this.nextSlab(slab);
       this.slab = slab;
       this.usedBytes = 0;
     }
@@ -43,6 +44,11 @@ export class BufferSlab {
   release(): void {
     this.slab = null;
     this.usedBytes = 0;
+  }
+
+  /** The slab to cut from next, once `full` (null at first) has no room: a new zeroed one. */
+  protected nextSlab(_full: Buffer | null): Buffer {
+    return Buffer.alloc(SLAB_BYTES);
   }
 }
 
@@ -59,14 +65,14 @@ export const FREE_SLABS_MAX = 4;
 
 interface PooledSlab {
   readonly bytes: Buffer;
-  usedBytes: number;
   /** Values cut from this slab that LMDB or the overlay still reads. */
   pins: number;
 }
 
 /**
  * The ciphertext of writes: BufferSlab's views, but a slab is used again once every put that
- * referenced it has settled, instead of becoming garbage.
+ * referenced it has settled, instead of becoming garbage (so `take` may return bytes handed out
+ * before: this volume's ciphertext, never plaintext).
  *
  * Why: a fresh slab per 16 sectors written is external memory, and V8 answers external memory
  * with full mark-compact collections: 16 of them per 60k random 4 KiB writes, about 10 us of CPU
@@ -80,30 +86,12 @@ interface PooledSlab {
  * slab is reused only when no pinned value is left in it and it is no longer the slab being cut.
  * A view that was cut but never put (the compact layout copies the ciphertext into its cluster
  * value) is dead once its write step returns: a step cuts once and runs synchronously, so when a
- * later cut closes a slab, every view cut from it is either pinned or dead. The bytes reused are
- * this volume's ciphertext, never plaintext.
+ * later cut closes a slab, every view cut from it is either pinned or dead.
  */
-export class CiphertextSlabs implements ValuePins {
-  private current: PooledSlab | null = null;
+export class CiphertextSlabs extends BufferSlab implements ValuePins {
   private readonly free: PooledSlab[] = [];
   /** Every slab this pool may still reuse, by its memory (how a pinned value finds its slab). */
   private readonly byMemory = new Map<ArrayBufferLike, PooledSlab>();
-
-  /** A buffer of `bytes` bytes, cut from a slab up to a quarter of one, else its own allocation (not reused). */
-  take(bytes: number): Buffer {
-    assert(Number.isInteger(bytes) && bytes > 0, 'a slab serves whole positive sizes');
-    if (bytes > SLAB_BYTES / 4) return Buffer.alloc(bytes);
-    let slab = this.current;
-    if (slab === null || slab.usedBytes + bytes > SLAB_BYTES) {
-      if (slab !== null && slab.pins === 0) this.recycle(slab);
-      slab = this.free.pop() ?? this.newSlab();
-      slab.usedBytes = 0;
-      this.current = slab;
-    }
-    const at = slab.usedBytes;
-    slab.usedBytes = at + bytes;
-    return slab.bytes.subarray(at, at + bytes);
-  }
 
   pin(value: Uint8Array): void {
     const slab = this.byMemory.get(value.buffer);
@@ -115,7 +103,7 @@ export class CiphertextSlabs implements ValuePins {
     if (slab === undefined) return;
     assert(slab.pins > 0, 'a value is unpinned once per pin');
     slab.pins--;
-    if (slab.pins === 0 && slab !== this.current) this.recycle(slab);
+    if (slab.pins === 0 && slab.bytes !== this.slab) this.recycle(slab);
   }
 
   /** Slabs kept for reuse now (for tests). */
@@ -124,14 +112,22 @@ export class CiphertextSlabs implements ValuePins {
   }
 
   /** Forget every slab (a closed or locked volume): values still pinned stay valid and are no longer tracked. */
-  release(): void {
-    this.current = null;
+  override release(): void {
+    super.release();
     this.free.length = 0;
     this.byMemory.clear();
   }
 
+  /** A slab closed with nothing pinned is free at once; the next slab is a free one if any. */
+  protected override nextSlab(full: Buffer | null): Buffer {
+    const closed = full === null ? undefined : this.byMemory.get(full.buffer);
+    if (closed !== undefined && closed.pins === 0) this.recycle(closed);
+    const next = this.free.pop() ?? this.newSlab();
+    return next.bytes;
+  }
+
   private newSlab(): PooledSlab {
-    const slab: PooledSlab = { bytes: Buffer.alloc(SLAB_BYTES), usedBytes: 0, pins: 0 };
+    const slab: PooledSlab = { bytes: Buffer.alloc(SLAB_BYTES), pins: 0 };
     this.byMemory.set(slab.bytes.buffer, slab);
     return slab;
   }
