@@ -453,13 +453,6 @@ export function spliceSplitMeta(
   return { raw: meta, generation, bitmap, presentCount: count };
 }
 
-/** The tail of present slot `slot` in a split meta value. */
-export function splitTail(meta: ClusterView, slot: number): Uint8Array {
-  if (!isPresent(meta.bitmap, slot)) assert(false, `slot ${slot} is present`);
-  const at = CLUSTER_HEADER_BYTES + rankOf(meta.bitmap, slot) * SPLIT_TAIL_BYTES;
-  return meta.raw.subarray(at, at + SPLIT_TAIL_BYTES);
-}
-
 /** Rebuild the image from a meta value and the bodies (`bodyOf(slot)`, SPLIT_BODY_BYTES each). */
 export function joinSplitImage(meta: ClusterView, g: ClusterGeometry, bodyOf: (slot: number) => Uint8Array): Buffer {
   const image = Buffer.allocUnsafe(CLUSTER_HEADER_BYTES + meta.presentCount * 4096);

@@ -197,10 +197,8 @@ class PendingWrites {
       // and no earlier put of the same step is left to commit without it.
       if (previous !== undefined) overlay.set(index, previous);
       else overlay.delete(index);
-      this.budget.give(budgetBytes);
-      if (value !== null) this.pins?.unpin(value);
-      this.failure ??= error;
-      this.onFailure();
+      this.release(entry);
+      this.fail(error);
       throw error;
     }
     if (written === this.batchPromise) {
@@ -215,8 +213,7 @@ class PendingWrites {
         () => this.settle(entries),
         (error: unknown) => {
           this.settle(entries);
-          this.failure ??= error;
-          this.onFailure();
+          this.fail(error);
         },
       );
     }
@@ -243,11 +240,21 @@ class PendingWrites {
       this.batchEntries = [];
     }
     for (const entry of entries) {
-      this.budget.give(entry.budgetBytes);
       if (entry.overlay.get(entry.index) === entry) entry.overlay.delete(entry.index);
-      // Last: the overlay no longer shows it, and lmdb-js finished with it at the commit.
-      if (entry.value !== null) this.pins?.unpin(entry.value);
+      this.release(entry);
     }
+  }
+
+  /** An entry the overlay no longer shows and lmdb-js is done with: its budget and pin go back. */
+  private release(entry: Pending): void {
+    this.budget.give(entry.budgetBytes);
+    if (entry.value !== null) this.pins?.unpin(entry.value);
+  }
+
+  /** A commit failed (or a write was refused): remember the first failure, tell the store. */
+  private fail(error: unknown): void {
+    this.failure ??= error;
+    this.onFailure();
   }
 }
 

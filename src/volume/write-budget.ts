@@ -25,7 +25,7 @@ export class WriteBudget {
 
   /** A promise to wait on before issuing more writes, or null when there is room now. */
   waitForRoom(): Promise<void> | null {
-    if (this.inflightBytes < this.bytesMax) return null;
+    if (this.hasRoom()) return null;
     return new Promise((resolve) => this.waiters.push(resolve));
   }
 
