@@ -16,6 +16,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { Engine, type HsmSecretOptions } from '../engine.js';
 import { BlockvaultError } from '../errors.js';
 import type { RootKeyInfo } from '../hsm/types.js';
+import { isTerminalTaskState } from '../rotation/task-types.js';
 import type { Volume } from '../volume/volume.js';
 import { OpLedger, codeOf, type LedgerSummary, type LockTimeline, type OpKind, type UnexpectedError } from './ledger.js';
 import { MARKER_BYTES, firstForeignChunk, markerPattern, runNeedle } from './markers.js';
@@ -380,7 +381,7 @@ async function runOnce(o: Resolved, processErrors: ReturnType<typeof trackProces
       lockDoneAt: moments?.doneAt ?? deleteReturnedAt,
       deleteReturnedAt,
     };
-    const stillRunning = runningAtDelete.filter((id) => !isFinal(engine.tasks.get(id).state));
+    const stillRunning = runningAtDelete.filter((id) => !isTerminalTaskState(engine.tasks.get(id).state));
     const rotationStopMs = stillRunning.length === 0 ? deleteReturnedAt - deleteCalledAt : null;
 
     // Keep the load on after the lock: everything from here must be refused.
@@ -476,10 +477,6 @@ function observeLock(engine: Engine, keyCrn: string): { moments(): { effectiveAt
   };
 }
 
-function isFinal(state: string): boolean {
-  return state === 'completed' || state === 'failed' || state === 'cancelled';
-}
-
 function summarizeTasks(engine: Engine, taskIds: string[], runningAtDelete: Set<string>, rotations: number, stopMs: number | null): ShredStressReport['rotation'] {
   const errorCodes: Record<string, number> = {};
   let completedBeforeDelete = 0;
@@ -488,7 +485,7 @@ function summarizeTasks(engine: Engine, taskIds: string[], runningAtDelete: Set<
   for (const id of taskIds) {
     const task = engine.tasks.get(id);
     if (task.error) errorCodes[task.error.code] = (errorCodes[task.error.code] ?? 0) + 1;
-    if (!isFinal(task.state)) notStopped++;
+    if (!isTerminalTaskState(task.state)) notStopped++;
     else if (task.state === 'completed' && !runningAtDelete.has(id)) completedBeforeDelete++;
     else if (task.state === 'failed' && (task.error?.code === 'KEY_DESTROYED' || task.error?.code === 'VOLUME_LOCKED')) stoppedByShred++;
   }
