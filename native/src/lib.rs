@@ -576,11 +576,16 @@ fn buffer_arg(arg: &'static str, value: BufferArg<'_>) -> Result<Buffer> {
 fn number_arg(arg: &'static str, value: NumberArg<'_>) -> Result<f64> {
     match value {
         Either::A(number) => Ok(number),
-        Either::B(other) => Err(invalid(ArgError::new(
-            arg,
-            format!("expected a number, got {}", describe(&other)),
-        ))),
+        Either::B(other) => Err(not_a_number(arg, &other)),
     }
+}
+
+/// The error for `arg` when `value` is not a number (the `#[napi]` and the raw calls alike).
+fn not_a_number(arg: &'static str, value: &Unknown<'_>) -> Error {
+    invalid(ArgError::new(
+        arg,
+        format!("expected a number, got {}", describe(value)),
+    ))
 }
 
 fn describe(value: &Unknown<'_>) -> &'static str {

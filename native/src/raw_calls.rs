@@ -220,11 +220,9 @@ fn number(env: sys::napi_env, value: sys::napi_value, arg: &'static str) -> Resu
         return Ok(number);
     }
     // SAFETY: as above.
-    let got = crate::describe(&unsafe { Unknown::from_raw_unchecked(env, value) });
-    Err(invalid(ArgError::new(
-        arg,
-        format!("expected a number, got {got}"),
-    )))
+    Err(crate::not_a_number(arg, &unsafe {
+        Unknown::from_raw_unchecked(env, value)
+    }))
 }
 
 /// `undefined` on success; on failure throws the error as `#[napi]` functions do.
