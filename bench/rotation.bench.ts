@@ -38,6 +38,7 @@ import { TaskManager } from '../src/rotation/task-manager.js';
 import { restampGeneration } from '../test/rotation/helpers/plain-product-ops.js';
 import { machineInfo } from './lib/machine.js';
 import { formatNumber, markdownTable, saveResults } from './lib/report.js';
+import { engineInternals } from '../src/engine-internals.js';
 
 const MIB = 1024 * 1024;
 const SECTOR = 4096;
@@ -126,7 +127,7 @@ class Bench {
     const versions = await this.rotateKey();
     const manager = new TaskManager({
       root: this.tasksRoot,
-      openTarget: (task) => this.engine.reencryptTarget(task.volumeId),
+      openTarget: (task) => engineInternals(this.engine).reencryptTarget(task.volumeId),
       rotation: {
         workers,
         backend,
@@ -150,7 +151,7 @@ class Bench {
   /** The same clusters read and rewritten on the main thread, no cipher, same batches and commits. */
   async ceiling(): Promise<RunResult> {
     await this.rotateKey();
-    const target = await this.engine.reencryptTarget(this.volume.info().id);
+    const target = await engineInternals(this.engine).reencryptTarget(this.volume.info().id);
     const checkpoints = this.tasksRoot.openDB<{ checkpointClusterIndex: number }, string>({ name: 'tasks', encoding: 'msgpack' });
     const clustersPerTxn = Math.max(1, Math.floor(DEFAULT_RUNNER_OPTIONS.rotationBatchSectorsMax / target.clusterSectors)) * DEFAULT_RUNNER_OPTIONS.commitBatchesMax;
     try {

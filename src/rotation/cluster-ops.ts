@@ -1,6 +1,6 @@
 import { pathToFileURL } from 'node:url';
 import { workerScript } from '../util/worker-script.js';
-import type { ReencryptClusterFn } from './target.js';
+import type { ReencryptClusterFn } from '../volume/reencrypt-contract.js';
 
 /** The cipher a ReencryptClusterFn receives (src/cipher's XtsCipher). */
 export type RotationCipher = Parameters<ReencryptClusterFn>[0];

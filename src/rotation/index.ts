@@ -4,4 +4,4 @@ export { RotationPool, type RotationPoolOptions } from './worker-pool.js';
 export { TaskStore } from './task-store.js';
 export type { ClusterOps, RotationCipher } from './cluster-ops.js';
 export * from './task-types.js';
-export type { ClusterSnapshot, ReencryptTarget, ReencryptClusterFn } from './target.js';
+export type { ClusterSnapshot, ReencryptTarget, ReencryptClusterFn } from '../volume/reencrypt-contract.js';

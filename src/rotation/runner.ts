@@ -2,7 +2,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { Clock } from '../clock.js';
 import { assert, isBlockvaultError } from '../errors.js';
 import { DATA_KEY_BYTES, type ReencryptBatchRequest } from './batch-protocol.js';
-import type { ClusterSnapshot, ReencryptTarget } from './target.js';
+import type { ClusterSnapshot, ReencryptTarget } from '../volume/reencrypt-contract.js';
 import type { TaskStore } from './task-store.js';
 import {
   ROTATION_AUDIT_ACTIONS,
@@ -25,7 +25,7 @@ import { Wakeup } from './wakeup.js';
  * it is encrypted under. A crash between any two instructions leaves each cluster either wholly
  * old or wholly new, both readable, and the checkpoint (committed in the same transaction as the
  * clusters it covers) only says where to resume scanning, never what a cluster contains. Unlike
- * LUKS2, the volume stays writable throughout (a racing write simply wins, see target.ts), the
+ * LUKS2, the volume stays writable throughout (a racing write simply wins, see src/volume/reencrypt-contract.ts), the
  * work runs on all cores, and the old key is destroyed only once a full scan finds no cluster
  * that still needs it.
  */
@@ -570,7 +570,7 @@ export function toTaskError(error: unknown): TaskError {
 
 /**
  * The snapshot's bytes as an ArrayBuffer to transfer: its own buffer when the view spans all of it
- * (staleClusters hands the caller fresh copies, see target.ts), else a copy. Transferring detaches
+ * (staleClusters hands the caller fresh copies, see src/volume/reencrypt-contract.ts), else a copy. Transferring detaches
  * the snapshot's view; the worker sends the buffer back.
  */
 function transferableCopyOf(raw: Uint8Array): ArrayBuffer {

@@ -4,7 +4,7 @@ import type { RootDatabase } from 'lmdb';
 import { systemClock, type Clock } from '../clock.js';
 import { BlockvaultError } from '../errors.js';
 import { DEFAULT_RUNNER_OPTIONS, RotationRunner, progressOf, toTaskError, type RunnerOptions, type RunnerStats, type StopKind } from './runner.js';
-import type { ReencryptTarget } from './target.js';
+import type { ReencryptTarget } from '../volume/reencrypt-contract.js';
 import { TaskStore } from './task-store.js';
 import {
   ROTATION_AUDIT_ACTIONS,

@@ -3,12 +3,12 @@
  *
  * Timeline (performance.now() milliseconds, one clock for everything):
  *   deleteCalledAt   just before engine.hsm.deleteKey(crn, { force: true }) is called
- *   lockEffectiveAt  the engine's lockVolumesForKey has marked every volume locked and wiped its
+ *   lockEffectiveAt  the engine's cryptoshred lock (ShredLock) has marked every volume locked and wiped its
  *                    keys (its synchronous part has returned): any operation *started* from here
  *                    on must fail
  *   lockSettledAt    the first macrotask after lockEffectiveAt: any operation that *resolves*
  *                    with data from here on returned data after the lock
- *   lockDoneAt       lockVolumesForKey's promise resolved (lock persisted, rotation tasks stopped)
+ *   lockDoneAt       the lock's promise resolved (lock persisted, rotation tasks stopped)
  *   deleteReturnedAt deleteKey resolved
  *
  * Why lockSettledAt and not lockEffectiveAt for "resolved after the lock": an operation is a

@@ -14,9 +14,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Engine, type HsmSecretOptions } from '../engine.js';
+import { engineInternals } from '../engine-internals.js';
 import { BlockvaultError } from '../errors.js';
 import type { RootKeyInfo } from '../hsm/types.js';
 import { isTerminalTaskState } from '../rotation/task-types.js';
+import type { ShredLock } from '../volume/shred-lock.js';
 import type { Volume } from '../volume/volume.js';
 import { OpLedger, codeOf, type LedgerSummary, type LockTimeline, type OpKind, type UnexpectedError } from './ledger.js';
 import { MARKER_BYTES, firstForeignChunk, markerPattern, runNeedle } from './markers.js';
@@ -112,11 +114,11 @@ export interface ShredStressReport {
   deleteAtMs: number;
   /** From the delete call until every volume was locked (keys wiped, I/O refused). */
   lockEffectiveMs: number;
-  /** From the delete call until lockVolumesForKey resolved: the lock persisted and the volumes' rotation tasks stopped. */
+  /** From the delete call until the engine's cryptoshred lock resolved: the lock persisted and the volumes' rotation tasks stopped. */
   lockPersistedMs: number;
   /** From the delete call until deleteKey returned (rotation tasks stopped by then). */
   deleteKeyMs: number;
-  /** Whether the lock's moments were observed on lockVolumesForKey; if not, the delete's return stands in. */
+  /** Whether the lock's moments were observed on the engine's cryptoshred lock; if not, the delete's return stands in. */
   lockObserved: boolean;
 
   rotation: {
@@ -448,14 +450,15 @@ function yieldToEventLoop(): Promise<void> {
 
 /**
  * The moments the engine's lock took effect and was persisted, observed on the engine's own
- * lockVolumesForKey (which the HSM's onDestroyed hook calls) for the duration of the delete.
+ * cryptoshred lock (which the HSM's onDestroyed hook calls) for the duration of the delete.
  */
 function observeLock(engine: Engine, keyCrn: string): { moments(): { effectiveAt: number; settledAt: number; doneAt: number } | null; stop(): void } {
-  const original = engine.lockVolumesForKey;
+  const lock = engineInternals(engine).shredLock;
+  const original = lock.lockForKey;
   let effectiveAt: number | null = null;
   let settledAt: number | null = null;
   let doneAt: number | null = null;
-  const observed: Engine['lockVolumesForKey'] = function (this: Engine, crn, ...rest) {
+  const observed: ShredLock['lockForKey'] = function (this: ShredLock, crn, ...rest) {
     const promise = original.call(this, crn, ...rest);
     if (crn !== keyCrn || effectiveAt !== null) return promise;
     effectiveAt = performance.now(); // the synchronous part (records marked, keys wiped) has run
@@ -468,11 +471,11 @@ function observeLock(engine: Engine, keyCrn: string): { moments(): { effectiveAt
       return locked;
     });
   };
-  engine.lockVolumesForKey = observed;
+  lock.lockForKey = observed;
   return {
     moments: () => (effectiveAt !== null && settledAt !== null && doneAt !== null ? { effectiveAt, settledAt, doneAt } : null),
     stop: () => {
-      if (engine.lockVolumesForKey === observed) delete (engine as { lockVolumesForKey?: unknown }).lockVolumesForKey;
+      if (lock.lockForKey === observed) delete (lock as { lockForKey?: unknown }).lockForKey;
     },
   };
 }

@@ -6,6 +6,7 @@
  */
 import { Engine, type HsmSecretOptions } from '../engine.js';
 import { isBlockvaultError } from '../errors.js';
+import { engineInternals } from '../engine-internals.js';
 
 export interface AfterRestartReport {
   volumes: number;
@@ -56,7 +57,7 @@ export async function checkAfterRestart(check: RestartCheck): Promise<AfterResta
         await vol.close();
       }
       await refused('reencryptTarget', async () => {
-        const target = await engine.reencryptTarget(id);
+        const target = await engineInternals(engine).reencryptTarget(id);
         await target.close();
       });
     }

@@ -13,7 +13,7 @@
  *        0     2  magic 0x4256 ("BV")
  *        2     1  format version (1)
  *        3     1  log2(sector size): 9 or 12
- *        4     4  DEK generation the sectors are encrypted under (src/rotation/target.ts)
+ *        4     4  DEK generation the sectors are encrypted under (src/volume/reencrypt-contract.ts)
  *        8     8  presence bitmap: bit (slot & 7) of byte (slot >> 3) is set when the slot holds a sector
  *       16     -  the ciphertext of the PRESENT slots only, in slot order, sectorSize bytes each
  *
@@ -352,7 +352,7 @@ export function decryptSlotsInto(
 
 /**
  * Re-encrypt every present sector of a cluster from `oldKey` to `newKey` and stamp it with
- * `newGeneration`; the bitmap is unchanged. Matches ReencryptClusterFn in src/rotation/target.ts.
+ * `newGeneration`; the bitmap is unchanged. Matches ReencryptClusterFn in src/volume/reencrypt-contract.ts.
  * The plaintext exists only in the returned buffer's memory for the moment between the two
  * cipher calls (decrypted and re-encrypted in place).
  */

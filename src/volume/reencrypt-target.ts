@@ -1,5 +1,5 @@
 /**
- * ReencryptTarget (src/rotation/target.ts) for one volume: how online re-encryption reads, swaps
+ * ReencryptTarget (src/volume/reencrypt-contract.ts) for one volume: how online re-encryption reads, swaps
  * and commits clusters without ever losing a foreground write.
  *
  * Why a racing foreground write always wins:
@@ -15,11 +15,11 @@
  */
 import type { RootDatabase } from 'lmdb';
 import { assert } from '../errors.js';
-import type { ClusterSnapshot, ReencryptTarget } from '../rotation/target.js';
+import type { ClusterSnapshot, ReencryptTarget } from './reencrypt-contract.js';
 import { decodeCluster, type ClusterGeometry } from './cluster-format.js';
 import type { VolumeCore } from './volume-core.js';
 
-/** What the target needs from the engine: key wrapping and record persistence. */
+/** The generation steps the target drives (src/volume/generations.ts): key wrapping and record persistence. */
 export interface GenerationKeeper {
   /** Create, wrap (newest root-key version) and persist a new generation; load it into the core. */
   addGeneration(core: VolumeCore): Promise<number>;

@@ -13,6 +13,7 @@ import type { VolumeRecord } from '../../src/volume/record.js';
 import { cipherBackends } from '../helpers/cipher-backends.js';
 import { openTestEngine, rootKey } from '../helpers/engine.js';
 import { makeTempDir, removeTempDirs } from '../helpers/temp-dir.js';
+import { engineInternals } from '../../src/engine-internals.js';
 
 afterAll(() => removeTempDirs());
 
@@ -163,7 +164,7 @@ for (const { backend, skipReason } of cipherBackends()) {
       await engine.deleteVolume('b'); // soft-deleted volumes are locked too
       // Writes in flight when the volume is locked fail (the lock itself is synchronous).
       const inFlight = Array.from({ length: 20 }, (_, i) => a.write(i * 4096, randomBytes(4096)));
-      const locking = engine.lockVolumesForKey(key.crn);
+      const locking = engineInternals(engine).lockVolumesForKey(key.crn);
       expect(a.info().state).toBe('locked');
       const results = await Promise.allSettled(inFlight);
       for (const r of results) expect(r.status === 'rejected' && (r.reason as { code: string }).code).toBe('VOLUME_LOCKED');
@@ -207,11 +208,11 @@ for (const { backend, skipReason } of cipherBackends()) {
       const doomed = await rootKey(engine, { name: 'doomed' });
       await engine.createVolume({ name: 'active', sizeBytes: MIB });
       const syncing = await engine.createVolume({ name: 'syncing', sizeBytes: MIB });
-      await engine.setSyncTask(syncing.info().id, 'task-1');
+      await engineInternals(engine).markSyncing(syncing.info().id, 'task-1');
       await engine.createVolume({ name: 'locked', sizeBytes: MIB, diskEncryptionKeyCrn: doomed.crn });
       await engine.createVolume({ name: 'deleted', sizeBytes: MIB, sectorSize: 512 });
       await engine.deleteVolume('deleted');
-      await engine.lockVolumesForKey(doomed.crn);
+      await engineInternals(engine).lockVolumesForKey(doomed.crn);
       const expected = { active: 'active', syncing: 'syncing', locked: 'locked', deleted: 'deleted' };
       const states = () => Object.fromEntries(engine.listVolumes().map((v) => [v.name, v.state]));
       expect(states()).toEqual(expected);
@@ -226,7 +227,7 @@ for (const { backend, skipReason } of cipherBackends()) {
             expect.objectContaining({ id: expect.any(String), crn: expect.any(String), sizeBytes: MIB, diskEncryptionKeyCrn: expect.any(String), keyVersion: 1, createdAtMs: clock.nowMs() }),
           );
         }
-        await engine.setSyncTask(syncing.info().id, null);
+        await engineInternals(engine).markSyncing(syncing.info().id, null);
         expect(states().syncing).toBe('active');
       } finally {
         await engine.close();

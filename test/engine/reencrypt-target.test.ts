@@ -1,5 +1,5 @@
 /**
- * engine.reencryptTarget(volumeId) with the real HSM: rewrap under a rotated root key, a new DEK
+ * engineInternals(engine).reencryptTarget(volumeId) with the real HSM: rewrap under a rotated root key, a new DEK
  * generation wrapped under the newest version, re-encryption of every cluster while the volume
  * stays writable, retirement of the old generation, and the result surviving a restart.
  */
@@ -9,6 +9,7 @@ import { reencryptCluster } from '../../src/volume/cluster-format.js';
 import { cipherBackends } from '../helpers/cipher-backends.js';
 import { openTestEngine, rootKey } from '../helpers/engine.js';
 import { makeTempDir, removeTempDirs } from '../helpers/temp-dir.js';
+import { engineInternals } from '../../src/engine-internals.js';
 
 afterAll(() => removeTempDirs());
 
@@ -30,7 +31,7 @@ for (const { backend, skipReason } of cipherBackends()) {
         // This test drives the ReencryptTarget contract by hand, so the engine's own task only
         // rewraps (its re-encryption task is tested in rotation.test.ts); wait for it to end.
         for (const task of await engine.hsm.rotateKey(key.crn, { rewrapOnly: true })) await engine.tasks.wait(task.id);
-        const target = await engine.reencryptTarget(vol.info().id);
+        const target = await engineInternals(engine).reencryptTarget(vol.info().id);
         await target.rewrapAll();
         expect(vol.info().keyVersion).toBe(2);
         expect((await engine.hsm.listRegistrations({ keyCrn: key.crn }))[0]!.keyVersion).toBe(2);
@@ -81,13 +82,13 @@ for (const { backend, skipReason } of cipherBackends()) {
       try {
         const a = await engine.createVolume({ name: 'a', sizeBytes: MIB });
         await engine.deleteVolume('a');
-        await expect(engine.reencryptTarget(a.info().id)).rejects.toMatchObject({ code: 'VOLUME_DELETED' });
+        await expect(engineInternals(engine).reencryptTarget(a.info().id)).rejects.toMatchObject({ code: 'VOLUME_DELETED' });
         const key = await rootKey(engine);
         const b = await engine.createVolume({ name: 'b', sizeBytes: MIB, diskEncryptionKeyCrn: key.crn });
-        const target = await engine.reencryptTarget(b.info().id);
+        const target = await engineInternals(engine).reencryptTarget(b.info().id);
         await engine.hsm.deleteKey(key.crn, { force: true });
         expect(() => target.staleClusters(0, 2, 1)).toThrow(expect.objectContaining({ code: 'VOLUME_LOCKED' }));
-        await expect(engine.reencryptTarget(b.info().id)).rejects.toMatchObject({ code: 'VOLUME_LOCKED' });
+        await expect(engineInternals(engine).reencryptTarget(b.info().id)).rejects.toMatchObject({ code: 'VOLUME_LOCKED' });
       } finally {
         await engine.close();
       }

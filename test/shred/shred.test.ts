@@ -17,6 +17,7 @@ import { cipherBackends } from '../helpers/cipher-backends.js';
 import { openTestEngine, rootKey } from '../helpers/engine.js';
 import { makeTempDir, removeTempDirs } from '../helpers/temp-dir.js';
 import { MIB, allZero, captureDataKeys, codeOf, observe, readVolumeRecord, sealedKeyFiles, settleAll, type Outcome } from './helpers.js';
+import { engineInternals } from '../../src/engine-internals.js';
 
 afterAll(() => removeTempDirs());
 afterEach(() => vi.restoreAllMocks());
@@ -113,7 +114,7 @@ for (const { backend, skipReason } of cipherBackends()) {
           expect(await codeOf(vol.read(0, 512))).toBe('VOLUME_LOCKED');
           expect(await codeOf(vol.write(0, Buffer.alloc(512, 1)))).toBe('VOLUME_LOCKED');
           expect(await codeOf(vol.trim(0, 512))).toBe('VOLUME_LOCKED');
-          expect(await codeOf(engine.reencryptTarget(id))).toBe('VOLUME_LOCKED');
+          expect(await codeOf(engineInternals(engine).reencryptTarget(id))).toBe('VOLUME_LOCKED');
           await vol.close();
         }
         expect(await codeOf(engine.restoreVolume('c'))).toBe('VOLUME_LOCKED');

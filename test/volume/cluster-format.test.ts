@@ -16,7 +16,7 @@ import {
   type ClusterGeometry,
 } from '../../src/volume/cluster-format.js';
 import { generateDataKey, halvesDiffer } from '../../src/volume/data-key.js';
-import type { ReencryptClusterFn } from '../../src/rotation/target.js';
+import type { ReencryptClusterFn } from '../../src/volume/reencrypt-contract.js';
 import { cipherBackends } from '../helpers/cipher-backends.js';
 
 /** node:crypto's aes-256-xts, one sector per call with the plain64 tweak: the independent reference. */

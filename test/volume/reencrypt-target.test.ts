@@ -1,5 +1,5 @@
 /**
- * The volume's ReencryptTarget (src/rotation/target.ts) driven like the rotation runner drives
+ * The volume's ReencryptTarget (src/volume/reencrypt-contract.ts) driven like the rotation runner drives
  * it, with foreground writes and trims racing the re-encryption: a racing edit always wins, no
  * data is lost, and the old generation can be retired at the end. Both layouts, both backends.
  */

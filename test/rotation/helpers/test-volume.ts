@@ -8,7 +8,7 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import type { Database, RootDatabase } from 'lmdb';
-import type { ClusterSnapshot, ReencryptTarget } from '../../../src/rotation/target.js';
+import type { ClusterSnapshot, ReencryptTarget } from '../../../src/volume/reencrypt-contract.js';
 import { bytesEqual } from './content.js';
 import type { SectorCipherLike } from './test-cipher.js';
 import { clusterGeneration, decodeCluster, encodeCluster } from './test-cluster-format.js';

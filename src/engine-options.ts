@@ -1,0 +1,131 @@
+/**
+ * Engine.open's options: their types, defaults and bounds, validated once at the boundary
+ * (INVALID_ARGUMENT naming the option, nothing created on disk).
+ */
+import { MS_PER_DAY, MS_PER_HOUR, systemClock, type Clock } from './clock.js';
+import { BlockvaultError } from './errors.js';
+import type { RotationOptions } from './rotation/index.js';
+import { CLUSTER_SECTORS_MAX } from './volume/cluster-format.js';
+import { META_CACHE_CLUSTERS_LIMIT, META_CACHE_CLUSTERS_MAX, type VolumeLayout } from './volume/cluster-store.js';
+
+export const DEFAULT_RETENTION_MS = 9 * MS_PER_DAY;
+export const DEFAULT_PURGE_INTERVAL_MS = MS_PER_HOUR;
+/** 32 KiB of sectors per LMDB value: 9 pages of 4 KiB, 1.125x on disk (bench/results/volume.md). */
+export const DEFAULT_CLUSTER_BYTES = 32 * 1024;
+export const DEFAULT_WRITE_BUFFER_BYTES_MAX = 64 * 1024 * 1024;
+/** Address space reserved for the memory map, not disk: LMDB grows the file as pages are used. */
+export const DEFAULT_MAP_SIZE_BYTES = 256 * 1024 ** 3;
+/** mapSizeBytes bounds: LMDB needs room for the engine's own databases; above 2^47 bytes (128 TiB) no x86-64 or arm64 process has the address space to map it. */
+const MAP_SIZE_BYTES_MIN = 1024 ** 2;
+const MAP_SIZE_BYTES_MAX = 2 ** 47;
+
+export type HsmSecretOptions = { passphrase: string; keyFile?: undefined } | { keyFile: string; passphrase?: undefined };
+
+export interface EngineOptions {
+  /** The engine's directory; created if new. */
+  dir: string;
+  /** Unseals the HSM keystore: an operator passphrase (scrypt) or a 32-byte key file. */
+  hsm: HsmSecretOptions;
+  /** Time source (retention, audit, key dates); ManualClock in tests. */
+  clock?: Clock;
+  /** How long a deleted volume stays restorable before its data is purged. Default 9 days. */
+  retentionMs?: number;
+  /** Cipher backend; default native when the addon loads, else the pure-TS fallback. */
+  cipher?: 'native' | 'ts';
+  /** How often expired volumes are purged in the background; 0 disables the timer (purgeExpired() still works, and runs on open). Default 1 hour. */
+  purgeIntervalMs?: number;
+  /**
+   * Sector bytes per cluster for new volumes (a power of two; at least one sector, at most 64).
+   * Default 32 KiB. Existing volumes keep theirs.
+   */
+  clusterBytes?: number;
+  /**
+   * How new volumes with 4096-byte sectors store their clusters: 'split' (default; one 4072-byte
+   * body per sector plus a small meta value per cluster: about 1.02x on disk and random 4 KiB
+   * writes near raw LMDB speed) or 'compact' (one LMDB value per cluster). 512-byte sectors are
+   * always compact. See bench/results/volume.md.
+   */
+  volumeLayout?: VolumeLayout;
+  /** Most bytes handed to LMDB and not yet committed, across all volumes (backpressure bound). Default 64 MiB. */
+  writeBufferBytesMax?: number;
+  /**
+   * Clusters whose decoded meta value each open split-layout volume keeps in memory (about 0.5 KiB
+   * each). A random read whose cluster is cached does one LMDB get instead of two, about 1.3x
+   * faster (bench/results/volume.md, "meta cache cold"). Default 16384: 512 MiB of 4096-byte
+   * sectors per volume, about 8 MiB. Size it to the part of a volume that is read at random;
+   * 0 turns the cache off.
+   */
+  metaCacheClustersMax?: number;
+  /** LMDB map size (virtual address space). Default 256 GiB. */
+  mapSizeBytes?: number;
+  /**
+   * Online re-encryption ("Syncing KMS state" tasks): worker count (default: the core count),
+   * batch and in-flight bounds, a bandwidth cap. See src/rotation/task-manager.ts.
+   */
+  rotation?: RotationOptions;
+  /** How long open waits for another process that has the directory open; then ENGINE_BUSY. Default 0. */
+  lockWaitMs?: number;
+}
+
+export interface ResolvedOptions {
+  dir: string;
+  clock: Clock;
+  retentionMs: number;
+  purgeIntervalMs: number;
+  clusterBytes: number;
+  volumeLayout: VolumeLayout;
+  writeBufferBytesMax: number;
+  metaCacheClustersMax: number;
+  mapSizeBytes: number;
+  lockWaitMs: number;
+}
+
+export function resolveOptions(options: EngineOptions): ResolvedOptions {
+  if (typeof options !== 'object' || options === null) throw invalid('Engine.open({ dir, hsm }) takes an options object');
+  if (typeof options.dir !== 'string' || options.dir.length === 0) throw invalid('Engine.open: dir must be a non-empty path');
+  const secret = options.hsm as { passphrase?: unknown; keyFile?: unknown } | undefined;
+  if (typeof secret !== 'object' || secret === null || (typeof secret.passphrase !== 'string') === (typeof secret.keyFile !== 'string')) {
+    throw invalid('Engine.open: hsm must be { passphrase } or { keyFile }');
+  }
+  const nonNegative = (value: number | undefined, fallback: number, name: string): number => {
+    const v = value ?? fallback;
+    if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0) throw invalid(`Engine.open: ${name} must be a whole number >= 0, got ${String(value)}`);
+    return v;
+  };
+  const clusterBytes = nonNegative(options.clusterBytes, DEFAULT_CLUSTER_BYTES, 'clusterBytes');
+  if (clusterBytes < 512 || (clusterBytes & (clusterBytes - 1)) !== 0 || clusterBytes > CLUSTER_SECTORS_MAX * 4096) {
+    throw invalid(`Engine.open: clusterBytes must be a power of two from 512 to ${CLUSTER_SECTORS_MAX * 4096}, got ${clusterBytes}`);
+  }
+  const volumeLayout = options.volumeLayout ?? 'split';
+  if (volumeLayout !== 'split' && volumeLayout !== 'compact') throw invalid(`Engine.open: volumeLayout must be 'split' or 'compact', got ${String(volumeLayout)}`);
+  const writeBufferBytesMax = nonNegative(options.writeBufferBytesMax, DEFAULT_WRITE_BUFFER_BYTES_MAX, 'writeBufferBytesMax');
+  if (writeBufferBytesMax < 1024 * 1024) throw invalid('Engine.open: writeBufferBytesMax must be at least 1 MiB');
+  const metaCacheClustersMax = nonNegative(options.metaCacheClustersMax, META_CACHE_CLUSTERS_MAX, 'metaCacheClustersMax');
+  // A limit on everything: 2^24 clusters (64 GiB of 4096-byte sectors) is about 8 GiB of memory per volume.
+  if (metaCacheClustersMax > META_CACHE_CLUSTERS_LIMIT) {
+    throw invalid(`Engine.open: metaCacheClustersMax must be at most ${META_CACHE_CLUSTERS_LIMIT}, got ${metaCacheClustersMax}`);
+  }
+  const mapSizeBytes = nonNegative(options.mapSizeBytes, DEFAULT_MAP_SIZE_BYTES, 'mapSizeBytes');
+  if (mapSizeBytes < MAP_SIZE_BYTES_MIN || mapSizeBytes > MAP_SIZE_BYTES_MAX) {
+    throw invalid(`Engine.open: mapSizeBytes must be from ${MAP_SIZE_BYTES_MIN} (1 MiB) to ${MAP_SIZE_BYTES_MAX} (128 TiB), got ${mapSizeBytes}`);
+  }
+  if (options.cipher !== undefined && options.cipher !== 'native' && options.cipher !== 'ts') {
+    throw invalid(`Engine.open: cipher must be 'native' or 'ts', got ${String(options.cipher)}`);
+  }
+  return {
+    dir: options.dir,
+    clock: options.clock ?? systemClock,
+    retentionMs: nonNegative(options.retentionMs, DEFAULT_RETENTION_MS, 'retentionMs'),
+    purgeIntervalMs: nonNegative(options.purgeIntervalMs, DEFAULT_PURGE_INTERVAL_MS, 'purgeIntervalMs'),
+    clusterBytes,
+    volumeLayout,
+    writeBufferBytesMax,
+    metaCacheClustersMax,
+    mapSizeBytes,
+    lockWaitMs: options.lockWaitMs ?? 0,
+  };
+}
+
+function invalid(message: string): BlockvaultError {
+  return new BlockvaultError('INVALID_ARGUMENT', message);
+}

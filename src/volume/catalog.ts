@@ -1,0 +1,164 @@
+/**
+ * The volume catalog: the one owner of VolumeRecords (LMDB sub-database `volumes`, keyed by volume
+ * id) and of the rules about them: lookup by id or name, unique names among live volumes, store-id
+ * allocation, and the record changes that move a volume between its states (src/volume/record.ts).
+ *
+ * Records are immutable values: a change replaces the record, visible at once to every step that
+ * runs after it (`set`), persisted when `save`'s promise resolves. Open volumes follow every change
+ * through the `onRecord` callback, so a VolumeCore never acts on an older record than the catalog's.
+ */
+import type { Database } from 'lmdb';
+import { BlockvaultError, assert } from '../errors.js';
+import { VOLUME_RECORD_VERSION, infoOf, type VolumeInfo, type VolumeRecord } from './record.js';
+
+const VOLUME_NAME_LENGTH_MAX = 128;
+/** Records of volumes purged during this session, kept so handles still describe them. */
+const PURGED_REMEMBERED_MAX = 1024;
+
+export interface CatalogDeps {
+  /** The `volumes` sub-database (msgpack records). */
+  volumes: Database<VolumeRecord, string>;
+  /** The `engine-meta` sub-database: holds `nextStoreId`. */
+  meta: Database<unknown, string>;
+  /** Called synchronously whenever a record is replaced or added. */
+  onRecord(record: VolumeRecord): void;
+}
+
+export class VolumeCatalog {
+  readonly #deps: CatalogDeps;
+  readonly #records = new Map<string, VolumeRecord>();
+  readonly #reservedNames = new Set<string>();
+  readonly #purged = new Map<string, VolumeRecord>();
+
+  constructor(deps: CatalogDeps) {
+    this.#deps = deps;
+  }
+
+  /** Read every stored record (once, at engine open). */
+  load(): void {
+    for (const { value } of this.#deps.volumes.getRange()) {
+      assert(value.recordVersion === VOLUME_RECORD_VERSION, `volume record version ${value.recordVersion} is supported`);
+      this.#records.set(value.id, value);
+    }
+  }
+
+  get(volumeId: string): VolumeRecord | undefined {
+    return this.#records.get(volumeId);
+  }
+
+  /** The current record of a volume known to exist. */
+  current(volumeId: string): VolumeRecord {
+    const record = this.#records.get(volumeId);
+    assert(record !== undefined, `volume ${volumeId} is in the catalog`);
+    return record;
+  }
+
+  /** Every record, in no particular order (a snapshot: safe to change records while iterating). */
+  records(): VolumeRecord[] {
+    return [...this.#records.values()];
+  }
+
+  /** Metadata of every volume, in every state, oldest first. */
+  list(): VolumeInfo[] {
+    return this.records()
+      .sort((a, b) => a.createdAtMs - b.createdAtMs || a.id.localeCompare(b.id))
+      .map(infoOf);
+  }
+
+  /** Metadata of a volume, also of one purged during this session (its last record). */
+  infoOrLast(volumeId: string): VolumeInfo {
+    const record = this.#records.get(volumeId) ?? this.#purged.get(volumeId);
+    assert(record !== undefined, `volume ${volumeId} is known`);
+    return infoOf(record);
+  }
+
+  /** By id, else by name: a live volume wins over a deleted one of the same name (the newest deleted one otherwise). */
+  find(idOrName: string, options: { preferDeleted?: boolean } = {}): VolumeRecord {
+    if (typeof idOrName !== 'string' || idOrName.length === 0) {
+      throw new BlockvaultError('INVALID_ARGUMENT', 'a volume id or name is a non-empty string');
+    }
+    const byId = this.#records.get(idOrName);
+    if (byId !== undefined) return byId;
+    const named = this.records().filter((r) => r.name === idOrName);
+    const live = named.filter((r) => r.deletedAtMs === null);
+    const deleted = named.filter((r) => r.deletedAtMs !== null).sort((a, b) => b.deletedAtMs! - a.deletedAtMs!);
+    const found = options.preferDeleted === true ? (deleted[0] ?? live[0]) : (live[0] ?? deleted[0]);
+    if (found === undefined) {
+      throw new BlockvaultError('NOT_FOUND', `no volume with id or name ${JSON.stringify(idOrName)}; engine.listVolumes() shows them all`, {
+        volume: idOrName,
+      });
+    }
+    return found;
+  }
+
+  /** Names are unique among volumes that are not deleted (a deleted one keeps its name until purged). */
+  checkNameFree(name: string, exceptId?: string): void {
+    const taken = this.#reservedNames.has(name) || this.records().some((r) => r.name === name && r.deletedAtMs === null && r.id !== exceptId);
+    if (taken) throw new BlockvaultError('ALREADY_EXISTS', `a volume named ${JSON.stringify(name)} already exists; choose another name`, { name });
+  }
+
+  /** Hold a free name while a volume is being created; the returned function gives it back. */
+  reserveName(name: string): () => void {
+    this.checkNameFree(name);
+    this.#reservedNames.add(name);
+    return () => this.#reservedNames.delete(name);
+  }
+
+  /** The next u32 store id: never reused, so a purge of an old volume never meets a new one's clusters. */
+  allocateStoreId(): Promise<number> {
+    const meta = this.#deps.meta;
+    return meta.transaction(() => {
+      const next = meta.get('nextStoreId');
+      assert(typeof next === 'number' && Number.isSafeInteger(next) && next >= 1 && next < 0xffff_ffff, 'nextStoreId is a u32');
+      meta.putSync('nextStoreId', next + 1);
+      return next;
+    });
+  }
+
+  /** Replace (or add) a record in memory, synchronously: every step that runs after this sees it. */
+  set(record: VolumeRecord): void {
+    this.#records.set(record.id, record);
+    this.#deps.onRecord(record);
+  }
+
+  /** Visible at once (to steps that run after this), persisted when the promise resolves; undone in memory if the put fails. */
+  async save(record: VolumeRecord): Promise<void> {
+    const previous = this.#records.get(record.id);
+    this.set(record);
+    try {
+      await this.#deps.volumes.put(record.id, record);
+    } catch (error) {
+      if (previous !== undefined && this.#records.get(record.id) === record) this.set(previous);
+      throw error;
+    }
+  }
+
+  /** Persist records already set in memory, in one transaction; a record replaced since is skipped (its own save persists it). */
+  async persist(records: readonly VolumeRecord[]): Promise<void> {
+    if (records.length === 0) return;
+    const volumes = this.#deps.volumes;
+    await volumes.transaction(() => {
+      for (const record of records) {
+        if (this.#records.get(record.id) === record) volumes.putSync(record.id, record);
+      }
+    });
+  }
+
+  /** Remove a purged volume's record for good (its last record stays describable for this session). */
+  async remove(record: VolumeRecord): Promise<void> {
+    await this.#deps.volumes.remove(record.id);
+    this.#records.delete(record.id);
+    this.#purged.set(record.id, record);
+    if (this.#purged.size > PURGED_REMEMBERED_MAX) this.#purged.delete(this.#purged.keys().next().value!);
+  }
+}
+
+export function checkVolumeName(name: unknown): string {
+  if (typeof name !== 'string' || name.length === 0 || name.length > VOLUME_NAME_LENGTH_MAX || /[\u0000-\u001f\u007f]/.test(name) || name.trim() !== name) {
+    throw new BlockvaultError(
+      'INVALID_ARGUMENT',
+      `a volume name is 1 to ${VOLUME_NAME_LENGTH_MAX} characters without control characters or surrounding spaces, got ${JSON.stringify(name)}`,
+    );
+  }
+  return name;
+}
