@@ -45,6 +45,11 @@ export class StorageServicePort {
     return { sourceService: STORAGE_SERVICE, sourceInstance: this.#engineId, initiator: 'blockvault-engine' };
   }
 
+  /** What an unwrap under `keyCrn` by the storage service would fail with now, or null (synchronous). */
+  keyAccessError(keyCrn: string): BlockvaultError | null {
+    return this.#hsm.keyAccessError(keyCrn, this.caller());
+  }
+
   /** The root key a new volume is provisioned under: the caller's (it must be Active), or a new platform key. */
   async provisioningKey(crn: string | undefined): Promise<ProvisioningKey> {
     if (crn === undefined) return { crn: (await this.#hsm.createPlatformKey()).crn, platformManaged: true };

@@ -32,6 +32,7 @@ import { ReencryptTargets } from './volume/reencrypt-targets.js';
 import { ShredLock } from './volume/shred-lock.js';
 import type { Volume } from './volume/volume.js';
 import type { VolumeCoreDeps } from './volume/volume-core.js';
+import { KeyAccess } from './volume/key-access.js';
 import { WriteBudget } from './volume/write-budget.js';
 import { lockDir, type DirLock } from './util/dir-lock.js';
 
@@ -86,6 +87,8 @@ export class Engine {
   readonly #lifecycle: VolumeLifecycle;
   readonly #purger: VolumePurger;
   readonly #shredLock: ShredLock;
+  /** Root keys the storage service may not use now (suspended, revoked): their open volumes' I/O stops. */
+  readonly #keyAccess = new KeyAccess();
   readonly #targets: ReencryptTargets;
   #scheduler: { stop(): void } | null = null;
   #closed = false;
@@ -113,6 +116,7 @@ export class Engine {
       writeStepBytesMax: WRITE_STEP_BYTES_MAX,
       trimStepClustersMax: TRIM_STEP_CLUSTERS_MAX,
       metaCacheClustersMax: options.metaCacheClustersMax,
+      keyAccess: this.#keyAccess,
     };
     const keyService = this.#port.keyService;
     const audit: VolumeAudit = (action, record) => this.#audit(action, record);
@@ -262,7 +266,17 @@ export class Engine {
         clock: resolved.clock,
         audit: events,
         hooks: {
-          // Cryptoshred: lock every affected volume at once (their keys leave memory now).
+          // Cryptoshred, first half: called by deleteKey itself before any durable work. Every
+          // affected volume is locked and its keys wiped in this turn; the stop signal goes to
+          // the volumes' rotation tasks (ShredLock's onLocked).
+          onDestroying: (keyCrn: string, affected: string[]) => {
+            if (engineRef !== null) engineRef.#shredLock.lockNow(keyCrn, affected);
+          },
+          // A key suspended or enabled, an authorization revoked or granted: open volumes stop or resume.
+          onAccessChanged: (changed) => {
+            if (engineRef !== null) engineRef.#refreshKeyAccess(changed);
+          },
+          // Cryptoshred, second half: the key's material is destroyed; make the locks durable.
           onDestroyed: async (key: RootKeyInfo, affected: string[]) => {
             if (engineRef === null) return; // at HSM open: the engine's load locks volumes of destroyed keys
             // The lock, the key wipes and the stop signal to the volumes' rotation tasks happen in
@@ -427,6 +441,21 @@ export class Engine {
       if (!this.#port.isOwnVolumeCrn(registration.resourceCrn) || known.has(registration.resourceCrn)) continue;
       await this.#port.keyService.deleteRegistration(registration.keyCrn, registration.resourceCrn).catch(() => undefined);
     }
+  }
+
+  /**
+   * Ask the HSM again whether the storage service may use the keys a metadata change touched
+   * (and, when authorizations changed, every key of an open volume and every key refused now).
+   * Synchronous, so I/O stops in the same turn as the HSM's commit.
+   */
+  #refreshKeyAccess(changed: { keyCrns: string[]; authorizations: boolean }): void {
+    if (this.#closed) return;
+    const keys = new Set(changed.keyCrns);
+    if (changed.authorizations) {
+      for (const crn of this.#volumes.keyCrns()) keys.add(crn);
+      for (const crn of this.#keyAccess.refusedKeys()) keys.add(crn);
+    }
+    for (const crn of keys) this.#keyAccess.set(crn, this.#port.keyAccessError(crn));
   }
 
   #guard<T>(run: () => Promise<T>): Promise<T> {

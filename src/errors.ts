@@ -17,7 +17,7 @@ export const ERROR_CODES = [
   'KEY_STATE', // the key's state does not allow the operation (Suspended, Deactivated, ...)
   'IMPORT_TOKEN_EXPIRED', // the import token's time or retrieval limit has passed
   'WRONG_PASSPHRASE', // the HSM keystore cannot be unsealed with what was given
-  'KEYSTORE_CORRUPT', // the sealed keystore fails authentication for a reason other than the passphrase
+  'KEYSTORE_CORRUPT', // the sealed keystore, the HSM's metadata or a wrapped data key fails authentication
   'VOLUME_LOCKED', // the volume's key was destroyed; metadata only
   'VOLUME_DELETED', // the volume is soft-deleted; restore it or wait for the purge
   'VOLUME_CLOSED', // the handle was closed (or the engine was)
@@ -28,6 +28,7 @@ export const ERROR_CODES = [
   'ENGINE_BUSY', // another live process (or engine in this process) has the directory open
   'TIMEOUT', // a wait (e.g. tasks.wait with timeoutMs) ran out of time; the operation itself goes on
   'AUDIT_TAMPERED', // the audit hash chain does not verify
+  'VOLUME_CORRUPT', // a volume's stored record or cluster data fails its checks (details name the volume and the place)
 ] as const;
 
 export type ErrorCode = (typeof ERROR_CODES)[number];

@@ -1,3 +1,4 @@
+import { BlockvaultError, isBlockvaultError } from '../errors.js';
 import { roughInitiator, roughText, type AuditMeta, type HsmCore } from './hsm-core.js';
 import { assertStateAllows } from './key-info.js';
 import { checkBytes } from './validate.js';
@@ -50,4 +51,23 @@ export async function rewrap(core: HsmCore, crn: string, wrapped: Uint8Array, ve
     meta.details = { fromVersion, keyVersion };
     return { keyCrn, keyVersion, wrapped: rewrapped };
   });
+}
+
+/**
+ * The refusal an unwrap by `ctx` under `crn` would meet right now (destroyed, a state that does not
+ * allow unwrap, no Reader authorization, unknown key), or null: synchronous and unaudited, since
+ * it reads only metadata and uses no material. Open resources ask this whenever the HSM's metadata
+ * changes, so a suspended key or a revoked authorization cuts them off at once.
+ */
+export function accessError(core: HsmCore, crn: string, ctx: CallerContext): BlockvaultError | null {
+  try {
+    core.assertOpen();
+    const { record, crn: keyCrn } = core.resolveKey(crn);
+    core.checkAuthorized(ctx, record);
+    assertStateAllows(record, 'unwrap', keyCrn);
+    return null;
+  } catch (error) {
+    if (isBlockvaultError(error)) return error;
+    throw error;
+  }
 }

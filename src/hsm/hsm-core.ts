@@ -3,7 +3,7 @@ import type { Clock } from '../clock.js';
 import { formatCrn, parseCrn } from '../crn.js';
 import { BlockvaultError, assert, isBlockvaultError } from '../errors.js';
 import { toRootKeyInfo } from './key-info.js';
-import type { InstanceRecord, KeyRecord, MetadataStore, RegistrationRecord } from './metadata-store.js';
+import type { InstanceRecord, KeyRecord, MetadataStore, PendingDestroy, RegistrationRecord } from './metadata-store.js';
 import type { KeyProvider } from './provider.js';
 import { checkCaller, checkId, checkVersion, invalid } from './validate.js';
 import type { HsmHooks, HsmInstanceInfo, Registration, RootKeyInfo } from './types.js';
@@ -50,6 +50,11 @@ export function roughInitiator(value: unknown, fallback: string): string {
 export class HsmCore {
   closed = false;
   private queue: Promise<unknown> = Promise.resolve();
+  /**
+   * Keys whose deletion was called but whose destruction is not durable yet (deletion.ts): every
+   * lookup sees them as pendingDestroy, so they refuse all use from the moment deleteKey is called.
+   */
+  private readonly doomed = new Map<string, PendingDestroy>();
 
   constructor(
     readonly store: MetadataStore,
@@ -58,7 +63,31 @@ export class HsmCore {
     readonly clock: Clock,
     readonly account: string,
     public hooks: HsmHooks,
-  ) {}
+  ) {
+    // Every committed metadata change may change who can use which key (state, authorization).
+    store.onCommit = (changed) => {
+      if (this.hooks.onAccessChanged === undefined || (changed.keys.length === 0 && !changed.authorizations)) return;
+      this.hooks.onAccessChanged({ keyCrns: changed.keys.map((k) => this.keyCrnOf(k)), authorizations: changed.authorizations });
+    };
+  }
+
+  /** Make a key unusable in memory now, ahead of its durable destruction. */
+  doom(keyId: string, pending: PendingDestroy): void {
+    this.doomed.set(keyId, pending);
+  }
+
+  /** The destruction is durable: the record itself says Destroyed from here. */
+  undoom(keyId: string): void {
+    this.doomed.delete(keyId);
+  }
+
+  /** The key record as every operation must see it: a doomed key is pendingDestroy. */
+  key(keyId: string): KeyRecord | undefined {
+    const record = this.store.key(keyId);
+    const pending = this.doomed.get(keyId);
+    if (record === undefined || pending === undefined || record.pendingDestroy !== null) return record;
+    return { ...record, pendingDestroy: pending };
+  }
 
   assertOpen(): void {
     if (this.closed) throw new BlockvaultError('ENGINE_CLOSED', 'the HSM is closed; reopen the engine');
@@ -117,7 +146,7 @@ export class HsmCore {
   resolveKey(text: unknown): { record: KeyRecord; crn: string } {
     const parsed = parseCrn(text, 'key');
     const ours = parsed.cloud === CRN_CLOUD && parsed.scope === CRN_SCOPE && parsed.service === HSM_SERVICE && parsed.region === CRN_REGION && parsed.account === this.account;
-    const record = ours ? this.store.key(parsed.resource) : undefined;
+    const record = ours ? this.key(parsed.resource) : undefined;
     if (record === undefined || record.instanceId !== parsed.instance) {
       throw new BlockvaultError('NOT_FOUND', `no root key ${String(text)} in this HSM; list the keys with listKeys() and pass one's full CRN`);
     }

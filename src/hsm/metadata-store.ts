@@ -88,9 +88,14 @@ export class MetadataStore {
     return out;
   }
 
+  /** Called after every committed transaction with what it changed (HsmCore: hooks.onAccessChanged). */
+  onCommit: ((changed: MetadataChanges) => void) | null = null;
+
   /** Run `write` in one synchronous, durable LMDB write transaction. */
   transact(write: (tx: MetadataWriter) => void): void {
-    this.root.transactionSync(() => write(new MetadataWriter(this.db)));
+    const writer = new MetadataWriter(this.db);
+    this.root.transactionSync(() => write(writer));
+    this.onCommit?.(writer.changes);
   }
 
   instance(id: string): InstanceRecord | undefined {
@@ -144,8 +149,18 @@ export class MetadataStore {
   }
 }
 
+/** What one transaction changed that can change who may use a key. */
+export interface MetadataChanges {
+  /** Key records written (state, versions, pending destruction). */
+  keys: KeyRecord[];
+  /** An authorization was granted or revoked. */
+  authorizations: boolean;
+}
+
 /** Writes inside one transaction. */
 export class MetadataWriter {
+  readonly changes: MetadataChanges = { keys: [], authorizations: false };
+
   constructor(private readonly db: Database<unknown, Key>) {}
 
   putInstance(record: InstanceRecord): void {
@@ -154,14 +169,17 @@ export class MetadataWriter {
 
   putKey(record: KeyRecord): void {
     this.db.putSync(['key', record.id], record);
+    this.changes.keys.push(record);
   }
 
   putAuthorization(record: Authorization): void {
     this.db.putSync(['auth', record.id], record);
+    this.changes.authorizations = true;
   }
 
   removeAuthorization(id: string): void {
     this.db.removeSync(['auth', id]);
+    this.changes.authorizations = true;
   }
 
   putRegistration(record: RegistrationRecord): void {

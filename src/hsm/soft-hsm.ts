@@ -2,6 +2,7 @@ import { join } from 'node:path';
 import type { RootDatabase } from 'lmdb';
 import type { AuditLog } from '../audit/audit-log.js';
 import { systemClock, type Clock } from '../clock.js';
+import type { BlockvaultError } from '../errors.js';
 import * as cryptoOps from './crypto-ops.js';
 import * as deletion from './deletion.js';
 import { HsmCore } from './hsm-core.js';
@@ -217,6 +218,15 @@ export class SoftHsm {
   async unwrap(crn: string, wrapped: Uint8Array, version: number, ctx: CallerContext): Promise<UnwrapResult> {
     this.core.assertOpen();
     return cryptoOps.unwrap(this.core, crn, wrapped, version, ctx);
+  }
+
+  /**
+   * Synchronously, without touching material: the error an unwrap by `ctx` under `crn` would fail
+   * with right now (KEY_DESTROYED, KEY_STATE, NOT_AUTHORIZED, NOT_FOUND), or null. The engine asks
+   * this whenever hooks.onAccessChanged fires, to cut off or resume volumes that are open.
+   */
+  keyAccessError(crn: string, ctx: CallerContext): BlockvaultError | null {
+    return cryptoOps.accessError(this.core, crn, ctx);
   }
 
   /** Unwrap under `version`, wrap under the current one; the data key stays inside the HSM. */

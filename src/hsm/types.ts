@@ -143,8 +143,20 @@ export interface HsmHooks {
    */
   onRotated?(key: RootKeyInfo, options: { rewrapOnly: boolean }): Promise<unknown[]>;
   /**
-   * Called synchronously inside a forced delete, after the material is destroyed and before
-   * `deleteKey` returns: lock every affected resource at once.
+   * Called synchronously by `deleteKey`, in the call itself, once the key is known to be
+   * deletable and is unusable in memory, before any durable work: lock every affected resource
+   * and wipe its data keys now. Must not call back into the HSM; must not throw.
+   */
+  onDestroying?(keyCrn: string, affectedResources: string[]): void;
+  /**
+   * After the material is destroyed (durably) and before `deleteKey` returns; also on open, for
+   * a destruction a crash interrupted: make the resources' locks durable.
    */
   onDestroyed?(key: RootKeyInfo, affectedResources: string[]): void | Promise<void>;
+  /**
+   * Synchronously after every committed metadata change (a state change, an authorization
+   * granted or revoked, ...): who may use which key may have changed, so resources that are open
+   * re-check their access (`SoftHsm.keyAccessError`). Must not call back into the HSM's mutex.
+   */
+  onAccessChanged?(changed: { keyCrns: string[]; authorizations: boolean }): void;
 }

@@ -34,6 +34,29 @@ export function checkId(value: unknown, what: string): string {
   return value;
 }
 
+// Characters a reader cannot see: format characters (zero-width space, joiners, bidi marks),
+// default-ignorable code points (variation selectors, Hangul fillers) and control characters.
+const INVISIBLE = /[\p{Cc}\p{Cf}\p{Default_Ignorable_Code_Point}]/u;
+
+/**
+ * The identity of a person for dual authorization, so that one person cannot pass for two by
+ * spelling their name differently: trimmed, Unicode NFKC (compatibility forms such as full-width
+ * letters and ligatures fold to plain ones), case-folded (upper then lower case, so 'ß' and 'SS'
+ * meet at 'ss'; JavaScript has no full case folding), inner white space collapsed to one space.
+ * A name with an invisible character is refused rather than normalised: it can only be meant to
+ * deceive. Returns `fallback` when the value is undefined.
+ */
+export function checkInitiator(value: unknown, fallback: string): string {
+  if (value === undefined) return fallback;
+  if (typeof value !== 'string') invalid(`initiator must be a string naming who acts, got ${typeof value}`);
+  if (INVISIBLE.test(value)) invalid(`initiator ${JSON.stringify(value)} contains an invisible character (a zero-width, format or control character); name the person in plain text`);
+  const normalized = value.normalize('NFKC').toUpperCase().toLowerCase().normalize('NFKC').trim().replace(/\s+/gu, ' ');
+  if (normalized.length === 0 || normalized.length > TEXT_LENGTH_MAX || INVISIBLE.test(normalized)) {
+    invalid(`initiator must be a non-empty name of at most ${TEXT_LENGTH_MAX} printable characters, got ${JSON.stringify(value)}`);
+  }
+  return normalized;
+}
+
 export function checkText(value: unknown, what: string, fallback: string): string {
   if (value === undefined) return fallback;
   if (typeof value !== 'string' || value.length === 0 || value.length > TEXT_LENGTH_MAX || CONTROL.test(value)) {

@@ -62,6 +62,13 @@ export class OpenVolumes {
     return this.#cores.get(volumeId);
   }
 
+  /** The root-key CRNs of the volumes open now. */
+  keyCrns(): Set<string> {
+    const crns = new Set<string>();
+    for (const core of this.#cores.values()) crns.add(core.record.diskEncryptionKeyCrn);
+    return crns;
+  }
+
   /** A new handle on a core the caller already holds (one reference per handle). */
   handle(core: VolumeCore): Volume {
     return new Volume(core, this.host);

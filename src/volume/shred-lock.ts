@@ -23,18 +23,21 @@ export interface ShredLockDeps {
 
 export class ShredLock {
   readonly #deps: ShredLockDeps;
+  /** Locked in memory (lockNow) but not persisted yet, by key CRN. */
+  readonly #unpersisted = new Map<string, VolumeRecord[]>();
 
   constructor(deps: ShredLockDeps) {
     this.#deps = deps;
   }
 
   /**
-   * Lock every volume using `keyCrn` (or registered as one of `resourceCrns`) that is not locked
-   * yet. Before this returns its promise: the records say locked, the keys are wiped (and an unwrap
-   * still under way cannot put one back: KeyRing.shred), and `onLocked` has run. The promise
-   * resolves once the lock is persisted and audited, with the volumes newly locked.
+   * The synchronous half: lock every volume using `keyCrn` (or registered as one of
+   * `resourceCrns`) that is not locked yet. When this returns, the records say locked, the keys
+   * are wiped (and an unwrap still under way cannot put one back: KeyRing.shred), and `onLocked`
+   * has run. The HSM calls this from deleteKey before any durable work (hooks.onDestroying);
+   * `lockForKey` makes it durable.
    */
-  lockForKey(keyCrn: string, resourceCrns: readonly string[] = [], reason = 'root key destroyed'): Promise<VolumeInfo[]> {
+  lockNow(keyCrn: string, resourceCrns: readonly string[] = [], reason = 'root key destroyed'): VolumeRecord[] {
     const { catalog, volumes } = this.#deps;
     const resources = new Set(resourceCrns);
     const now = this.#deps.clock.nowMs();
@@ -47,11 +50,27 @@ export class ShredLock {
       volumes.get(record.id)?.shred(keysShreddedError(next));
       locked.push(next);
     }
-    if (locked.length > 0) this.#deps.onLocked(locked);
+    if (locked.length > 0) {
+      this.#unpersisted.set(keyCrn, [...(this.#unpersisted.get(keyCrn) ?? []), ...locked]);
+      this.#deps.onLocked(locked);
+    }
+    return locked;
+  }
+
+  /**
+   * Lock (lockNow) and make durable every lock of `keyCrn` not persisted yet, then audit each.
+   * Resolves with the volumes whose lock this call persisted.
+   */
+  lockForKey(keyCrn: string, resourceCrns: readonly string[] = [], reason = 'root key destroyed'): Promise<VolumeInfo[]> {
+    this.lockNow(keyCrn, resourceCrns, reason);
+    const locked = this.#unpersisted.get(keyCrn) ?? [];
+    this.#unpersisted.delete(keyCrn);
     return (async () => {
-      await catalog.persist(locked);
-      for (const record of locked) await this.#deps.audit('blockvault.volume.lock', record);
-      return locked.map(infoOf);
+      // The record may have changed since it was locked (a rotation's mark): persist what is current.
+      const current = locked.map((record) => this.#deps.catalog.get(record.id)).filter((r): r is VolumeRecord => r !== undefined);
+      await this.#deps.catalog.persist(current);
+      for (const record of current) await this.#deps.audit('blockvault.volume.lock', record);
+      return current.map(infoOf);
     })();
   }
 }

@@ -19,6 +19,7 @@ import { BlockvaultError, assert } from '../errors.js';
 import { type ClusterGeometry, type ClusterView, type SectorCipher, decodeCluster, forEachPresentRun, isPresent, reencryptCluster } from './cluster-format.js';
 import { createClusterStore, type ClusterStore, type VolumeLayout } from './cluster-store.js';
 import { KeyRing } from './data-key.js';
+import { accessRefusedError, type KeyAccess } from './key-access.js';
 import { OpQueue, type StepResult, stepPending } from './op-queue.js';
 import { BufferSlab, CiphertextSlabs } from './buffer-slab.js';
 import { stateOf, type VolumeRecord } from './record.js';
@@ -36,6 +37,8 @@ export interface VolumeCoreDeps {
   trimStepClustersMax: number;
   /** Bound of the split layout's meta cache, in clusters (default META_CACHE_CLUSTERS_MAX; 0: off). */
   metaCacheClustersMax?: number;
+  /** Root keys the storage service may not use now (suspended, authorization revoked): I/O stops. */
+  keyAccess?: KeyAccess;
 }
 
 const SETTLED = Promise.resolve();
@@ -133,6 +136,8 @@ export class VolumeCore {
         { volumeId: record.id, purgeAtMs: record.purgeAtMs },
       );
     }
+    const refusal = this.deps.keyAccess?.refusal(record.diskEncryptionKeyCrn) ?? null;
+    if (refusal !== null) return accessRefusedError(record, refusal);
     if (!this.keys.has(record.writeGeneration)) {
       return new BlockvaultError('KEY_STATE', `volume ${record.name} (${record.id}) has no data key loaded; reopen it with engine.openVolume`, {
         volumeId: record.id,
