@@ -58,6 +58,15 @@ export interface KeyProvider {
   /** Destroy an import token's private key. Idempotent. */
   destroyTransportKey(transportKeyId: string): Promise<void>;
 
+  /**
+   * A 32-byte key that authenticates the HSM's metadata records (key states, versions, policies,
+   * authorizations, registrations) and, through sub-keys, the engine's volume records. Stable for
+   * the life of the keystore or token; the caller zeroizes its copy. Software: HKDF-SHA256 of the
+   * master key (info 'blockvault-hsm/v1/metadata-key'). PKCS#11: HMAC-SHA256 inside the token, by
+   * a non-extractable generic-secret key, of "blockvault metadata v1".
+   */
+  metadataKey(): Promise<Uint8Array>;
+
   /** What is stored, so the HSM can finish interrupted operations and remove strays on open. */
   inventory(): Promise<ProviderInventory>;
 

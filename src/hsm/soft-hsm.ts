@@ -10,6 +10,7 @@ import * as tokens from './import-tokens.js';
 import * as instances from './instances.js';
 import { keystoreExists, openMasterKey } from './master-key.js';
 import { MetadataStore } from './metadata-store.js';
+import { deriveRecordKey } from '../util/record-mac.js';
 import type { KeyProvider } from './provider.js';
 import { recover } from './recovery.js';
 import * as registrations from './registrations.js';
@@ -66,7 +67,22 @@ export interface SoftHsmOptions {
  * mutex, so a hook may call back into the HSM.
  */
 export class SoftHsm {
-  private constructor(private readonly core: HsmCore) {}
+  private constructor(
+    private readonly core: HsmCore,
+    /** The provider's metadata key; zeroized on close. */
+    private readonly metadataKey: Buffer,
+  ) {}
+
+  /**
+   * A 32-byte key for authenticating records of one kind outside the HSM (the engine's volume
+   * records), derived from the HSM's metadata key: only whoever holds the master key or the token
+   * can make a record that verifies. The caller zeroizes it.
+   */
+  recordKey(purpose: string): Buffer {
+    this.core.assertOpen();
+    if (typeof purpose !== 'string' || !/^[a-z][a-z0-9-]{0,63}$/.test(purpose) || purpose === 'hsm-metadata') invalid(`recordKey purpose must be a lower-case name other than 'hsm-metadata', got ${JSON.stringify(purpose)}`);
+    return deriveRecordKey(this.metadataKey, purpose);
+  }
 
   /**
    * Open (or create) the HSM of an engine directory. A wrong passphrase or key file fails with
@@ -100,14 +116,27 @@ export class SoftHsm {
     } finally {
       masterKey.fill(0);
     }
-    const core = new HsmCore(store, provider, audit, clock, account, options.hooks ?? {});
+    let metadataKey: Buffer;
     try {
-      await recover(core);
+      const fromProvider = await provider.metadataKey();
+      metadataKey = Buffer.from(fromProvider);
+      fromProvider.fill(0);
+      const storeKey = deriveRecordKey(metadataKey, 'hsm-metadata');
+      store.authenticate(storeKey); // KEYSTORE_CORRUPT for an edited record, before anything trusts one
+      storeKey.fill(0);
     } catch (error) {
       await provider.close();
       throw error;
     }
-    return new SoftHsm(core);
+    const core = new HsmCore(store, provider, audit, clock, account, options.hooks ?? {});
+    const hsm = new SoftHsm(core, metadataKey);
+    try {
+      await recover(core);
+    } catch (error) {
+      await hsm.close();
+      throw error;
+    }
+    return hsm;
   }
 
   /** Replace the hooks (the engine may only have them once it exists). */
@@ -122,6 +151,7 @@ export class SoftHsm {
     await this.core.exclusive(async () => {
       this.core.closed = true;
     });
+    this.metadataKey.fill(0);
     await this.core.provider.close();
   }
 

@@ -2,6 +2,7 @@ import {
   constants,
   createPrivateKey,
   generateKeyPair,
+  hkdfSync,
   privateDecrypt,
   randomFillSync,
   timingSafeEqual,
@@ -334,6 +335,12 @@ export class SoftwareKeyProvider implements KeyProvider {
       if (match) transportKeyIds.push(match[1] as string);
     }
     return { keyVersions, transportKeyIds };
+  }
+
+  async metadataKey(): Promise<Uint8Array> {
+    assert(!this.closed, 'the provider is open');
+    // HKDF (RFC 5869) with an empty salt: the master key is already uniformly random (scrypt or a key file).
+    return new Uint8Array(hkdfSync('sha256', this.masterKey, Buffer.alloc(0), 'blockvault-hsm/v1/metadata-key', 32));
   }
 
   async close(): Promise<void> {

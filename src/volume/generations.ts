@@ -12,6 +12,7 @@ import { assert } from '../errors.js';
 import type { Clock } from '../clock.js';
 import type { VolumeCatalog } from './catalog.js';
 import { generateDataKey } from './data-key.js';
+import { bindDataKey } from './dek-binding.js';
 import type { VolumeKeyService } from './open-volumes.js';
 import { withChanges, type DataKeyGeneration, type VolumeRecord } from './record.js';
 import type { GenerationKeeper } from './reencrypt-target.js';
@@ -35,10 +36,10 @@ export class DataKeyGenerations implements GenerationKeeper {
   }
 
   /** A new volume's generation 1: a fresh data key wrapped under the root key's newest version. The caller owns `dataKey`. */
-  async first(keyCrn: string): Promise<{ generation: DataKeyGeneration; dataKey: Uint8Array }> {
+  async first(keyCrn: string, volumeId: string): Promise<{ generation: DataKeyGeneration; dataKey: Uint8Array }> {
     const dataKey = generateDataKey();
     try {
-      const wrap = await this.#deps.keyService.wrap(keyCrn, dataKey);
+      const wrap = await this.#wrap(keyCrn, dataKey, volumeId, 1);
       return { generation: this.#entry(1, wrap), dataKey };
     } catch (error) {
       dataKey.fill(0);
@@ -51,7 +52,7 @@ export class DataKeyGenerations implements GenerationKeeper {
     const generation = Math.max(...record.generations.map((g) => g.generation)) + 1;
     const dataKey = generateDataKey();
     try {
-      const wrap = await this.#deps.keyService.wrap(record.diskEncryptionKeyCrn, dataKey);
+      const wrap = await this.#wrap(record.diskEncryptionKeyCrn, dataKey, record.id, generation);
       core.keys.set(generation, dataKey);
       const current = this.#deps.catalog.current(record.id);
       // New writes use the generation from this moment; LMDB commits in issue order, so the
@@ -70,7 +71,7 @@ export class DataKeyGenerations implements GenerationKeeper {
     const generations: DataKeyGeneration[] = [];
     let keyVersion = 0;
     for (const generation of record.generations) {
-      const wrap = await this.#deps.keyService.wrap(record.diskEncryptionKeyCrn, core.keys.get(generation.generation));
+      const wrap = await this.#wrap(record.diskEncryptionKeyCrn, core.keys.get(generation.generation), record.id, generation.generation);
       keyVersion = wrap.keyVersion;
       generations.push({ ...generation, keyVersion: wrap.keyVersion, wrapped: Buffer.from(wrap.wrapped) });
     }
@@ -90,6 +91,16 @@ export class DataKeyGenerations implements GenerationKeeper {
 
   release(core: VolumeCore): Promise<void> {
     return this.#deps.release(core);
+  }
+
+  /** Wrap a data key bound to its volume and generation (dek-binding.ts). */
+  async #wrap(keyCrn: string, dataKey: Uint8Array, volumeId: string, generation: number): Promise<{ keyVersion: number; wrapped: Uint8Array }> {
+    const bound = bindDataKey(dataKey, volumeId, generation);
+    try {
+      return await this.#deps.keyService.wrap(keyCrn, bound);
+    } finally {
+      bound.fill(0);
+    }
   }
 
   #entry(generation: number, wrap: { keyVersion: number; wrapped: Uint8Array }): DataKeyGeneration {

@@ -78,7 +78,7 @@ export class VolumeLifecycle {
       const key = await resolveKey(options.diskEncryptionKeyCrn);
       const id = randomUUID();
       const crn = this.#deps.volumeCrn(key.crn, id);
-      const first = await this.#deps.generations.first(key.crn);
+      const first = await this.#deps.generations.first(key.crn, id);
       let registered = false;
       try {
         await keyService.createRegistration(key.crn, crn, first.generation.keyVersion);

@@ -9,6 +9,7 @@
 import { BlockvaultError, assert, isBlockvaultError } from '../errors.js';
 import type { VolumeCatalog } from './catalog.js';
 import { assertDataKey } from './data-key.js';
+import { unbindDataKey } from './dek-binding.js';
 import { stateOf, type VolumeRecord } from './record.js';
 import { Volume, type VolumeHost } from './volume.js';
 import { VolumeCore, type VolumeCoreDeps } from './volume-core.js';
@@ -126,8 +127,7 @@ export class OpenVolumes {
     for (const generation of record.generations) {
       if (core.keys.has(generation.generation)) continue;
       const unwrapped = await this.#deps.keyService.unwrap(record.diskEncryptionKeyCrn, generation.wrapped, generation.keyVersion);
-      const key = Uint8Array.from(unwrapped);
-      unwrapped.fill(0);
+      const key = unbindDataKey(unwrapped, record, generation.generation);
       assertDataKey(key);
       core.keys.set(generation.generation, key);
     }

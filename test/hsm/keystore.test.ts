@@ -3,11 +3,12 @@ import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, w
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { open } from 'lmdb';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { AuditLog } from '../../src/audit/index.js';
 import { ManualClock } from '../../src/clock.js';
 import { KeyState, SoftHsm } from '../../src/hsm/index.js';
 import { HSM_DB_NAME } from '../../src/hsm/metadata-store.js';
+import { SoftwareKeyProvider } from '../../src/hsm/software-provider.js';
 import { PASSPHRASE, STORAGE, expectCode, openHarness, setupKey, volumeCrn, type Harness } from './helpers.js';
 
 const harnesses: Harness[] = [];
@@ -199,13 +200,13 @@ describe('persistence', () => {
     const h = await harness();
     const { key } = await setupKey(h.hsm);
     await h.hsm.createRegistration({ keyCrn: key.crn, resourceCrn: volumeCrn('a'), keyVersion: 1 }, STORAGE);
+    // A crash after the intent was recorded but before the material was shredded: the provider
+    // fails the destruction, and the process goes away without retrying.
+    const destroy = vi.spyOn(SoftwareKeyProvider.prototype, 'destroy').mockRejectedValueOnce(new Error('simulated crash'));
+    await expect(h.hsm.deleteKey(key.crn, { force: true, initiator: 'alice' })).rejects.toThrow('simulated crash');
+    destroy.mockRestore();
     await h.close();
-    // Simulate a crash after the intent was recorded but before the material was shredded.
-    const root = open({ path: join(h.dir, 'engine.lmdb') });
-    const db = root.openDB<Record<string, unknown>, string[]>(HSM_DB_NAME, { encoding: 'json' });
-    const record = db.get(['key', key.id])!;
-    root.transactionSync(() => db.putSync(['key', key.id], { ...record, pendingDestroy: { versions: [1], force: true, initiator: 'alice', affectedResources: [volumeCrn('a')] } }));
-    await root.close();
+    expect(keyFiles(h.dir)).not.toEqual([]);
     // And a stray sealed file whose key never made it into the metadata.
     const stray = join(h.dir, 'hsm', 'keys', 'stray-key.v1.sealed');
     writeFileSync(stray, randomBytes(60));
@@ -220,7 +221,7 @@ describe('persistence', () => {
     const info = await h.hsm.getKey(key.crn);
     expect(info.state).toBe(KeyState.Destroyed);
     expect(destroyed).toEqual([[volumeCrn('a')]]);
-    const event = h.audit.list({ action: 'hs-crypto.secrets.delete' })[0]!;
+    const event = h.audit.list({ action: 'hs-crypto.secrets.delete', outcome: 'success' })[0]!;
     expect(event).toMatchObject({ initiator: 'alice', details: { force: true, resumedAfterRestart: true } });
   });
 
@@ -232,6 +233,60 @@ describe('persistence', () => {
     await expectCode(h.hsm.getKey(key.crn), 'ENGINE_CLOSED');
     await expectCode(h.hsm.wrap(key.crn, randomBytes(64), STORAGE), 'ENGINE_CLOSED');
     await expectCode(h.hsm.createInstance({ name: 'x' }), 'ENGINE_CLOSED');
+  });
+});
+
+describe('authenticated metadata (issue 13)', () => {
+  /** Edit the HSM's LMDB records of a closed HSM. */
+  async function editMetadata(dir: string, edit: (db: import('lmdb').Database<{ r: Record<string, unknown>; m: string }, string[]>) => void): Promise<void> {
+    const root = open({ path: join(dir, 'engine.lmdb') });
+    const db = root.openDB<{ r: Record<string, unknown>; m: string }, string[]>(HSM_DB_NAME, { encoding: 'json' });
+    root.transactionSync(() => edit(db));
+    await root.close();
+  }
+
+  it('a Suspended key edited back to Active on disk is refused at open with KEYSTORE_CORRUPT', async () => {
+    const h = await harness();
+    const { key } = await setupKey(h.hsm);
+    await h.hsm.disableKey(key.crn);
+    await h.close();
+    await editMetadata(h.dir, (db) => {
+      const stored = db.get(['key', key.id])!;
+      db.putSync(['key', key.id], { ...stored, r: { ...stored.r, state: KeyState.Active } });
+    });
+    const error = await expectCode(h.reopen(), 'KEYSTORE_CORRUPT');
+    expect(error.message).toContain(key.id);
+  });
+
+  it('an older genuine record put back (a replay), a removed record, or a record moved to another key are refused', async () => {
+    const h = await harness();
+    const { key } = await setupKey(h.hsm);
+    await h.hsm.createRegistration({ keyCrn: key.crn, resourceCrn: volumeCrn('a'), keyVersion: 1 }, STORAGE);
+    await h.close();
+    let activeRecord: { r: Record<string, unknown>; m: string } | undefined;
+    await editMetadata(h.dir, (db) => void (activeRecord = db.get(['key', key.id])));
+    await h.reopen();
+    await h.hsm.disableKey(key.crn);
+    await h.close();
+    await editMetadata(h.dir, (db) => db.putSync(['key', key.id], activeRecord!));
+    const replay = await expectCode(h.reopen(), 'KEYSTORE_CORRUPT');
+    expect(replay.message).toMatch(/older version|removed|added/);
+
+    const h2 = await harness();
+    const { key: key2 } = await setupKey(h2.hsm);
+    await h2.hsm.createRegistration({ keyCrn: key2.crn, resourceCrn: volumeCrn('b'), keyVersion: 1 }, STORAGE);
+    await h2.close();
+    await editMetadata(h2.dir, (db) => db.removeSync(['reg', key2.id, volumeCrn('b')]));
+    await expectCode(h2.reopen(), 'KEYSTORE_CORRUPT');
+
+    const h3 = await harness();
+    const { key: key3 } = await setupKey(h3.hsm);
+    await h3.close();
+    await editMetadata(h3.dir, (db) => {
+      const stored = db.get(['key', key3.id])!;
+      db.putSync(['key', 'other-id'], stored);
+    });
+    await expectCode(h3.reopen(), 'KEYSTORE_CORRUPT');
   });
 });
 
