@@ -19,7 +19,7 @@ import { basename, dirname, join } from 'node:path';
 
 export const TEMP_SUFFIX = '.tmp';
 
-function fsyncDirectory(dir: string): void {
+export function fsyncDirectory(dir: string): void {
   let fd: number | undefined;
   try {
     fd = openSync(dir, 'r');
