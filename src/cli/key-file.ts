@@ -5,36 +5,23 @@
  * crash would leave a keystore that nothing can unseal.
  */
 import { randomBytes } from 'node:crypto';
-import { closeSync, fsyncSync, openSync, writeSync } from 'node:fs';
 import path from 'node:path';
 import { BlockvaultError } from '../errors.js';
-import { fsyncDirectory, shredFileSync } from '../hsm/secure-files.js';
+import { fsyncDirectory, writeNewFileSync } from '../hsm/secure-files.js';
 
 export const KEY_FILE_BYTES = 32;
 
 /** Creates `file` with fresh key material; returns its absolute path. */
 export function createKeyFile(file: string): string {
   const absolute = path.resolve(file);
-  let fd: number;
-  try {
-    // 'wx' = O_CREAT | O_EXCL: refuses an existing file (or a symlink to one) atomically.
-    fd = openSync(absolute, 'wx', 0o600);
-  } catch (error) {
-    throw keyFileError(error, absolute);
-  }
   const material = randomBytes(KEY_FILE_BYTES);
   try {
-    let offset = 0;
-    while (offset < material.length) offset += writeSync(fd, material, offset, material.length - offset);
-    fsyncSync(fd);
+    writeNewFileSync(absolute, material);
   } catch (error) {
-    closeSync(fd);
-    shredFileSync(absolute);
-    throw error;
+    throw keyFileError(error, absolute);
   } finally {
     material.fill(0);
   }
-  closeSync(fd);
   fsyncDirectory(path.dirname(absolute));
   return absolute;
 }
