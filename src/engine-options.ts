@@ -4,7 +4,7 @@
  */
 import { MS_PER_DAY, MS_PER_HOUR, systemClock, type Clock } from './clock.js';
 import { BlockvaultError } from './errors.js';
-import type { RotationOptions } from './rotation/index.js';
+import { validateRotationOptions, type RotationOptions } from './rotation/index.js';
 import { CLUSTER_SECTORS_MAX } from './volume/cluster-format.js';
 import { META_CACHE_CLUSTERS_LIMIT, META_CACHE_CLUSTERS_MAX, type VolumeLayout } from './volume/cluster-store.js';
 
@@ -63,7 +63,7 @@ export interface EngineOptions {
    * batch and in-flight bounds, a bandwidth cap. See src/rotation/task-manager.ts.
    */
   rotation?: RotationOptions;
-  /** How long open waits for another process that has the directory open; then ENGINE_BUSY. Default 0. */
+  /** How long open waits for another process that has the directory open; then ENGINE_BUSY. Whole milliseconds >= 0 (NaN, negatives and Infinity are refused). Default 0. */
   lockWaitMs?: number;
 }
 
@@ -112,9 +112,14 @@ export function resolveOptions(options: EngineOptions): ResolvedOptions {
   if (options.cipher !== undefined && options.cipher !== 'native' && options.cipher !== 'ts') {
     throw invalid(`Engine.open: cipher must be 'native' or 'ts', got ${String(options.cipher)}`);
   }
+  // Checked here too (the task manager checks them again when it is built), so that a bad value
+  // is refused before the directory, its keystore or its LMDB environment is created.
+  if (options.rotation !== undefined) validateRotationOptions(options.rotation);
+  const clock = options.clock ?? systemClock;
+  if (typeof clock !== 'object' || clock === null || typeof clock.nowMs !== 'function') throw invalid('Engine.open: clock must be an object with nowMs()');
   return {
     dir: options.dir,
-    clock: options.clock ?? systemClock,
+    clock,
     retentionMs: nonNegative(options.retentionMs, DEFAULT_RETENTION_MS, 'retentionMs'),
     purgeIntervalMs: nonNegative(options.purgeIntervalMs, DEFAULT_PURGE_INTERVAL_MS, 'purgeIntervalMs'),
     clusterBytes,
@@ -122,7 +127,8 @@ export function resolveOptions(options: EngineOptions): ResolvedOptions {
     writeBufferBytesMax,
     metaCacheClustersMax,
     mapSizeBytes,
-    lockWaitMs: options.lockWaitMs ?? 0,
+    // NaN would make the wait deadline NaN (no wait at all) and Infinity would wait forever.
+    lockWaitMs: nonNegative(options.lockWaitMs, 0, 'lockWaitMs'),
   };
 }
 

@@ -329,6 +329,7 @@ export class Engine {
 
   /** Metadata of every volume, in every state (synchronous). */
   listVolumes(): VolumeInfo[] {
+    this.#checkOpen();
     return this.#catalog.list();
   }
 

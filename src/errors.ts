@@ -2,7 +2,7 @@
  * Every failure a caller can cause is a BlockvaultError with a stable `code` (DESIGN.md, "Errors").
  * Codes are part of the public API: scripts match on them, so never rename one; add new ones.
  * Programming errors in arguments of the low-level cipher API stay TypeError / RangeError, as
- * in noble-ciphers and node:crypto.
+ * in noble-ciphers and node:crypto, and carry the code INVALID_ARGUMENT as well (src/cipher/validate.ts).
  */
 export const ERROR_CODES = [
   'INVALID_ARGUMENT', // a parameter has the wrong type, shape or range

@@ -40,6 +40,15 @@ function optionalText(value: unknown, name: string, lengthMax: number): string |
   return value.length > lengthMax ? `${value.slice(0, lengthMax - 1)}…` : value;
 }
 
+/** Details as plain JSON; a value JSON cannot hold (a bigint, a cycle) is the caller's mistake. */
+function jsonDetails(details: object): JsonValue {
+  try {
+    return toJsonValue(details);
+  } catch (error) {
+    return invalid(`audit event details must be JSON data: ${(error as Error).message}`);
+  }
+}
+
 /** SHA-256 over the canonical JSON of every field but `hash` (prevHash included). */
 export function hashAuditRecord(record: Omit<AuditRecord, 'hash'> | AuditRecord): string {
   const { hash: _ignored, ...body } = record as AuditRecord;
@@ -119,7 +128,7 @@ export class AuditLog {
     if (event.details !== undefined && (event.details === null || typeof event.details !== 'object' || Array.isArray(event.details))) {
       invalid('audit event details must be a plain object');
     }
-    const details = (event.details === undefined ? {} : toJsonValue(event.details)) as { [key: string]: JsonValue };
+    const details = (event.details === undefined ? {} : jsonDetails(event.details)) as { [key: string]: JsonValue };
     if (canonicalJson(details).length > DETAILS_BYTES_MAX) invalid(`audit event details exceed ${DETAILS_BYTES_MAX} bytes as JSON`);
     const timeMs = this.clock.nowMs();
     if (!Number.isFinite(timeMs)) invalid('the clock returned a non-finite time');

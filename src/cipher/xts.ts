@@ -21,6 +21,8 @@ import { nativeAddon } from './native-binding.js';
 import { nativeBackend } from './native-backend.js';
 import { tsBackend } from './ts-backend.js';
 import {
+  argumentRangeError,
+  argumentTypeError,
   checkBytes,
   checkDataUnitSize,
   checkDestination,
@@ -76,7 +78,7 @@ export class XtsCipher {
 
   static create(opts: XtsCipherOptions = {}): XtsCipher {
     if (typeof opts !== 'object' || opts === null) {
-      throw new TypeError(`opts must be an object like { backend: 'native' | 'ts' }, got ${opts === null ? 'null' : typeof opts}`);
+      throw argumentTypeError(`opts must be an object like { backend: 'native' | 'ts' }, got ${opts === null ? 'null' : typeof opts}`);
     }
     if (opts.backend !== undefined) return new XtsCipher(backendNamed(checkBackendName(opts.backend, 'backend')));
     const fromEnv = process.env[CIPHER_ENV];
@@ -195,7 +197,7 @@ class KeyHandle implements XtsKeyHandle {
     const impl = this.#live();
     const bytes = checkBytes(data, 'data');
     if (!SECTOR_SIZES.includes(bytes.length)) {
-      throw new RangeError(`data must be one sector of 512 or 4096 bytes, got ${bytes.length} bytes`);
+      throw argumentRangeError(`data must be one sector of 512 or 4096 bytes, got ${bytes.length} bytes`);
     }
     checkHandleSector(sector, 'sector', bytes.length, 1);
     impl.decryptSectorInPlace(sector, bytes);
@@ -222,7 +224,7 @@ class KeyHandle implements XtsKeyHandle {
   /** The backend handle, or the error every call after wipe() gives. */
   #live(): BackendKeyHandle {
     const impl = this.#impl;
-    if (impl === null) throw new Error('this XtsKeyHandle was wiped; create a new one with XtsCipher.keyed(key)');
+    if (impl === null) throw Object.assign(new Error('this XtsKeyHandle was wiped; create a new one with XtsCipher.keyed(key)'), { code: 'INVALID_ARGUMENT' });
     return impl;
   }
 }
@@ -233,7 +235,7 @@ class KeyHandle implements XtsKeyHandle {
  * calls' full check for its error message.
  */
 function checkHandleSector(value: unknown, name: string, sectorSize: number, sectorCount: number): number {
-  if (typeof value !== 'number') throw new TypeError(`${name} must be a number, got ${typeof value}`);
+  if (typeof value !== 'number') throw argumentTypeError(`${name} must be a number, got ${typeof value}`);
   if (!(Number.isSafeInteger(value) && value >= 0)) checkFirstSector(value, sectorSize, sectorCount);
   return value;
 }
@@ -248,8 +250,8 @@ function checkSectorArgs(key: unknown, firstSector: unknown, sectorSize: unknown
 }
 
 function checkBackendName(value: unknown, name: string): CipherBackendName {
-  if (typeof value !== 'string') throw new TypeError(`${name} must be 'native' or 'ts', got ${typeof value}`);
-  if (!BACKEND_NAMES.includes(value)) throw new RangeError(`${name} must be 'native' or 'ts', got '${value}'`);
+  if (typeof value !== 'string') throw argumentTypeError(`${name} must be 'native' or 'ts', got ${typeof value}`);
+  if (!BACKEND_NAMES.includes(value)) throw argumentRangeError(`${name} must be 'native' or 'ts', got '${value}'`);
   return value as CipherBackendName;
 }
 

@@ -1,5 +1,5 @@
 /**
- * What every command shares: the common options (--dir, --json, --key-file), the process's
+ * What every command shares: the global options (--dir, --json, --key-file), the process's
  * streams and environment (injectable, so the program can be driven in-process), and opening
  * and always closing the engine around a command's work.
  */
@@ -22,23 +22,59 @@ export interface CliContext extends CliStreams {
   env: NodeJS.ProcessEnv;
 }
 
+/**
+ * The global options, as a command's action sees them (through `command.optsWithGlobals()`).
+ *
+ * How global options work (and how to add one):
+ * - They are declared once, on the root program, in addGlobalOptions; never on a leaf. Commander
+ *   then parses a root option wherever it appears, before or after the subcommand
+ *   (`blockvault --dir D volume list` and `blockvault volume list --dir D`; do not call
+ *   enablePositionalOptions, which would stop that), and `configureHelp({ showGlobalOptions })`
+ *   lists them under "Global Options:" in the help of every group and leaf.
+ * - An action reads them with `command.optsWithGlobals()`: wrap it in globalAction(...), which
+ *   passes that merged object in place of commander's leaf-only options.
+ * - They carry no default: a default would be indistinguishable from a typed value, and commands
+ *   that want another one (demo and stress shred: a new temporary directory) must see "not
+ *   given". Resolve at action time, e.g. `engineDir(options, ctx.env)`.
+ * - To add one (a PKCS#11 PIN source, a RADOS pool): add the `.option(...)` in addGlobalOptions
+ *   and its field here. An option that only one command understands stays on that command, and
+ *   must not reuse a global's name (the root would take its value).
+ */
 export interface CommonOptions {
-  dir: string;
+  dir?: string;
   json?: boolean;
   keyFile?: string;
+}
+
+/** Declares the global options on the root program (see CommonOptions). */
+export function addGlobalOptions(program: Command): Command {
+  return program
+    .option('--dir <path>', `engine data directory (default: $${DIR_ENV} or ${DEFAULT_DIR}; demo and stress shred: a new temporary directory)`)
+    .option('--json', 'print one JSON document on stdout (errors as JSON on stderr)')
+    .option('--key-file <path>', 'read the HSM master key from this file instead of a passphrase');
+}
+
+/**
+ * Wraps an action so that its options argument is `command.optsWithGlobals()`: the leaf's own
+ * options merged with the root's global ones, wherever on the line they were typed.
+ */
+export function globalAction<A extends unknown[]>(handler: (...args: A) => Promise<void>): (...args: unknown[]) => Promise<void> {
+  return async (...args: unknown[]) => {
+    // Commander calls an action with (...arguments, options, command).
+    const command = args.at(-1) as Command;
+    const merged = [...args.slice(0, -2), command.optsWithGlobals(), command];
+    await handler(...(merged as A));
+  };
+}
+
+/** The engine directory a command works on: --dir, else $BLOCKVAULT_DIR, else ./blockvault-data. */
+export function engineDir(options: CommonOptions, env: NodeJS.ProcessEnv): string {
+  return options.dir ?? defaultDir(env);
 }
 
 export function defaultDir(env: NodeJS.ProcessEnv): string {
   const fromEnv = env[DIR_ENV];
   return fromEnv !== undefined && fromEnv.length > 0 ? fromEnv : DEFAULT_DIR;
-}
-
-/** Adds --dir, --json and --key-file to a leaf command. */
-export function withCommonOptions(cmd: Command, ctx: CliContext): Command {
-  return cmd
-    .option('--dir <path>', `engine data directory (default: $${DIR_ENV} or ${DEFAULT_DIR})`, defaultDir(ctx.env))
-    .option('--json', 'print one JSON document on stdout (errors as JSON on stderr)')
-    .option('--key-file <path>', 'read the HSM master key from this file instead of a passphrase');
 }
 
 export function outputFor(ctx: CliContext, options: { json?: boolean }): Output {
@@ -64,11 +100,12 @@ export async function withEngine(
   mode: { create?: boolean } = {},
 ): Promise<void> {
   const out = outputFor(ctx, options);
-  const dir = path.resolve(options.dir);
+  const given = engineDir(options, ctx.env);
+  const dir = path.resolve(given);
   if (mode.create !== true && !isEngineDir(dir)) {
     throw new BlockvaultError(
       'NOT_FOUND',
-      `no blockvault data in ${dir}: run \`blockvault hsm init --dir ${options.dir}\` first, or point --dir (or $${DIR_ENV}) at an existing engine directory`,
+      `no blockvault data in ${dir}: run \`blockvault hsm init --dir ${given}\` first, or point --dir (or $${DIR_ENV}) at an existing engine directory`,
       { dir },
     );
   }

@@ -17,7 +17,7 @@ import { registerKeyCommands } from './commands/key.js';
 import { registerStressCommands } from './commands/stress.js';
 import { registerTasksCommands } from './commands/tasks.js';
 import { registerVolumeCommands } from './commands/volume.js';
-import type { CliContext } from './context.js';
+import { addGlobalOptions, type CliContext } from './context.js';
 import { toJson } from './output.js';
 import { findSecretOnArgv, secretOnArgvMessage } from './passphrase.js';
 import { CliFailure, EXIT_FAILURE, EXIT_OK, EXIT_USAGE, UsageError } from './usage-error.js';
@@ -36,15 +36,20 @@ export function buildProgram(ctx: CliContext): Command {
       outputError: () => undefined,
     })
     .showSuggestionAfterError(true)
+    // "Global Options:" in the help of every group and leaf, not only the root's.
+    .configureHelp({ showGlobalOptions: true })
     .addHelpText(
       'after',
       `
-Every command takes --dir <path> (default $BLOCKVAULT_DIR or ./blockvault-data) and --json.
+The options above are global: give them before or after the subcommand
+(blockvault --dir D volume list, or blockvault volume list --dir D).
 The HSM passphrase comes from $BLOCKVAULT_PASSPHRASE, a prompt on a terminal, or --key-file;
 never from the command line. Exit status: 0 success, 1 failure (error CODE: message), 2 usage.
 
 Start with:  blockvault demo`,
     );
+
+  addGlobalOptions(program);
 
   registerHsmCommands(program, ctx);
   registerKeyCommands(program, ctx);

@@ -94,6 +94,9 @@ export async function revoke(core: HsmCore, id: string, options?: { initiator?: 
 
 export function listAuthorizations(core: HsmCore, filter?: { targetInstance?: string; sourceService?: string }): Authorization[] {
   const opts = optionsObject(filter, 'listAuthorizations({ targetInstance?, sourceService? })');
+  for (const name of ['targetInstance', 'sourceService'] as const) {
+    if (opts[name] !== undefined && typeof opts[name] !== 'string') invalid(`listAuthorizations: ${name} must be a string, got ${typeof opts[name]}`);
+  }
   return core.store
     .authorizations()
     .filter((a) => (opts.targetInstance === undefined || a.targetInstance === opts.targetInstance) && (opts.sourceService === undefined || a.sourceService === opts.sourceService))

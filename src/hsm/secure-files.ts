@@ -19,7 +19,7 @@ import { basename, dirname, join } from 'node:path';
 
 export const TEMP_SUFFIX = '.tmp';
 
-function fsyncDirectory(dir: string): void {
+export function fsyncDirectory(dir: string): void {
   let fd: number | undefined;
   try {
     fd = openSync(dir, 'r');
@@ -31,20 +31,28 @@ function fsyncDirectory(dir: string): void {
   }
 }
 
-/** Write `bytes` to `path` atomically and durably; the file is created with mode 0600. */
-export function writeFileAtomicSync(path: string, bytes: Uint8Array): void {
-  const tmp = join(dirname(path), `.${basename(path)}.${randomBytes(6).toString('hex')}${TEMP_SUFFIX}`);
-  const fd = openSync(tmp, 'wx', 0o600);
+/**
+ * Create `path` holding `bytes`, fsynced, with mode 0600; never over an existing file (O_EXCL:
+ * EEXIST, also for a symlink). The directory entry is not fsynced: the caller does that.
+ */
+export function writeNewFileSync(path: string, bytes: Uint8Array): void {
+  const fd = openSync(path, 'wx', 0o600);
   try {
     let offset = 0;
     while (offset < bytes.length) offset += writeSync(fd, bytes, offset, bytes.length - offset);
     fsyncSync(fd);
   } catch (error) {
     closeSync(fd);
-    shredFileSync(tmp);
+    shredFileSync(path);
     throw error;
   }
   closeSync(fd);
+}
+
+/** Write `bytes` to `path` atomically and durably; the file is created with mode 0600. */
+export function writeFileAtomicSync(path: string, bytes: Uint8Array): void {
+  const tmp = join(dirname(path), `.${basename(path)}.${randomBytes(6).toString('hex')}${TEMP_SUFFIX}`);
+  writeNewFileSync(tmp, bytes);
   renameSync(tmp, path);
   fsyncDirectory(dirname(path));
 }

@@ -1,4 +1,4 @@
-export { TaskManager, TaskWaitTimeoutError, type RotationOptions, type TaskManagerOptions, type WaitOptions } from './task-manager.js';
+export { TaskManager, TaskWaitTimeoutError, validateRotationOptions, type RotationOptions, type TaskManagerOptions, type WaitOptions } from './task-manager.js';
 export { RotationRunner, DEFAULT_RUNNER_OPTIONS, type RunnerOptions, type RunnerStats } from './runner.js';
 export { RotationPool, type RotationPoolOptions } from './worker-pool.js';
 export { TaskStore } from './task-store.js';

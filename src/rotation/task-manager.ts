@@ -88,6 +88,11 @@ export class TaskWaitTimeoutError extends BlockvaultError {
   }
 }
 
+/** setTimeout's largest delay (2^31 - 1 ms). */
+const WAIT_TIMEOUT_MS_MAX = 2 ** 31 - 1;
+/** Task ids are UUIDs (36 characters); LMDB keys must stay far below its 1978-byte limit. */
+const TASK_ID_LENGTH_MAX = 128;
+
 interface Waiter {
   resolve(task: TaskRecord): void;
   reject(error: unknown): void;
@@ -150,6 +155,7 @@ export class TaskManager extends EventEmitter<TaskManagerEvents> {
   /** Persist several tasks in one transaction (one per volume of a rotated key), then schedule them. */
   async createMany(specs: NewTaskSpec[]): Promise<TaskRecord[]> {
     this.assertOpen();
+    if (!Array.isArray(specs)) throw invalid('createMany takes an array of task specs { volumeId, keyCrn, fromKeyVersion, toKeyVersion, mode? }.');
     const now = this.clock.nowMs();
     const tasks = specs.map((spec) => newTaskRecord(validateSpec(spec), now));
     await this.root.transaction(() => {
@@ -165,11 +171,13 @@ export class TaskManager extends EventEmitter<TaskManagerEvents> {
 
   /** Every task, oldest first, in every state (persisted across restarts). */
   list(): TaskRecord[] {
+    this.assertOpen();
     return this.store.list();
   }
 
   get(id: string): TaskRecord {
-    return this.store.require(id);
+    this.assertOpen();
+    return this.store.require(checkTaskId(id));
   }
 
   /**
@@ -177,9 +185,15 @@ export class TaskManager extends EventEmitter<TaskManagerEvents> {
    * the task), ENGINE_CLOSED when the engine closes first, or TIMEOUT after `timeoutMs`.
    */
   wait(id: string, options: WaitOptions = {}): Promise<TaskRecord> {
-    const task = this.store.require(id);
+    let task: TaskRecord;
+    try {
+      this.assertOpen();
+      task = this.store.require(checkTaskId(id));
+      checkWaitOptions(options);
+    } catch (error) {
+      return Promise.reject(error);
+    }
     if (isTerminalTaskState(task.state)) return settle(task);
-    if (this.closed) return Promise.reject(engineClosed());
     return new Promise<TaskRecord>((resolve, reject) => {
       let timer: NodeJS.Timeout | undefined;
       const waiter: Waiter = {
@@ -206,7 +220,8 @@ export class TaskManager extends EventEmitter<TaskManagerEvents> {
 
   /** Safe at any point: the volume stays readable, the old DEK stays until a later rotation finishes. */
   async cancel(id: string): Promise<TaskRecord> {
-    const task = this.store.require(id);
+    this.assertOpen();
+    const task = this.store.require(checkTaskId(id));
     if (isTerminalTaskState(task.state)) return task;
     const active = this.active.get(id);
     if (active !== undefined) {
@@ -226,6 +241,10 @@ export class TaskManager extends EventEmitter<TaskManagerEvents> {
    * key delete can fire and forget; await it to know that every worker has let go.
    */
   abortTasks(filter: { keyCrn?: string; volumeId?: string }, reason: unknown): Promise<TaskRecord[]> {
+    if (typeof filter !== 'object' || filter === null) return Promise.reject(invalid('abortTasks takes a filter { keyCrn?, volumeId? }.'));
+    for (const name of ['keyCrn', 'volumeId'] as const) {
+      if (filter[name] !== undefined && typeof filter[name] !== 'string') return Promise.reject(invalid(`abortTasks: ${name} must be a string.`));
+    }
     const matches = (task: { keyCrn: string; volumeId: string }): boolean =>
       (filter.keyCrn === undefined || task.keyCrn === filter.keyCrn) && (filter.volumeId === undefined || task.volumeId === filter.volumeId);
     const waits: Promise<TaskRecord>[] = [];
@@ -486,6 +505,23 @@ function invalid(message: string, details?: Record<string, unknown>): Blockvault
   return new BlockvaultError('INVALID_ARGUMENT', message, details);
 }
 
+/** Task ids are the UUIDs create() returned; anything else is refused before LMDB sees it. */
+function checkTaskId(id: unknown): string {
+  if (typeof id !== 'string' || id.length === 0 || id.length > TASK_ID_LENGTH_MAX) {
+    throw invalid(`a task id must be a non-empty string (the id a rotation returned; see engine.tasks.list()), got ${typeof id === 'string' ? JSON.stringify(id) : typeof id}.`);
+  }
+  return id;
+}
+
+function checkWaitOptions(options: WaitOptions): void {
+  if (typeof options !== 'object' || options === null) throw invalid('wait(id, { timeoutMs? }) takes an options object.');
+  const timeoutMs = options.timeoutMs;
+  // setTimeout's limit: a longer delay would fire at once (Node clamps it to 1 ms).
+  if (timeoutMs !== undefined && (typeof timeoutMs !== 'number' || !Number.isSafeInteger(timeoutMs) || timeoutMs < 0 || timeoutMs > WAIT_TIMEOUT_MS_MAX)) {
+    throw invalid(`timeoutMs must be a whole number of milliseconds from 0 to ${WAIT_TIMEOUT_MS_MAX} (about 24.8 days), got ${String(timeoutMs)}.`);
+  }
+}
+
 function validateSpec(spec: NewTaskSpec): Required<NewTaskSpec> {
   if (typeof spec !== 'object' || spec === null) throw invalid('A rotation task needs { volumeId, keyCrn, fromKeyVersion, toKeyVersion, mode? }.');
   if (typeof spec.volumeId !== 'string' || spec.volumeId === '') throw invalid('volumeId must be a non-empty string.', { volumeId: spec.volumeId });
@@ -499,7 +535,9 @@ function validateSpec(spec: NewTaskSpec): Required<NewTaskSpec> {
   return { ...spec, mode };
 }
 
-function validateRotationOptions(options: RotationOptions): RotationOptions {
+/** The `rotation` options, checked once (Engine.open calls this before it creates anything). */
+export function validateRotationOptions(options: RotationOptions): RotationOptions {
+  if (typeof options !== 'object' || options === null || Array.isArray(options)) throw invalid(`rotation must be an options object, got ${String(options)}.`);
   const positiveInt = (name: keyof RotationOptions, max: number): void => {
     const value = options[name];
     if (value === undefined) return;

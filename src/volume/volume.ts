@@ -60,10 +60,15 @@ export class Volume {
    */
   write(offset: number, data: Uint8Array): Promise<void> {
     // Fast path for valid calls, as in read(); anything else gets its typed error below.
-    if (data instanceof Uint8Array && this.#usableFor(offset, data.length)) return this.#core.write(offset, data);
+    if (data instanceof Uint8Array && !(data.buffer instanceof SharedArrayBuffer) && this.#usableFor(offset, data.length)) return this.#core.write(offset, data);
     return this.#guard(() => {
       if (!(data instanceof Uint8Array)) {
         throw new BlockvaultError('INVALID_ARGUMENT', 'write(offset, data): data must be a Uint8Array or Buffer');
+      }
+      // Another thread could change shared memory while it is encrypted (the cipher refuses it
+      // too, but only for whole sectors and with an untyped TypeError).
+      if (data.buffer instanceof SharedArrayBuffer) {
+        throw new BlockvaultError('INVALID_ARGUMENT', 'write(offset, data): data must not be a view of a SharedArrayBuffer (another thread could change it during the write); copy it into a Buffer first');
       }
       this.#checkRange('write', offset, data.length);
       return this.#core.write(offset, data);

@@ -12,7 +12,7 @@ import { useTempDirs } from '../helpers/temp-dir.js';
 
 const tempDir = useTempDirs('bv-options-');
 
-type NumericOption = 'retentionMs' | 'purgeIntervalMs' | 'clusterBytes' | 'writeBufferBytesMax' | 'metaCacheClustersMax' | 'mapSizeBytes';
+type NumericOption = 'retentionMs' | 'purgeIntervalMs' | 'clusterBytes' | 'writeBufferBytesMax' | 'metaCacheClustersMax' | 'mapSizeBytes' | 'lockWaitMs';
 
 const BAD: Record<NumericOption, unknown[]> = {
   retentionMs: [-1, 1.5, Number.NaN, '1'],
@@ -21,6 +21,8 @@ const BAD: Record<NumericOption, unknown[]> = {
   writeBufferBytesMax: [1024, -1, 2.5],
   metaCacheClustersMax: [-1, 2 ** 24 + 1, '8'],
   mapSizeBytes: [0, 1024 ** 2 - 1, 2 ** 47 + 4096, 1.5 * 1024 ** 3 + 0.5, Number.NaN, '1073741824', -(1024 ** 3)],
+  // NaN made the lock wait's deadline NaN (no wait), Infinity waited forever (issue 13).
+  lockWaitMs: [Number.NaN, -1, Number.POSITIVE_INFINITY, 1.5, '100'],
 };
 
 async function refusal(options: Partial<EngineOptions>): Promise<unknown> {
@@ -48,6 +50,14 @@ describe('Engine.open numeric options', () => {
       }
     });
   }
+
+  it('refuses bad rotation options and clocks before creating anything', async () => {
+    for (const extra of [{ rotation: 5 }, { rotation: { workers: 0 } }, { rotation: { bandwidthBytesPerSecond: -1 } }, { clock: {} }]) {
+      const error = await refusal(extra as Partial<EngineOptions>);
+      expect(error, JSON.stringify(extra)).toBeInstanceOf(BlockvaultError);
+      expect((error as BlockvaultError).code).toBe('INVALID_ARGUMENT');
+    }
+  });
 
   it('opens and works with mapSizeBytes at its lower bound and a large one', async () => {
     for (const mapSizeBytes of [1024 ** 2, 2 ** 40]) {

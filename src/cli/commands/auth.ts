@@ -4,7 +4,7 @@
  * `blockvault registrations list` (which resources use which key).
  */
 import type { Command } from 'commander';
-import { withCommonOptions, withEngine, type CliContext, type CommonOptions } from '../context.js';
+import { globalAction, withEngine, type CliContext, type CommonOptions } from '../context.js';
 import { isoTime } from '../output.js';
 import { UsageError } from '../usage-error.js';
 import { keyCrnArgument } from './shared.js';
@@ -14,13 +14,13 @@ export const STORAGE_SERVICE = 'blockvault';
 export function registerAuthCommands(program: Command, ctx: CliContext): void {
   const auth = program.command('auth').description('authorizations: which service may use the keys of which HSM instance');
 
-  withCommonOptions(auth.command('grant'), ctx)
+  auth.command('grant')
     .description(`let a service use an instance's root keys (the storage service is "${STORAGE_SERVICE}")`)
     .requiredOption('--target-instance <id>', 'HSM instance id whose keys may be used')
     .option('--source-service <name>', 'the service being authorized', STORAGE_SERVICE)
     .option('--source-instance <id>', 'one instance of the source service (default: all of them, "*")')
     .option('--role <role>', 'the role granted (only Reader exists)', 'Reader')
-    .action(async (options: CommonOptions & { targetInstance: string; sourceService: string; sourceInstance?: string; role: string }) => {
+    .action(globalAction(async (options: CommonOptions & { targetInstance: string; sourceService: string; sourceInstance?: string; role: string }) => {
       if (options.role !== 'Reader') throw new UsageError(`--role ${JSON.stringify(options.role)}: the only role is Reader`);
       await withEngine(ctx, options, async ({ engine, out }) => {
         const granted = await engine.hsm.authorize({
@@ -33,20 +33,20 @@ export function registerAuthCommands(program: Command, ctx: CliContext): void {
           o.line(`Granted ${granted.role}: ${granted.sourceService} (${granted.sourceInstance}) -> instance ${granted.targetInstance} [id ${granted.id}]`),
         );
       });
-    });
+    }));
 
-  withCommonOptions(auth.command('revoke').argument('<id>', 'authorization id (see auth list)'), ctx)
+  auth.command('revoke').argument('<id>', 'authorization id (see auth list)')
     .description('revoke an authorization; volumes already open keep their unwrapped data keys until closed')
-    .action(async (id: string, options: CommonOptions) => {
+    .action(globalAction(async (id: string, options: CommonOptions) => {
       await withEngine(ctx, options, async ({ engine, out }) => {
         await engine.hsm.revoke(id);
         out.result({ revoked: id }, (o) => o.line(`Revoked authorization ${id}.`));
       });
-    });
+    }));
 
-  withCommonOptions(auth.command('list'), ctx)
+  auth.command('list')
     .description('list authorizations')
-    .action(async (options: CommonOptions) => {
+    .action(globalAction(async (options: CommonOptions) => {
       await withEngine(ctx, options, async ({ engine, out }) => {
         const all = await engine.hsm.listAuthorizations();
         out.result(all, (o) =>
@@ -60,14 +60,14 @@ export function registerAuthCommands(program: Command, ctx: CliContext): void {
           ]),
         );
       });
-    });
+    }));
 
   const registrations = program.command('registrations').description('which resources (volumes) are registered against which root keys');
-  withCommonOptions(registrations.command('list'), ctx)
+  registrations.command('list')
     .description('list registrations (a key with registrations cannot be deleted without --force)')
     .option('--key <crn>', 'only registrations against this key', keyCrnArgument)
     .option('--resource <crn>', 'only registrations of this resource')
-    .action(async (options: CommonOptions & { key?: string; resource?: string }) => {
+    .action(globalAction(async (options: CommonOptions & { key?: string; resource?: string }) => {
       await withEngine(ctx, options, async ({ engine, out }) => {
         const all = await engine.hsm.listRegistrations({
           ...(options.key !== undefined ? { keyCrn: options.key } : {}),
@@ -83,5 +83,5 @@ export function registerAuthCommands(program: Command, ctx: CliContext): void {
           ]),
         );
       });
-    });
+    }));
 }

@@ -7,7 +7,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Command } from 'commander';
-import { outputFor, type CliContext } from '../context.js';
+import { globalAction, outputFor, type CliContext, type CommonOptions } from '../context.js';
 import { CliFailure, UsageError } from '../usage-error.js';
 
 export function registerBenchCommand(program: Command, ctx: CliContext): void {
@@ -15,9 +15,8 @@ export function registerBenchCommand(program: Command, ctx: CliContext): void {
     .command('bench')
     .argument('[name]', 'benchmark to run (e.g. cipher, rotation); without it, list them')
     .description('run a benchmark (npm run bench:<name>) or list them; figures are written in README.md')
-    .option('--dir <path>', 'ignored: benchmarks use their own temporary directories')
-    .option('--json', 'list as one JSON document')
-    .action(async (name: string | undefined, options: { json?: boolean }) => {
+    .addHelpText('after', '\n--dir and --key-file are ignored: benchmarks use their own temporary directories. --json: the list as one JSON document.')
+    .action(globalAction(async (name: string | undefined, options: CommonOptions) => {
       const out = outputFor(ctx, options);
       const root = packageRoot();
       const scripts = root === null ? {} : readScripts(root);
@@ -44,7 +43,7 @@ export function registerBenchCommand(program: Command, ctx: CliContext): void {
         child.on('exit', (status, signal) => resolve(status ?? (signal ? 1 : 0)));
       });
       if (code !== 0) throw new CliFailure('BENCH_FAILED', `npm run ${bench.script} exited with status ${code}`);
-    });
+    }));
 }
 
 function packageRoot(): string | null {

@@ -15,7 +15,7 @@ import path from 'node:path';
 import type { Command } from 'commander';
 import { BlockvaultError } from '../../errors.js';
 import type { RootKeyInfo } from '../../hsm/types.js';
-import { outputFor, type CliContext } from '../context.js';
+import { globalAction, outputFor, type CliContext } from '../context.js';
 import { lockDir } from '../dir-lock.js';
 import { openEngine, type EngineApi, type TaskInfo, type VolumeHandle, type VolumeInfo } from '../engine-port.js';
 import { isoTime, type Output } from '../output.js';
@@ -56,11 +56,15 @@ export function registerDemoCommand(program: Command, ctx: CliContext): void {
       'run the end-to-end BYOK demo in a fresh directory: key, authorization, encrypted volume, write/verify, ' +
         'rotation with re-encryption, soft delete, cryptoshred, metadata-only afterwards, verified audit trail',
     )
-    .option('--dir <path>', 'a fresh (new or empty) engine directory (default: a new temporary directory, printed)')
     .option('--size <size>', `volume size, fully written and re-encrypted (units: 4MiB, 1GiB; default ${DEFAULT_DEMO_SIZE})`, (v) => parseSize(v, '--size'), parseSize(DEFAULT_DEMO_SIZE))
-    .option('--json', 'print a structured summary as one JSON document')
-    .option('--key-file <path>', `HSM key file (default: $${PASSPHRASE_ENV} if set, else a new random key file beside the directory)`)
-    .action(async (options: DemoOptions) => {
+    .addHelpText(
+      'after',
+      `
+--dir: a fresh (new or empty) directory; default a new temporary one (printed), never $BLOCKVAULT_DIR.
+--key-file: default $${PASSPHRASE_ENV} if set, else a new random key file beside the directory.
+--json: a structured summary as one JSON document.`,
+    )
+    .action(globalAction(async (options: DemoOptions) => {
       const out = outputFor(ctx, options);
       if (options.size < SECTOR_SIZE || options.size % SECTOR_SIZE !== 0) {
         throw new BlockvaultError('INVALID_ARGUMENT', `--size must be a positive multiple of ${SECTOR_SIZE} bytes, got ${options.size}`);
@@ -79,7 +83,7 @@ export function registerDemoCommand(program: Command, ctx: CliContext): void {
         out.line();
         out.line(`Inspect it yourself: blockvault volume list --dir ${dir} --key-file ${generatedKeyFile}`);
       }
-    });
+    }));
 }
 
 function freshDir(requested: string | undefined): string {

@@ -1,7 +1,7 @@
 /** `blockvault events list|verify`: the hash-chained audit log of key and volume operations. */
 import type { Command } from 'commander';
 import { BlockvaultError } from '../../errors.js';
-import { withCommonOptions, withEngine, type CliContext, type CommonOptions } from '../context.js';
+import { globalAction, withEngine, type CliContext, type CommonOptions } from '../context.js';
 import type { AuditEvent, AuditFilter, EngineApi } from '../engine-port.js';
 import { isoTime, type Output } from '../output.js';
 import { parsePositiveInteger, parseTimeMs } from '../size.js';
@@ -10,14 +10,14 @@ import { keyCrnArgument } from './shared.js';
 export function registerEventsCommands(program: Command, ctx: CliContext): void {
   const events = program.command('events').description('the audit log (hash-chained): every key operation, e.g. hs-crypto.secrets.delete');
 
-  withCommonOptions(events.command('list'), ctx)
+  events.command('list')
     .description('list audit events, oldest first')
     .option('--action <action>', 'only this action, e.g. hs-crypto.secrets.delete')
     .option('--key <crn>', 'only events about this key', keyCrnArgument)
     .option('--since <time>', 'only events at or after: ISO 8601 time, or a duration ago (2h, 7d)', (v) => parseTimeMs(v, '--since'))
     .option('--until <time>', 'only events before: ISO 8601 time, or a duration ago', (v) => parseTimeMs(v, '--until'))
     .option('--limit <count>', 'only the newest <count> events', (v) => parsePositiveInteger(v, '--limit'))
-    .action(async (options: CommonOptions & { action?: string; key?: string; since?: number; until?: number; limit?: number }) => {
+    .action(globalAction(async (options: CommonOptions & { action?: string; key?: string; since?: number; until?: number; limit?: number }) => {
       await withEngine(ctx, options, async ({ engine, out }) => {
         const list = await listEvents(engine, {
           ...(options.action !== undefined ? { action: options.action } : {}),
@@ -27,16 +27,16 @@ export function registerEventsCommands(program: Command, ctx: CliContext): void 
         }, options.limit);
         out.result(list, (o) => printEvents(o, list));
       });
-    });
+    }));
 
-  withCommonOptions(events.command('verify'), ctx)
+  events.command('verify')
     .description('verify the audit hash chain; exits 1 with AUDIT_TAMPERED if any event was altered or removed')
-    .action(async (options: CommonOptions) => {
+    .action(globalAction(async (options: CommonOptions) => {
       await withEngine(ctx, options, async ({ engine, out }) => {
         const result = await verifyAudit(engine);
         out.result(result, (o) => o.line(`Audit chain verified: ${describeVerify(result)}.`));
       });
-    });
+    }));
 }
 
 const EVENTS_PAGE_SIZE = 1000;

@@ -1,39 +1,65 @@
-/** `blockvault hsm init|status` and `blockvault instance create|list`. */
+/** `blockvault hsm init [--new-key-file]|status` and `blockvault instance create|list`. */
 import path from 'node:path';
 import type { Command } from 'commander';
-import { isEngineDir, withCommonOptions, withEngine, type CliContext, type CommonOptions } from '../context.js';
+import { BlockvaultError } from '../../errors.js';
+import { shredFileSync } from '../../hsm/secure-files.js';
+import { engineDir, isEngineDir, globalAction, withEngine, type CliContext, type CommonOptions } from '../context.js';
 import type { EngineApi } from '../engine-port.js';
+import { createKeyFile } from '../key-file.js';
 import { isoTime } from '../output.js';
+import { UsageError } from '../usage-error.js';
 import { countBy } from './shared.js';
 
 export function registerHsmCommands(program: Command, ctx: CliContext): void {
   const hsm = program.command('hsm').description('the HSM keystore of an engine directory');
 
-  withCommonOptions(hsm.command('init'), ctx)
+  hsm.command('init')
     .description('create a new engine directory and seal its HSM keystore with the passphrase (or key file)')
-    .action(async (options: CommonOptions) => {
-      const existed = isEngineDir(path.resolve(options.dir));
-      await withEngine(
-        ctx,
-        options,
-        async ({ engine, out, dir, secret }) => {
-          const status = await collectStatus(engine, dir);
-          out.result(
-            { created: !existed, sealedWith: 'keyFile' in secret ? 'keyFile' : 'passphrase', ...status },
-            (o) => {
-              o.line(existed ? `Engine directory ${dir} already exists; the passphrase unseals it.` : `Initialized ${dir}.`);
-              o.line(`HSM keystore sealed with ${'keyFile' in secret ? `the key file ${secret.keyFile}` : 'the passphrase'}.`);
-              o.line('Next: blockvault instance create --name <name>');
-            },
+    .option('--new-key-file <path>', 'generate a new random key file (mode 0600, never over an existing file) and seal the keystore with it: no passphrase needed')
+    .action(globalAction(async (options: CommonOptions & { newKeyFile?: string }) => {
+      const dir = path.resolve(engineDir(options, ctx.env));
+      const existed = isEngineDir(dir);
+      if (options.newKeyFile !== undefined) {
+        if (options.keyFile !== undefined) throw new UsageError('give either --key-file (an existing key) or --new-key-file (generate one), not both');
+        if (existed) {
+          throw new BlockvaultError(
+            'ALREADY_EXISTS',
+            `${dir} is already an engine directory, sealed with its own passphrase or key file: a new key file cannot unseal it. ` +
+              'Open it with --key-file <its key file> (or the passphrase), or pick a new --dir',
+            { dir },
           );
-        },
-        { create: true },
-      );
-    });
+        }
+      }
+      const keyFile = options.newKeyFile !== undefined ? createKeyFile(options.newKeyFile) : options.keyFile;
+      try {
+        await withEngine(
+          ctx,
+          { ...options, ...(keyFile !== undefined ? { keyFile } : {}) },
+          async ({ engine, out, dir, secret }) => {
+            const status = await collectStatus(engine, dir);
+            const sealedWith = 'keyFile' in secret ? 'keyFile' : 'passphrase';
+            out.result(
+              { created: !existed, sealedWith, ...('keyFile' in secret ? { keyFile: secret.keyFile } : {}), keyFileCreated: options.newKeyFile !== undefined, ...status },
+              (o) => {
+                o.line(existed ? `Engine directory ${dir} already exists; the ${sealedWith === 'keyFile' ? 'key file' : 'passphrase'} unseals it.` : `Initialized ${dir}.`);
+                o.line(`HSM keystore sealed with ${'keyFile' in secret ? `the key file ${secret.keyFile}` : 'the passphrase'}.`);
+                if (options.newKeyFile !== undefined) o.line('Keep the key file safe and apart from the data: without it nothing in the directory can be unsealed.');
+                o.line(`Next: blockvault instance create --name <name>${'keyFile' in secret ? ` --key-file ${secret.keyFile}` : ''}`);
+              },
+            );
+          },
+          { create: true },
+        );
+      } catch (error) {
+        // A key file that sealed nothing is useless: do not leave it behind to block a retry.
+        if (options.newKeyFile !== undefined && keyFile !== undefined && !isEngineDir(dir)) shredFileSync(keyFile);
+        throw error;
+      }
+    }));
 
-  withCommonOptions(hsm.command('status'), ctx)
+  hsm.command('status')
     .description('unseal the keystore and summarize instances, keys (by state), volumes (by state) and tasks')
-    .action(async (options: CommonOptions) => {
+    .action(globalAction(async (options: CommonOptions) => {
       await withEngine(ctx, options, async ({ engine, out, dir }) => {
         const status = await collectStatus(engine, dir);
         out.result(status, (o) => {
@@ -45,14 +71,14 @@ export function registerHsmCommands(program: Command, ctx: CliContext): void {
           o.line(`authorizations: ${status.authorizations}`);
         });
       });
-    });
+    }));
 
   const instance = program.command('instance').description('HSM instances (a container of root keys; authorizations target one)');
 
-  withCommonOptions(instance.command('create'), ctx)
+  instance.command('create')
     .description('create an HSM instance')
     .requiredOption('--name <name>', 'instance name')
-    .action(async (options: CommonOptions & { name: string }) => {
+    .action(globalAction(async (options: CommonOptions & { name: string }) => {
       await withEngine(ctx, options, async ({ engine, out }) => {
         const created = await engine.hsm.createInstance({ name: options.name });
         out.result(created, (o) => {
@@ -61,11 +87,11 @@ export function registerHsmCommands(program: Command, ctx: CliContext): void {
           o.line(`Next: blockvault key create --instance ${created.id} --name <name>`);
         });
       });
-    });
+    }));
 
-  withCommonOptions(instance.command('list'), ctx)
+  instance.command('list')
     .description('list HSM instances')
-    .action(async (options: CommonOptions) => {
+    .action(globalAction(async (options: CommonOptions) => {
       await withEngine(ctx, options, async ({ engine, out }) => {
         const instances = await engine.hsm.listInstances();
         out.result(instances, (o) =>
@@ -77,7 +103,7 @@ export function registerHsmCommands(program: Command, ctx: CliContext): void {
           ]),
         );
       });
-    });
+    }));
 }
 
 async function collectStatus(engine: EngineApi, dir: string) {

@@ -7,7 +7,7 @@ import { userInfo } from 'node:os';
 import type { Command } from 'commander';
 import { BlockvaultError, isBlockvaultError } from '../../errors.js';
 import type { ImportTokenInfo, RootKeyInfo } from '../../hsm/types.js';
-import { withCommonOptions, withEngine, type CliContext, type CommonOptions } from '../context.js';
+import { globalAction, withEngine, type CliContext, type CommonOptions } from '../context.js';
 import type { EngineApi } from '../engine-port.js';
 import { isoTime, type Output } from '../output.js';
 import { formatDurationMs, parseDurationMs, parsePositiveInteger } from '../size.js';
@@ -18,7 +18,7 @@ import { waitForTasks } from './tasks.js';
 export function registerKeyCommands(program: Command, ctx: CliContext): void {
   const key = program.command('key').description('root keys: create, import (BYOK), rotate, enable/disable, delete (cryptoshred)');
 
-  withCommonOptions(key.command('create'), ctx)
+  key.command('create')
     .description('create a root key inside the HSM (its material never leaves it)')
     .requiredOption('--instance <id>', 'HSM instance id')
     .requiredOption('--name <name>', 'key name')
@@ -26,7 +26,7 @@ export function registerKeyCommands(program: Command, ctx: CliContext): void {
     .option('--rotation-interval <duration>', 'rotate automatically every <duration> (e.g. 90d, 12h; at least 1h)', (v) =>
       parseDurationMs(v, '--rotation-interval'),
     )
-    .action(async (options: CommonOptions & { instance: string; name: string; dualAuthDelete?: boolean; rotationInterval?: number }) => {
+    .action(globalAction(async (options: CommonOptions & { instance: string; name: string; dualAuthDelete?: boolean; rotationInterval?: number }) => {
       await withEngine(ctx, options, async ({ engine, out }) => {
         const created = await engine.hsm.createRootKey(options.instance, {
           name: options.name,
@@ -35,9 +35,9 @@ export function registerKeyCommands(program: Command, ctx: CliContext): void {
         });
         out.result(created, (o) => printKey(o, created));
       });
-    });
+    }));
 
-  withCommonOptions(key.command('import'), ctx)
+  key.command('import')
     .description(
       'import 256-bit key material you own (BYOK): 32 raw bytes, 64 hex digits or base64, from a file or stdin, never argv. ' +
         'With --token the material is encrypted locally to the instance import token (RSA-OAEP-SHA256) before it is sent',
@@ -47,7 +47,7 @@ export function registerKeyCommands(program: Command, ctx: CliContext): void {
     .option('--material-file <path>', 'read the key material from this file')
     .option('--material-stdin', 'read the key material from stdin')
     .option('--token', 'use the instance import token (created if the instance has none)')
-    .action(async (options: CommonOptions & MaterialOptions & { instance: string; name: string; token?: boolean }) => {
+    .action(globalAction(async (options: CommonOptions & MaterialOptions & { instance: string; name: string; token?: boolean }) => {
       const material = (await readKeyMaterial(options, ctx.stdin, true))!;
       try {
         await withEngine(ctx, options, async ({ engine, out }) => {
@@ -64,15 +64,15 @@ export function registerKeyCommands(program: Command, ctx: CliContext): void {
       } finally {
         material.fill(0);
       }
-    });
+    }));
 
   const token = key.command('token').description('import tokens: a one-time RSA public key to encrypt key material to');
-  withCommonOptions(token.command('create'), ctx)
+  token.command('create')
     .description('create an import token for an instance (replaces an existing one)')
     .requiredOption('--instance <id>', 'HSM instance id')
     .option('--expires-in <duration>', 'validity, e.g. 10m, 1h', (v) => parseDurationMs(v, '--expires-in'))
     .option('--max-retrievals <count>', 'how many times the token may be fetched', (v) => parsePositiveInteger(v, '--max-retrievals'))
-    .action(async (options: CommonOptions & { instance: string; expiresIn?: number; maxRetrievals?: number }) => {
+    .action(globalAction(async (options: CommonOptions & { instance: string; expiresIn?: number; maxRetrievals?: number }) => {
       await withEngine(ctx, options, async ({ engine, out }) => {
         const created = await engine.hsm.createImportToken(options.instance, {
           ...(options.expiresIn !== undefined ? { expiresInMs: options.expiresIn } : {}),
@@ -80,11 +80,11 @@ export function registerKeyCommands(program: Command, ctx: CliContext): void {
         });
         out.result(tokenSummary(created), (o) => o.fields(tokenSummary(created)));
       });
-    });
-  withCommonOptions(token.command('show'), ctx)
+    }));
+  token.command('show')
     .description('fetch the import token (counts as a retrieval) and print its public key (SPKI PEM)')
     .requiredOption('--instance <id>', 'HSM instance id')
-    .action(async (options: CommonOptions & { instance: string }) => {
+    .action(globalAction(async (options: CommonOptions & { instance: string }) => {
       await withEngine(ctx, options, async ({ engine, out }) => {
         const fetched = await engine.hsm.getImportToken(options.instance);
         out.result(fetched, (o) => {
@@ -93,12 +93,12 @@ export function registerKeyCommands(program: Command, ctx: CliContext): void {
           o.line(fetched.publicKeyPem.trimEnd());
         });
       });
-    });
+    }));
 
-  withCommonOptions(key.command('list'), ctx)
+  key.command('list')
     .description('list root keys')
     .option('--instance <id>', 'only the keys of this instance')
-    .action(async (options: CommonOptions & { instance?: string }) => {
+    .action(globalAction(async (options: CommonOptions & { instance?: string }) => {
       await withEngine(ctx, options, async ({ engine, out }) => {
         const keys = await engine.hsm.listKeys(options.instance === undefined ? {} : { instanceId: options.instance });
         out.result(keys, (o) =>
@@ -111,18 +111,18 @@ export function registerKeyCommands(program: Command, ctx: CliContext): void {
           ]),
         );
       });
-    });
+    }));
 
-  withCommonOptions(key.command('show').argument('<crn>', 'the key CRN', keyCrnArgument), ctx)
+  key.command('show').argument('<crn>', 'the key CRN', keyCrnArgument)
     .description('show a root key (metadata only; material is never shown)')
-    .action(async (crn: string, options: CommonOptions) => {
+    .action(globalAction(async (crn: string, options: CommonOptions) => {
       await withEngine(ctx, options, async ({ engine, out }) => {
         const found = await engine.hsm.getKey(crn);
         out.result(found, (o) => printKey(o, found));
       });
-    });
+    }));
 
-  withCommonOptions(key.command('rotate').argument('<crn>', 'the key CRN', keyCrnArgument), ctx)
+  key.command('rotate').argument('<crn>', 'the key CRN', keyCrnArgument)
     .description(
       'create a new key version and start one "Syncing KMS state" task per registered volume (rewrap and re-encrypt); ' +
         'waits with a progress bar unless --no-wait',
@@ -131,7 +131,7 @@ export function registerKeyCommands(program: Command, ctx: CliContext): void {
     .option('--material-file <path>', 'new material for an imported key (32 bytes, hex or base64)')
     .option('--material-stdin', 'read new material for an imported key from stdin')
     .option('--no-wait', 'return once the tasks are started (they resume whenever an engine is opened on the directory)')
-    .action(async (crn: string, options: CommonOptions & MaterialOptions & { rewrapOnly?: boolean; wait: boolean }) => {
+    .action(globalAction(async (crn: string, options: CommonOptions & MaterialOptions & { rewrapOnly?: boolean; wait: boolean }) => {
       const material = await readKeyMaterial(options, ctx.stdin, false);
       try {
         await withEngine(ctx, options, async ({ engine, out }) => {
@@ -155,30 +155,30 @@ export function registerKeyCommands(program: Command, ctx: CliContext): void {
       } finally {
         material?.fill(0);
       }
-    });
+    }));
 
   for (const [verb, description] of [
     ['enable', 'set a Suspended key back to Active'],
     ['disable', 'suspend a key: wrap and unwrap fail until it is enabled again'],
   ] as const) {
-    withCommonOptions(key.command(verb).argument('<crn>', 'the key CRN', keyCrnArgument), ctx)
+    key.command(verb).argument('<crn>', 'the key CRN', keyCrnArgument)
       .description(description)
-      .action(async (crn: string, options: CommonOptions) => {
+      .action(globalAction(async (crn: string, options: CommonOptions) => {
         await withEngine(ctx, options, async ({ engine, out }) => {
           const changed = verb === 'enable' ? await engine.hsm.enableKey(crn) : await engine.hsm.disableKey(crn);
           out.result(changed, (o) => printKey(o, changed));
         });
-      });
+      }));
   }
 
-  withCommonOptions(key.command('delete').argument('<crn>', 'the key CRN', keyCrnArgument), ctx)
+  key.command('delete').argument('<crn>', 'the key CRN', keyCrnArgument)
     .description(
       'delete a root key. Refused (KEY_IN_USE) while volumes are registered against it, unless --force: ' +
         'that cryptoshreds every such volume, which stays readable as metadata only. Irreversible',
     )
     .option('--force', 'destroy the key even though volumes use it (cryptoshredding)')
     .option('--initiator <name>', `who deletes it, for the audit log and dual authorization (default: $${INITIATOR_ENV} or your user name)`, defaultInitiator(ctx))
-    .action(async (crn: string, options: CommonOptions & { force?: boolean; initiator: string }) => {
+    .action(globalAction(async (crn: string, options: CommonOptions & { force?: boolean; initiator: string }) => {
       await withEngine(ctx, options, async ({ engine, out }) => {
         const result = await engine.hsm
           .deleteKey(crn, { initiator: options.initiator, ...(options.force === true ? { force: true } : {}) })
@@ -193,16 +193,16 @@ export function registerKeyCommands(program: Command, ctx: CliContext): void {
           }
         });
       });
-    });
+    }));
 
   for (const [verb, description] of [
     ['set-for-deletion', 'dual authorization, first step: authorize the deletion of a key (a different initiator then deletes it within 7 days)'],
     ['unset-for-deletion', 'withdraw a pending deletion authorization'],
   ] as const) {
-    withCommonOptions(key.command(verb).argument('<crn>', 'the key CRN', keyCrnArgument), ctx)
+    key.command(verb).argument('<crn>', 'the key CRN', keyCrnArgument)
       .description(description)
       .option('--initiator <name>', `who authorizes (default: $${INITIATOR_ENV} or your user name)`, defaultInitiator(ctx))
-      .action(async (crn: string, options: CommonOptions & { initiator: string }) => {
+      .action(globalAction(async (crn: string, options: CommonOptions & { initiator: string }) => {
         await withEngine(ctx, options, async ({ engine, out }) => {
           const hsm = engine.hsm;
           const changed =
@@ -211,32 +211,32 @@ export function registerKeyCommands(program: Command, ctx: CliContext): void {
               : await hsm.unsetKeyForDeletion(crn, { initiator: options.initiator });
           out.result(changed, (o) => printKey(o, changed));
         });
-      });
+      }));
   }
 
   const policy = program.command('policy').description('key policies');
 
-  withCommonOptions(policy.command('set-dual-auth-delete').argument('<crn>', 'the key CRN', keyCrnArgument), ctx)
+  policy.command('set-dual-auth-delete').argument('<crn>', 'the key CRN', keyCrnArgument)
     .description('require (on) or stop requiring (off) two different initiators to delete the key')
     .argument('<on|off>', 'on or off', (v) => {
       if (v !== 'on' && v !== 'off') throw new UsageError(`expected on or off, got ${JSON.stringify(v)}`);
       return v;
     })
-    .action(async (crn: string, onOff: 'on' | 'off', options: CommonOptions) => {
+    .action(globalAction(async (crn: string, onOff: 'on' | 'off', options: CommonOptions) => {
       await withEngine(ctx, options, async ({ engine, out }) => {
         const updated = await engine.hsm.setDualAuthDelete(crn, { enabled: onOff === 'on' });
         out.result(updated, (o) => o.line(`${updated.name}: dual-authorization delete ${updated.dualAuthDelete ? 'on' : 'off'}.`));
       });
-    });
-  withCommonOptions(policy.command('set-rotation').argument('<crn>', 'the key CRN', keyCrnArgument), ctx)
+    }));
+  policy.command('set-rotation').argument('<crn>', 'the key CRN', keyCrnArgument)
     .description('rotate the key automatically every --interval (at least 1h; KMS convention 1 to 12 months)')
     .requiredOption('--interval <duration>', 'rotation interval, e.g. 90d, 30d, 12h', (v) => parseDurationMs(v, '--interval'))
-    .action(async (crn: string, options: CommonOptions & { interval: number }) => {
+    .action(globalAction(async (crn: string, options: CommonOptions & { interval: number }) => {
       await withEngine(ctx, options, async ({ engine, out }) => {
         const updated = await engine.hsm.setRotationPolicy(crn, { intervalMs: options.interval });
         out.result(updated, (o) => o.line(`${updated.name} now rotates every ${formatDurationMs(options.interval)}.`));
       });
-    });
+    }));
 }
 
 export const INITIATOR_ENV = 'BLOCKVAULT_INITIATOR';

@@ -8,7 +8,7 @@
  */
 import type { Command } from 'commander';
 import { runShredStress } from '../../shred/stress.js';
-import { outputFor, type CliContext } from '../context.js';
+import { globalAction, outputFor, type CliContext } from '../context.js';
 import { toJson } from '../output.js';
 import { resolveHsmSecret } from '../passphrase.js';
 import { CliFailure } from '../usage-error.js';
@@ -33,9 +33,6 @@ export function registerStressCommands(program: Command, ctx: CliContext): void 
   stress
     .command('shred')
     .description('hammer volumes on one key with writers/readers (and a rotation), force-delete the key mid-flight, check nothing leaks')
-    .option('--dir <path>', 'engine directory for the run (default: a new temporary directory)')
-    .option('--json', 'print the report as one JSON document')
-    .option('--key-file <path>', 'HSM key file (default: $BLOCKVAULT_PASSPHRASE, else a random one)')
     .option('--volumes <count>', 'volumes on the key', (v) => parsePositiveInteger(v, '--volumes'), 4)
     .option('--writers <count>', 'concurrent writers', (v) => parsePositiveInteger(v, '--writers'), 8)
     .option('--readers <count>', 'concurrent readers', (v) => parsePositiveInteger(v, '--readers'), 8)
@@ -44,7 +41,8 @@ export function registerStressCommands(program: Command, ctx: CliContext): void 
     .option('--seed <number>', 'random seed, for a reproducible run', (v) => parseNonNegativeInteger(v, '--seed'))
     .option('--rotate', 'keep a rotation with re-encryption running when the key is deleted')
     .option('--keep-dir', 'keep the temporary engine directory for inspection')
-    .action(async (options: StressOptions) => {
+    .addHelpText('after', '\n--dir: default a new temporary directory, never $BLOCKVAULT_DIR. --key-file: default $BLOCKVAULT_PASSPHRASE, else a random key.')
+    .action(globalAction(async (options: StressOptions) => {
       const out = outputFor(ctx, options);
       const hsm =
         options.keyFile !== undefined || ctx.env.BLOCKVAULT_PASSPHRASE !== undefined
@@ -74,5 +72,5 @@ export function registerStressCommands(program: Command, ctx: CliContext): void 
         const failed = report.violations.map((k) => `${k}=${String(counters[k])}`).join(', ');
         throw new CliFailure('STRESS_FAILED', `the shred stress run failed: ${failed || toJson(report)}`);
       }
-    });
+    }));
 }

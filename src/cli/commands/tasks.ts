@@ -4,7 +4,7 @@
  * (which opens the engine) resumes an interrupted task and follows it to the end.
  */
 import type { Command } from 'commander';
-import { withCommonOptions, withEngine, type CliContext, type CommonOptions } from '../context.js';
+import { globalAction, withEngine, type CliContext, type CommonOptions } from '../context.js';
 import type { EngineApi, TaskInfo, TaskProgressEvent } from '../engine-port.js';
 import { isoTime, type Output } from '../output.js';
 import { progressGroup } from '../progress.js';
@@ -15,9 +15,9 @@ const POLL_INTERVAL_MS = 250;
 export function registerTasksCommands(program: Command, ctx: CliContext): void {
   const tasks = program.command('tasks').description('rotation ("Syncing KMS state") tasks: progress, wait, cancel');
 
-  withCommonOptions(tasks.command('list'), ctx)
+  tasks.command('list')
     .description('list tasks, newest last')
-    .action(async (options: CommonOptions) => {
+    .action(globalAction(async (options: CommonOptions) => {
       await withEngine(ctx, options, async ({ engine, out }) => {
         const all = await engine.tasks.list();
         out.result(all, (o) =>
@@ -31,21 +31,21 @@ export function registerTasksCommands(program: Command, ctx: CliContext): void {
           ]),
         );
       });
-    });
+    }));
 
-  withCommonOptions(tasks.command('show').argument('<id>', 'task id'), ctx)
+  tasks.command('show').argument('<id>', 'task id')
     .description('show one task: state, sectors done/total, MB/s, start and end')
-    .action(async (id: string, options: CommonOptions) => {
+    .action(globalAction(async (id: string, options: CommonOptions) => {
       await withEngine(ctx, options, async ({ engine, out }) => {
         const task = await engine.tasks.get(id);
         out.result(task, (o) => printTask(o, task));
       });
-    });
+    }));
 
-  withCommonOptions(tasks.command('wait').argument('<ids...>', 'task ids'), ctx)
+  tasks.command('wait').argument('<ids...>', 'task ids')
     .description('resume (if interrupted) and wait for tasks to end, with a live progress bar (percent, MB/s, ETA)')
     .option('--timeout <duration>', 'give up after this long, e.g. 10m (the tasks keep their checkpoint)', (v) => parseDurationMs(v, '--timeout'))
-    .action(async (ids: string[], options: CommonOptions & { timeout?: number }) => {
+    .action(globalAction(async (ids: string[], options: CommonOptions & { timeout?: number }) => {
       await withEngine(ctx, options, async ({ engine, out }) => {
         const api = engine.tasks;
         const initial = await Promise.all(ids.map(async (id) => api.get(id)));
@@ -54,18 +54,18 @@ export function registerTasksCommands(program: Command, ctx: CliContext): void {
           for (const t of ended) o.line(`task ${t.id}: ${t.state} ${progressText(t)}${durationText(t)}`);
         });
       });
-    });
+    }));
 
-  withCommonOptions(tasks.command('cancel').argument('<id>', 'task id'), ctx)
+  tasks.command('cancel').argument('<id>', 'task id')
     .description('cancel a task safely (every sector stays readable; the volume keeps both data-key generations)')
-    .action(async (id: string, options: CommonOptions) => {
+    .action(globalAction(async (id: string, options: CommonOptions) => {
       await withEngine(ctx, options, async ({ engine, out }) => {
         const api = engine.tasks;
         await api.cancel(id);
         const task = await api.get(id);
         out.result(task, (o) => printTask(o, task));
       });
-    });
+    }));
 }
 
 /**

@@ -8,7 +8,7 @@ import { stat } from 'node:fs/promises';
 import type { Readable, Writable } from 'node:stream';
 import type { Command } from 'commander';
 import { BlockvaultError } from '../../errors.js';
-import { findVolume, withCommonOptions, withEngine, type CliContext, type CommonOptions } from '../context.js';
+import { findVolume, globalAction, withEngine, type CliContext, type CommonOptions } from '../context.js';
 import type { VolumeHandle, VolumeInfo } from '../engine-port.js';
 import { isoTime, type Output } from '../output.js';
 import { progressGroup } from '../progress.js';
@@ -22,13 +22,13 @@ export const TRANSFER_CHUNK_BYTES = 1024 * 1024;
 export function registerVolumeCommands(program: Command, ctx: CliContext): void {
   const volume = program.command('volume').description('encrypted volumes: provision, inspect, soft-delete/restore, import/export data');
 
-  withCommonOptions(volume.command('create'), ctx)
+  volume.command('create')
     .description('provision a volume; with --key it is encrypted under your root key (BYOK), otherwise under a platform key')
     .requiredOption('--name <name>', 'volume name')
     .requiredOption('--size <size>', 'capacity in bytes, units allowed: 64MiB, 10GiB, 1GB', (v) => parseSize(v, '--size'))
     .option('--sector-size <bytes>', 'sector size in bytes: 512 or 4096', parseSectorSize, 4096)
     .option('--key <crn>', 'root key CRN for BYOK (the storage service needs Reader on its instance: auth grant)', keyCrnArgument)
-    .action(async (options: CommonOptions & { name: string; size: number; sectorSize: number; key?: string }) => {
+    .action(globalAction(async (options: CommonOptions & { name: string; size: number; sectorSize: number; key?: string }) => {
       await withEngine(ctx, options, async ({ engine, out }) => {
         const vol = await engine.createVolume({
           name: options.name,
@@ -40,11 +40,11 @@ export function registerVolumeCommands(program: Command, ctx: CliContext): void 
         await vol.close();
         out.result(info, (o) => printVolume(o, info));
       });
-    });
+    }));
 
-  withCommonOptions(volume.command('list'), ctx)
+  volume.command('list')
     .description('list volumes in every state (active, syncing, locked, deleted)')
-    .action(async (options: CommonOptions) => {
+    .action(globalAction(async (options: CommonOptions) => {
       await withEngine(ctx, options, async ({ engine, out }) => {
         const all = engine.listVolumes();
         out.result(all, (o) =>
@@ -58,20 +58,20 @@ export function registerVolumeCommands(program: Command, ctx: CliContext): void 
           ]),
         );
       });
-    });
+    }));
 
-  withCommonOptions(volume.command('show').argument('<volume>', 'volume id or name'), ctx)
+  volume.command('show').argument('<volume>', 'volume id or name')
     .description('show a volume: metadata stays readable in every state, also after its key is destroyed')
-    .action(async (idOrName: string, options: CommonOptions) => {
+    .action(globalAction(async (idOrName: string, options: CommonOptions) => {
       await withEngine(ctx, options, async ({ engine, out }) => {
         const info = findVolume(engine, idOrName);
         out.result(info, (o) => printVolume(o, info));
       });
-    });
+    }));
 
-  withCommonOptions(volume.command('delete').argument('<volume>', 'volume id or name'), ctx)
+  volume.command('delete').argument('<volume>', 'volume id or name')
     .description('soft-delete a volume: metadata only until restored or purged after the retention period (default 9 days)')
-    .action(async (idOrName: string, options: CommonOptions) => {
+    .action(globalAction(async (idOrName: string, options: CommonOptions) => {
       await withEngine(ctx, options, async ({ engine, out }) => {
         const { id } = findVolume(engine, idOrName);
         await engine.deleteVolume(id);
@@ -82,24 +82,24 @@ export function registerVolumeCommands(program: Command, ctx: CliContext): void 
           if (typeof purge === 'number') o.line(`It will be purged at ${isoTime(purge)} unless restored (blockvault volume restore ${info.id}).`);
         });
       });
-    });
+    }));
 
-  withCommonOptions(volume.command('restore').argument('<volume>', 'volume id or name'), ctx)
+  volume.command('restore').argument('<volume>', 'volume id or name')
     .description('restore a soft-deleted volume within its retention period')
-    .action(async (idOrName: string, options: CommonOptions) => {
+    .action(globalAction(async (idOrName: string, options: CommonOptions) => {
       await withEngine(ctx, options, async ({ engine, out }) => {
         const { id } = findVolume(engine, idOrName);
         await engine.restoreVolume(id);
         const info = findVolume(engine, id);
         out.result(info, (o) => o.line(`Volume ${info.name} is ${info.state}.`));
       });
-    });
+    }));
 
-  withCommonOptions(volume.command('import').argument('<volume>', 'volume id or name'), ctx)
+  volume.command('import').argument('<volume>', 'volume id or name')
     .description('copy a file (or stdin) into a volume, starting at --offset; flushed (durable) at the end')
     .option('--file <path>', 'read from this file; without it, or with -, read stdin')
     .option('--offset <size>', 'byte offset in the volume to start at (units allowed: 1MiB)', (v) => parseSize(v, '--offset'), 0)
-    .action(async (idOrName: string, options: CommonOptions & { file?: string; offset: number }) => {
+    .action(globalAction(async (idOrName: string, options: CommonOptions & { file?: string; offset: number }) => {
       const fromStdin = options.file === undefined || options.file === '-';
       if (fromStdin && ctx.stdin.isTTY === true) throw new UsageError('stdin is a terminal: pipe the data in, or pass --file <path>');
       const inputBytes = fromStdin ? undefined : (await stat(options.file!)).size;
@@ -121,14 +121,14 @@ export function registerVolumeCommands(program: Command, ctx: CliContext): void 
           await vol.close();
         }
       });
-    });
+    }));
 
-  withCommonOptions(volume.command('export').argument('<volume>', 'volume id or name'), ctx)
+  volume.command('export').argument('<volume>', 'volume id or name')
     .description('copy a volume (or --offset/--length of it) to a file or stdout; unwritten sectors read as zeros')
     .option('--file <path>', 'write to this file; without it, or with -, write stdout')
     .option('--offset <size>', 'byte offset to start at (units allowed: 1MiB)', (v) => parseSize(v, '--offset'), 0)
     .option('--length <size>', 'bytes to copy (default: to the end of the volume; units allowed: 4MiB)', (v) => parseSize(v, '--length'))
-    .action(async (idOrName: string, options: CommonOptions & { file?: string; offset: number; length?: number }) => {
+    .action(globalAction(async (idOrName: string, options: CommonOptions & { file?: string; offset: number; length?: number }) => {
       const toStdout = options.file === undefined || options.file === '-';
       if (toStdout && options.json === true) throw new UsageError('--json needs --file with export: stdout carries the volume data');
       if (toStdout && ctx.stdout.isTTY === true) throw new UsageError('stdout is a terminal: redirect it (> disk.img) or pass --file <path>');
@@ -150,7 +150,7 @@ export function registerVolumeCommands(program: Command, ctx: CliContext): void 
           await vol.close();
         }
       });
-    });
+    }));
 }
 
 function parseSectorSize(text: string): number {
