@@ -504,12 +504,9 @@ describe('stored data', () => {
   });
 });
 
-describe('dual-authorization initiators (src/hsm/deletion.ts: the lead changes it for issue 13)', () => {
-  // Issue 13, "Smaller holes": the second initiator of a dual-authorization delete is compared
-  // with the first as a raw string, so 'Alice', 'alice ' and 'alice\u200b' count as a second
-  // person and the key is destroyed. Expected to fail until deletion.ts normalizes initiators
-  // (trim, NFKC, case fold, invisible characters refused); then turn it.fails into it.
-  it.fails.each(['Alice', 'alice ', 'alice\u200b'])('refuses %j as the second initiator after alice', async (second) => {
+describe('dual-authorization initiators', () => {
+  // Issue 13: dual authorization compares people: the second initiator is normalised (trim, NFKC, case fold) and invisible characters are refused.
+  it.each(['Alice', 'alice ', 'alice\u200b'])('refuses %j as the second initiator after alice', async (second) => {
     const instance = await engine.hsm.createInstance({ name: `dual-auth-${encodeURIComponent(second)}` });
     const dual = await engine.hsm.createRootKey(instance.id, { name: 'dual', dualAuthDelete: true });
     await engine.hsm.setKeyForDeletion(dual.crn, { initiator: 'alice' });

@@ -172,9 +172,10 @@ for (const { backend, skipReason } of cipherBackends()) {
       const dataKeys: Buffer[] = [];
       try {
         for (const s of stored) {
-          expect(s.wrapped.length).toBe(72); // AES-KWP (RFC 5649) of 64 bytes
+          expect(s.wrapped.length).toBe(88); // AES-KWP (RFC 5649) of 64 key bytes + the 16-byte volume binding (dek-binding.ts)
           const { plaintext } = await reopened.hsm.unwrap(key.crn, s.wrapped, s.keyVersion, { sourceService: 'blockvault' });
-          const dek = Buffer.from(plaintext);
+          expect(plaintext.length).toBe(80);
+          const dek = Buffer.from(plaintext.subarray(0, 64));
           expect(dek.length).toBe(64);
           expect(dek.subarray(0, 32).equals(dek.subarray(32))).toBe(false);
           expect(Buffer.from(XtsCipher.create({ backend }).decryptSectors(dek, 0, 4096, s.ciphertext)).equals(sector)).toBe(true);
