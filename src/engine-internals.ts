@@ -2,9 +2,9 @@
  * The engine's internal parts, for this repository's tests, benchmarks and stress harness only:
  * not on the public Engine class and not exported from the package (src/index.ts). They reach a
  * volume's re-encryption target without a task, mark a volume syncing, or lock volumes as the
- * cryptoshred hook does, to test those paths on a real engine.
+ * cryptoshred hook does, or store a record as the catalog would, to test those paths on a real engine.
  */
-import type { VolumeInfo } from './volume/record.js';
+import type { VolumeInfo, VolumeRecord } from './volume/record.js';
 import type { VolumeReencryptTarget } from './volume/reencrypt-target.js';
 import type { ShredLock } from './volume/shred-lock.js';
 
@@ -17,6 +17,10 @@ export interface EngineInternals {
   lockVolumesForKey(keyCrn: string, resourceCrns?: readonly string[], reason?: string): Promise<VolumeInfo[]>;
   /** The lock itself, for harnesses that observe when it takes effect. */
   shredLock: ShredLock;
+  /** Store a volume record as the catalog does (authenticated), to build the state a crash leaves behind. */
+  saveRecord(record: VolumeRecord): Promise<void>;
+  /** The catalog's current record of a volume. */
+  record(volumeId: string): VolumeRecord;
 }
 
 const registry = new WeakMap<object, EngineInternals>();

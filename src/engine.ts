@@ -21,7 +21,7 @@ import { BlockvaultError } from './errors.js';
 import { SoftHsm } from './hsm/index.js';
 import { KeyState, type RootKeyInfo, type RotationSchedulerResult } from './hsm/types.js';
 import { TaskManager, type RotationOptions, type TaskRecord } from './rotation/index.js';
-import { VolumeCatalog } from './volume/catalog.js';
+import { VolumeCatalog, type StoredVolumeRecord } from './volume/catalog.js';
 import { DataKeyGenerations } from './volume/generations.js';
 import { VolumeLifecycle, type CreateVolumeOptions } from './volume/lifecycle.js';
 import { OpenVolumes, type VolumeAudit } from './volume/open-volumes.js';
@@ -124,7 +124,8 @@ export class Engine {
     const engineError = (): BlockvaultError | null => (this.#closed ? this.#closedError() : null);
 
     this.#catalog = new VolumeCatalog({
-      volumes: root.openDB<VolumeRecord, string>('volumes', { encoding: 'msgpack' }),
+      volumes: root.openDB<StoredVolumeRecord, string>('volumes', { encoding: 'msgpack' }),
+      recordKey: parts.hsm.recordKey('volume-records'),
       meta: parts.meta,
       onRecord: (record) => this.#volumes.follow(record),
     });
@@ -222,6 +223,8 @@ export class Engine {
       markSyncing: (volumeId, taskId) => this.#targets.markSyncing(volumeId, taskId),
       lockVolumesForKey: (keyCrn, resourceCrns, reason) => this.#shredLock.lockForKey(keyCrn, resourceCrns, reason),
       shredLock: this.#shredLock,
+      saveRecord: (record) => this.#catalog.save(record),
+      record: (volumeId) => this.#catalog.current(volumeId),
     });
   }
 

@@ -6,18 +6,31 @@
  * Records are immutable values: a change replaces the record, visible at once to every step that
  * runs after it (`set`), persisted when `save`'s promise resolves. Open volumes follow every change
  * through the `onRecord` callback, so a VolumeCore never acts on an older record than the catalog's.
+ *
+ * Every stored record carries a MAC (HMAC-SHA256 over its key and value, src/util/record-mac.ts)
+ * under a key the HSM derives from its metadata key. A record decides how data is read (sector
+ * size, cluster geometry, which wrapped key), so an edited one must not open: the LUKS2
+ * CVE-2021-4122 lesson. `load` refuses the first record that fails with VOLUME_CORRUPT naming it.
+ * What a MAC cannot catch: replacing the whole directory (or a record) with an older copy that was
+ * genuine then; the README says so.
  */
 import type { Database } from 'lmdb';
 import { BlockvaultError, assert } from '../errors.js';
+import { MAC_BYTES, macEqual, recordMac } from '../util/record-mac.js';
 import { VOLUME_RECORD_VERSION, infoOf, type VolumeInfo, type VolumeRecord } from './record.js';
 
 const VOLUME_NAME_LENGTH_MAX = 128;
 /** Records of volumes purged during this session, kept so handles still describe them. */
 const PURGED_REMEMBERED_MAX = 1024;
 
+/** A record as stored: the record's own fields and its MAC. */
+export type StoredVolumeRecord = VolumeRecord & { mac: Uint8Array };
+
 export interface CatalogDeps {
-  /** The `volumes` sub-database (msgpack records). */
-  volumes: Database<VolumeRecord, string>;
+  /** The `volumes` sub-database (msgpack records, each with its MAC). */
+  volumes: Database<StoredVolumeRecord, string>;
+  /** The 32-byte key that authenticates stored records (the HSM's `recordKey('volume-records')`). */
+  recordKey: Uint8Array;
   /** The `engine-meta` sub-database: holds `nextStoreId`. */
   meta: Database<unknown, string>;
   /** Called synchronously whenever a record is replaced or added. */
@@ -31,15 +44,42 @@ export class VolumeCatalog {
   readonly #purged = new Map<string, VolumeRecord>();
 
   constructor(deps: CatalogDeps) {
+    assert(deps.recordKey.length === MAC_BYTES, `the volume record key is ${MAC_BYTES} bytes`);
     this.#deps = deps;
   }
 
-  /** Read every stored record (once, at engine open). */
+  /** Read and authenticate every stored record (once, at engine open); VOLUME_CORRUPT names the first that fails. */
   load(): void {
-    for (const { value } of this.#deps.volumes.getRange()) {
-      assert(value.recordVersion === VOLUME_RECORD_VERSION, `volume record version ${value.recordVersion} is supported`);
-      this.#records.set(value.id, value);
+    for (const { key, value } of this.#deps.volumes.getRange()) {
+      const record = this.#verified(key, value);
+      this.#records.set(record.id, record);
     }
+  }
+
+  #verified(key: string, stored: unknown): VolumeRecord {
+    const corrupt = (why: string): never => {
+      throw new BlockvaultError(
+        'VOLUME_CORRUPT',
+        `the stored record of volume ${JSON.stringify(key)} ${why}: it was edited or damaged outside blockvault, and the engine refuses to open rather than read data with it. Restore the engine directory from a backup`,
+        { volumeId: key, place: `volumes/${key}` },
+      );
+    };
+    if (stored === null || typeof stored !== 'object') return corrupt('is not a record');
+    const { mac, ...record } = stored as StoredVolumeRecord;
+    if (!(mac instanceof Uint8Array) || mac.length !== MAC_BYTES) return corrupt('has no MAC');
+    if (!macEqual(mac, this.#mac(key, record))) return corrupt('fails its MAC');
+    // Authentic from here on: what follows checks blockvault's own invariants.
+    assert(record.id === key, `volume record ${key} holds its own id`);
+    assert(record.recordVersion === VOLUME_RECORD_VERSION, `volume record version ${record.recordVersion} is supported`);
+    return record;
+  }
+
+  #mac(key: string, record: VolumeRecord): Buffer {
+    return recordMac(this.#deps.recordKey, ['volumes', key], record);
+  }
+
+  #stored(record: VolumeRecord): StoredVolumeRecord {
+    return { ...record, mac: this.#mac(record.id, record) };
   }
 
   get(volumeId: string): VolumeRecord | undefined {
@@ -126,7 +166,7 @@ export class VolumeCatalog {
     const previous = this.#records.get(record.id);
     this.set(record);
     try {
-      await this.#deps.volumes.put(record.id, record);
+      await this.#deps.volumes.put(record.id, this.#stored(record));
     } catch (error) {
       if (previous !== undefined && this.#records.get(record.id) === record) this.set(previous);
       throw error;
@@ -139,7 +179,7 @@ export class VolumeCatalog {
     const volumes = this.#deps.volumes;
     await volumes.transaction(() => {
       for (const record of records) {
-        if (this.#records.get(record.id) === record) volumes.putSync(record.id, record);
+        if (this.#records.get(record.id) === record) volumes.putSync(record.id, this.#stored(record));
       }
     });
   }

@@ -42,7 +42,18 @@
  *
  * This file is pure: no LMDB, no engine state. Rotation workers import it from worker threads.
  */
-import { assert } from '../errors.js';
+import { BlockvaultError, assert } from '../errors.js';
+
+/**
+ * A stored value that fails its checks: damage or an edit outside blockvault, never a caller's
+ * mistake and never a blockvault bug, so it is a typed VOLUME_CORRUPT, not an invariant failure.
+ * The volume's handle adds which volume (Volume.read/write/trim); this says which value.
+ */
+export function clusterCorrupt(place: string, why: string): never {
+  throw new BlockvaultError('VOLUME_CORRUPT', `stored ${place} ${why}: the volume's data was damaged or edited outside blockvault. Restore the volume from a backup`, {
+    place,
+  });
+}
 
 export const CLUSTER_MAGIC = 0x4256;
 /** A cluster image: header + the present sectors' ciphertext. */
@@ -152,28 +163,29 @@ export function decodeSplitMeta(raw: Uint8Array, g: ClusterGeometry): ClusterVie
 }
 
 function decodeWithUnit(raw: Uint8Array, g: ClusterGeometry, version: number, unitBytes: number): ClusterView {
-  // Every check is `if (!ok) assert(false, message)`: this runs on every cold read and every
-  // write, and a template message would be built (numbers formatted) even when the check passes.
-  if (raw.length < CLUSTER_HEADER_BYTES) assert(false, `cluster value of ${raw.length} bytes is shorter than its header`);
+  // Every check is `if (!ok) fail(message)`: this runs on every cold read and every write, and a
+  // template message would be built (numbers formatted) even when the check passes.
+  const place = version === CLUSTER_FORMAT_VERSION ? 'cluster' : 'cluster meta';
+  if (raw.length < CLUSTER_HEADER_BYTES) clusterCorrupt(place, `of ${raw.length} bytes is shorter than its header`);
   const magic = (raw[0]! << 8) | raw[1]!;
-  if (magic !== CLUSTER_MAGIC) assert(false, `cluster magic 0x${magic.toString(16)} is 0x${CLUSTER_MAGIC.toString(16)}`);
-  if (raw[2] !== version) assert(false, `cluster format version ${raw[2]} is ${version}`);
-  if (raw[3] !== sectorShift(g.sectorSize)) assert(false, `cluster sector shift ${raw[3]} matches sector size ${g.sectorSize}`);
+  if (magic !== CLUSTER_MAGIC) clusterCorrupt(place, `has magic 0x${magic.toString(16)}, not 0x${CLUSTER_MAGIC.toString(16)}`);
+  if (raw[2] !== version) clusterCorrupt(place, `has format version ${raw[2]}, not ${version}`);
+  if (raw[3] !== sectorShift(g.sectorSize)) clusterCorrupt(place, `has sector shift ${raw[3]}, which does not match the volume's sector size ${g.sectorSize}`);
   const generation = readU32(raw, 4);
   const bitmap = raw.subarray(BITMAP_OFFSET, BITMAP_OFFSET + BITMAP_BYTES);
   let presentCount = 0;
   for (let i = 0; i < BITMAP_BYTES; i++) presentCount += POPCOUNT8[bitmap[i]!]!;
-  assert(presentCount > 0, 'a stored cluster holds at least one sector');
-  if (highestSlot(bitmap) >= g.clusterSectors) assert(false, `cluster bitmap has no slot beyond ${g.clusterSectors}`);
+  if (presentCount === 0) clusterCorrupt(place, 'holds no sector (a stored cluster holds at least one)');
+  if (highestSlot(bitmap) >= g.clusterSectors) clusterCorrupt(place, `has a bitmap slot beyond the volume's ${g.clusterSectors} sectors per cluster`);
   if (raw.length !== CLUSTER_HEADER_BYTES + presentCount * unitBytes) {
-    assert(false, `cluster value length ${raw.length} is header + ${presentCount} present units of ${unitBytes}`);
+    clusterCorrupt(place, `has length ${raw.length}, not its header + ${presentCount} present units of ${unitBytes}`);
   }
   return { raw, generation, bitmap, presentCount };
 }
 
 /** The generation field alone (for rotation scans), after the header checks. */
 export function clusterGeneration(raw: Uint8Array): number {
-  assert(raw.length >= CLUSTER_HEADER_BYTES && ((raw[0]! << 8) | raw[1]!) === CLUSTER_MAGIC, 'cluster header is valid');
+  if (!(raw.length >= CLUSTER_HEADER_BYTES && ((raw[0]! << 8) | raw[1]!) === CLUSTER_MAGIC)) clusterCorrupt('cluster', 'has no valid header');
   return readU32(raw, 4);
 }
 
@@ -462,7 +474,7 @@ export function joinSplitImage(meta: ClusterView, g: ClusterGeometry, bodyOf: (s
     if (!isPresent(meta.bitmap, slot)) continue;
     const at = CLUSTER_HEADER_BYTES + i * 4096;
     const body = bodyOf(slot);
-    if (body.length !== SPLIT_BODY_BYTES) assert(false, `a sector body is ${SPLIT_BODY_BYTES} bytes, got ${body.length}`);
+    if (body.length !== SPLIT_BODY_BYTES) clusterCorrupt('sector body', `is ${body.length} bytes, not ${SPLIT_BODY_BYTES}`);
     image.set(body, at);
     image.set(meta.raw.subarray(CLUSTER_HEADER_BYTES + i * SPLIT_TAIL_BYTES, CLUSTER_HEADER_BYTES + (i + 1) * SPLIT_TAIL_BYTES), at + SPLIT_BODY_BYTES);
     i++;

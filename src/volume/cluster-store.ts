@@ -22,6 +22,7 @@ import {
   CLUSTER_KEY_BYTES,
   SPLIT_BODY_BYTES,
   SPLIT_TAIL_BYTES,
+  clusterCorrupt,
   clusterGeneration,
   clusterKey,
   decodeCluster,
@@ -574,7 +575,7 @@ export class SplitStore extends StoreBase implements ClusterStore {
     const base = clusterIndex * this.g.clusterSectors;
     return joinSplitImage(meta, this.g, (slot) => {
       const body = readFast(this.deps.sectors, this.lookup.of(base + slot));
-      if (body === null) assert(false, `the body of present sector ${base + slot} is stored`);
+      if (body === null) clusterCorrupt('sector body', `of present sector ${base + slot} is missing`);
       return body;
     });
   }
@@ -603,7 +604,7 @@ export class SplitStore extends StoreBase implements ClusterStore {
     // whole buffer's), through a view of its first SPLIT_BODY_BYTES made once: lmdb-js returns
     // the same buffer object, the value at its start, for every get of a small value.
     const fast = this.deps.sectors.getBinaryFast(this.lookup.of(sector));
-    if (fast === undefined || fast.length !== SPLIT_BODY_BYTES) assert(false, `the body of present sector ${sector} is stored, ${SPLIT_BODY_BYTES} bytes`);
+    if (fast === undefined || fast.length !== SPLIT_BODY_BYTES) clusterCorrupt('sector body', `of present sector ${sector} is missing or not ${SPLIT_BODY_BYTES} bytes`);
     if (fast !== this.bodyReadBuffer) {
       this.bodyReadBuffer = fast;
       this.bodyReadView = new Uint8Array(fast.buffer, fast.byteOffset, SPLIT_BODY_BYTES);
@@ -615,7 +616,7 @@ export class SplitStore extends StoreBase implements ClusterStore {
   private body(sector: number): Uint8Array {
     const pending = this.bodyOverlay.get(sector);
     const body = pending !== undefined ? pending.value : readFast(this.deps.sectors, this.lookup.of(sector));
-    if (body === null || body.length !== SPLIT_BODY_BYTES) assert(false, `the body of present sector ${sector} is stored, ${SPLIT_BODY_BYTES} bytes`);
+    if (body === null || body.length !== SPLIT_BODY_BYTES) clusterCorrupt('sector body', `of present sector ${sector} is missing or not ${SPLIT_BODY_BYTES} bytes`);
     return body;
   }
 

@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { assert, type BlockvaultError } from '../errors.js';
+import { clusterCorrupt } from './cluster-format.js';
 import type { SectorKeyHandle } from './cluster-format.js';
 
 /** A volume's data key: AES-256-XTS, two 256-bit halves (IEEE 1619: key 1 encrypts, key 2 tweaks). */
@@ -80,7 +81,9 @@ export class KeyRing {
   get(generation: number): Uint8Array {
     const key = this.keys.get(generation);
     // Not assert(cond, `...`) directly: the message would be built on every call (every read).
-    if (key === undefined) assert(false, `data key generation ${generation} is loaded`);
+    // Every generation of the (authenticated) record is loaded, so a cluster naming another one
+    // was edited on disk.
+    if (key === undefined) clusterCorrupt('cluster', `names data-key generation ${generation}, which is not one of the volume's (${this.generations().join(', ')})`);
     return key;
   }
 

@@ -47,7 +47,7 @@ export class Volume {
   read(offset: number, length: number): Promise<Uint8Array> {
     // Fast path for valid calls (no closures: reads are small and many). Anything else takes the
     // checked path below, which gives the typed error.
-    if (this.#usableFor(offset, length)) return this.#core.read(offset, length);
+    if (this.#usableFor(offset, length)) return this.#core.read(offset, length).catch(this.#nameVolume);
     return this.#guard(() => {
       this.#checkRange('read', offset, length);
       return this.#core.read(offset, length);
@@ -60,7 +60,9 @@ export class Volume {
    */
   write(offset: number, data: Uint8Array): Promise<void> {
     // Fast path for valid calls, as in read(); anything else gets its typed error below.
-    if (data instanceof Uint8Array && !(data.buffer instanceof SharedArrayBuffer) && this.#usableFor(offset, data.length)) return this.#core.write(offset, data);
+    if (data instanceof Uint8Array && !(data.buffer instanceof SharedArrayBuffer) && this.#usableFor(offset, data.length)) {
+      return this.#core.write(offset, data).catch(this.#nameVolume);
+    }
     return this.#guard(() => {
       if (!(data instanceof Uint8Array)) {
         throw new BlockvaultError('INVALID_ARGUMENT', 'write(offset, data): data must be a Uint8Array or Buffer');
@@ -102,10 +104,24 @@ export class Volume {
       }
       const engineError = this.#host.engineError();
       if (engineError !== null) throw engineError;
-      return run();
+      return run().catch(this.#nameVolume);
     } catch (error) {
-      return Promise.reject(error);
+      return Promise.reject(this.#named(error));
     }
+  }
+
+  /**
+   * The stores report corruption by place only (they do not know volumes); the handle adds which
+   * volume, so the caller's error says what to restore.
+   */
+  readonly #nameVolume = (error: unknown): never => {
+    throw this.#named(error);
+  };
+
+  #named(error: unknown): unknown {
+    if (!(error instanceof BlockvaultError) || error.code !== 'VOLUME_CORRUPT' || error.details?.volumeId !== undefined) return error;
+    const { id, name } = this.#core.record;
+    return new BlockvaultError('VOLUME_CORRUPT', `volume ${name} (${id}): ${error.message}`, { ...error.details, volumeId: id, volumeName: name }, { cause: error });
   }
 
   /**

@@ -124,12 +124,17 @@ for (const { backend, skipReason } of cipherBackends()) {
       await engine.deleteVolume(id);
       await engine.close();
 
-      // The state a crash in the middle of a purge leaves: the marker persisted, some data gone.
+      // The state a crash in the middle of a purge leaves: the marker persisted (as the purger
+      // stores it, authenticated), some data gone.
+      const { mac: _mac, ...deleted } = (await readRecord(dir, id))! as VolumeRecord & { mac?: Uint8Array };
+      engine = await openTestEngine(dir, { cipher: backend, clock });
+      await engineInternals(engine).saveRecord({ ...deleted, purgingSinceMs: clock.nowMs() });
+      await engine.close();
+
       const record = (await readRecord(dir, id))!;
+      expect(record.purgingSinceMs).toBe(clock.nowMs());
       expect(await storedKeys(dir, record.storeId)).toBeGreaterThan(0);
       const env = open({ path: join(dir, 'engine.lmdb'), maxDbs: 32 });
-      const volumes = env.openDB<VolumeRecord, string>('volumes', {});
-      await volumes.put(id, { ...record, purgingSinceMs: clock.nowMs() });
       const sectors = env.openDB<Buffer, Buffer>('sectors', { keyEncoding: 'binary', encoding: 'binary' });
       const clusters = env.openDB<Buffer, Buffer>('clusters', { keyEncoding: 'binary', encoding: 'binary' });
       for (const db of [sectors, clusters]) {

@@ -176,6 +176,8 @@ for (const { backend, skipReason } of cipherBackends()) {
       expect(() => decodeCluster(broken((b) => ((b[8] = 0x03), b)), g)).toThrow(/length/);
       expect(() => decodeCluster(broken((b) => b.subarray(0, b.length - 1)), g)).toThrow(/length/);
       expect(() => decodeCluster(broken((b) => ((b[8] = 0), b)), g)).toThrow(/at least one/);
+      // Stored data that fails a check is the caller's typed VOLUME_CORRUPT, not an invariant failure.
+      expect(() => decodeCluster(broken((b) => ((b[0] = 0), b)), g)).toThrow(expect.objectContaining({ code: 'VOLUME_CORRUPT', details: { place: 'cluster' } }));
     });
 
     it('never rewrites part of a cluster under another generation', () => {
