@@ -361,9 +361,10 @@ async function runOnce(o: Resolved, processErrors: ReturnType<typeof trackProces
     const tasksAtDelete = taskIds.map((id) => engine.tasks.get(id));
     const runningAtDelete = tasksAtDelete.filter((t) => t.state === 'running' || t.state === 'queued').map((t) => t.id);
     const lockMoments = observeLock(engine, key.crn);
+    // Logged before the clock starts: writing the line is not part of the delete.
+    o.log(`shred stress: force-deleting the key at ${Math.round(performance.now() - loadStartedAt)} ms (${runningAtDelete.length} rotation tasks running)`);
     const deleteCalledAt = performance.now();
     ledger.markDeleteCalled(deleteCalledAt);
-    o.log(`shred stress: force-deleting the key at ${Math.round(deleteCalledAt - loadStartedAt)} ms (${runningAtDelete.length} rotation tasks running)`);
     let deleteReturnedAt: number;
     let volumesNotLocked = 0;
     try {
@@ -450,32 +451,43 @@ function yieldToEventLoop(): Promise<void> {
 
 /**
  * The moments the engine's lock took effect and was persisted, observed on the engine's own
- * cryptoshred lock (which the HSM's onDestroyed hook calls) for the duration of the delete.
+ * cryptoshred lock for the duration of the delete: `lockNow` is the synchronous half that deleteKey
+ * calls before any durable work (the moment I/O stops), `lockForKey` the durable half the HSM's
+ * onDestroyed hook calls once the key material is gone.
  */
 function observeLock(engine: Engine, keyCrn: string): { moments(): { effectiveAt: number; settledAt: number; doneAt: number } | null; stop(): void } {
   const lock = engineInternals(engine).shredLock;
-  const original = lock.lockForKey;
+  const originalNow = lock.lockNow;
+  const originalForKey = lock.lockForKey;
   let effectiveAt: number | null = null;
   let settledAt: number | null = null;
   let doneAt: number | null = null;
-  const observed: ShredLock['lockForKey'] = function (this: ShredLock, crn, ...rest) {
-    const promise = original.call(this, crn, ...rest);
-    if (crn !== keyCrn || effectiveAt !== null) return promise;
-    effectiveAt = performance.now(); // the synchronous part (records marked, keys wiped) has run
-    // The next macrotask: every microtask queued so far (callers seeing earlier decisions) has run.
-    setImmediate(() => {
-      settledAt = performance.now();
-    });
+  const observedNow: ShredLock['lockNow'] = function (this: ShredLock, crn, ...rest) {
+    const locked = originalNow.call(this, crn, ...rest);
+    if (crn === keyCrn && effectiveAt === null) {
+      effectiveAt = performance.now(); // the synchronous part (records marked, keys wiped) has run
+      // The next macrotask: every microtask queued so far (callers seeing earlier decisions) has run.
+      setImmediate(() => {
+        settledAt = performance.now();
+      });
+    }
+    return locked;
+  };
+  const observedForKey: ShredLock['lockForKey'] = function (this: ShredLock, crn, ...rest) {
+    const promise = originalForKey.call(this, crn, ...rest);
+    if (crn !== keyCrn || doneAt !== null) return promise;
     return promise.then((locked) => {
       doneAt = performance.now();
       return locked;
     });
   };
-  lock.lockForKey = observed;
+  lock.lockNow = observedNow;
+  lock.lockForKey = observedForKey;
   return {
     moments: () => (effectiveAt !== null && settledAt !== null && doneAt !== null ? { effectiveAt, settledAt, doneAt } : null),
     stop: () => {
-      if (lock.lockForKey === observed) delete (lock as { lockForKey?: unknown }).lockForKey;
+      if (lock.lockNow === observedNow) delete (lock as { lockNow?: unknown }).lockNow;
+      if (lock.lockForKey === observedForKey) delete (lock as { lockForKey?: unknown }).lockForKey;
     },
   };
 }
