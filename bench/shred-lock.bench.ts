@@ -13,18 +13,11 @@
  */
 import { parseArgs } from 'node:util';
 import { runShredStress, type ShredStressReport } from '../src/shred/stress.js';
+import { parseByteSize } from './lib/args.js';
 import { machineInfo } from './lib/machine.js';
 import { formatNumber, markdownTable, saveResults } from './lib/report.js';
 
 const MIB = 1024 * 1024;
-
-function parseSizes(text: string): number[] {
-  return text.split(',').map((part) => {
-    const match = /^(\d+)(MiB|GiB)$/i.exec(part.trim());
-    if (match === null) throw new Error(`--sizes: expected e.g. 64MiB,1GiB, got ${JSON.stringify(part)}`);
-    return Number(match[1]) * (match[2]!.toLowerCase() === 'gib' ? 1024 * MIB : MIB);
-  });
-}
 
 /** Nearest-rank percentile of sorted values. */
 function percentile(sorted: number[], p: number): number {
@@ -56,7 +49,7 @@ async function main(): Promise<void> {
   const durationMs = Math.round(Number(values.seconds ?? '1.5') * 1000);
   if (!Number.isSafeInteger(seeds) || seeds < 1) throw new Error(`--seeds: a whole number >= 1, got ${values.seeds}`);
   if (!(durationMs >= 200)) throw new Error(`--seconds: at least 0.2, got ${values.seconds}`);
-  const sizes = parseSizes(values.sizes ?? '64MiB,1GiB');
+  const sizes = (values.sizes ?? '64MiB,1GiB').split(',').map((part) => parseByteSize(part, '--sizes'));
 
   const reports: ShredStressReport[] = [];
   const rows: Row[] = [];

@@ -18,6 +18,7 @@ import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { MUST_BE_ZERO, runShredStress, type ShredStressOptions, type ShredStressReport } from '../src/shred/stress.js';
+import { parseByteSize } from './lib/args.js';
 import { machineInfo } from './lib/machine.js';
 import { markdownTable, saveResults } from './lib/report.js';
 
@@ -29,13 +30,6 @@ interface Plan {
   dir: string | undefined;
   json: boolean;
   save: boolean;
-}
-
-function parseSize(text: string): number {
-  const match = /^(\d+(?:\.\d+)?)\s*(B|KiB|MiB|GiB)?$/i.exec(text.trim());
-  if (match === null) throw new Error(`--size: expected e.g. 16MiB, got ${JSON.stringify(text)}`);
-  const unit = { b: 1, kib: 1024, mib: 1024 ** 2, gib: 1024 ** 3 }[(match[2] ?? 'B').toLowerCase() as 'b' | 'kib' | 'mib' | 'gib'];
-  return Math.round(Number(match[1]) * unit);
 }
 
 function positiveInt(text: string | undefined, name: string, fallback: number): number {
@@ -82,7 +76,7 @@ function plan(argv: string[]): Plan {
       writers: positiveInt(values.writers, '--writers', 8),
       readers: positiveInt(values.readers, '--readers', 8),
       durationMs: Math.round(seconds * 1000),
-      sizeBytes: values.size === undefined ? 16 * 1024 * 1024 : parseSize(values.size),
+      sizeBytes: values.size === undefined ? 16 * 1024 * 1024 : parseByteSize(values.size, '--size'),
       ...(values.cipher === undefined ? {} : { cipher: values.cipher as 'native' | 'ts' }),
     },
     dir: values.dir,

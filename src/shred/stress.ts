@@ -477,7 +477,7 @@ function observeLock(engine: Engine, keyCrn: string): { moments(): { effectiveAt
     const promise = originalForKey.call(this, crn, ...rest);
     if (crn !== keyCrn || doneAt !== null) return promise;
     return promise.then((locked) => {
-      doneAt = performance.now();
+      doneAt ??= performance.now(); // the first durable lock, not a later caller's
       return locked;
     });
   };
