@@ -100,6 +100,8 @@ interface Waiter {
 
 interface Active {
   volumeId: string;
+  /** Held here so that abortTasks, called inside the cryptoshred lock's turn, reads no store. */
+  keyCrn: string;
   runner: RotationRunner | null;
   done: Promise<TaskRecord>;
   /** A stop that arrived while the target or the pool was still opening; applied when the runner exists. */
@@ -248,9 +250,8 @@ export class TaskManager extends EventEmitter<TaskManagerEvents> {
     const matches = (task: { keyCrn: string; volumeId: string }): boolean =>
       (filter.keyCrn === undefined || task.keyCrn === filter.keyCrn) && (filter.volumeId === undefined || task.volumeId === filter.volumeId);
     const waits: Promise<TaskRecord>[] = [];
-    for (const [id, active] of this.active) {
-      const task = this.store.get(id);
-      if (task === undefined || !matches(task)) continue;
+    for (const active of this.active.values()) {
+      if (!matches(active)) continue;
       stopActive(active, { kind: 'abort', reason });
       waits.push(active.done);
     }
@@ -327,7 +328,7 @@ export class TaskManager extends EventEmitter<TaskManagerEvents> {
   }
 
   private startTask(task: TaskRecord): void {
-    const active: Active = { volumeId: task.volumeId, runner: null, done: Promise.resolve(task) };
+    const active: Active = { volumeId: task.volumeId, keyCrn: task.keyCrn, runner: null, done: Promise.resolve(task) };
     this.active.set(task.id, active);
     active.done = this.runTask(task, active).then(
       (record) => {
