@@ -56,9 +56,10 @@ export class RawClient {
     socket.on('error', end);
   }
 
-  static connect(socketPath: string): Promise<RawClient> {
+  /** A Unix socket path, or a TCP port on 127.0.0.1. */
+  static connect(where: string | number): Promise<RawClient> {
     return new Promise((resolve, reject) => {
-      const socket = connect(socketPath, () => resolve(new RawClient(socket)));
+      const socket = typeof where === 'number' ? connect(where, '127.0.0.1', () => resolve(new RawClient(socket))) : connect(where, () => resolve(new RawClient(socket)));
       socket.once('error', reject);
     });
   }
