@@ -193,8 +193,13 @@ export class Transmission {
         return volume.read(offset, request.length).then((data) => ({ kind: 'data', data }));
       case NBD_CMD_WRITE:
         return volume.write(offset, payload!, { durable }).then(() => OK);
-      case NBD_CMD_FLUSH:
+      case NBD_CMD_FLUSH: {
+        // Volume.flush waits for the commits of what was written, which is still possible once
+        // the key is gone; a client must hear that its disk is gone on every request, flushes too.
+        const state = volume.info().state;
+        if (state === 'locked' || state === 'deleted') throw new RequestError(NBD_EIO, `volume ${volume.info().name} is ${state}`);
         return volume.flush().then(() => OK);
+      }
       case NBD_CMD_TRIM:
         return volume.trim(offset, request.length, { durable }).then(() => OK);
       case NBD_CMD_WRITE_ZEROES:
