@@ -35,6 +35,8 @@ import type { VolumeCoreDeps } from './volume/volume-core.js';
 import { KeyAccess } from './volume/key-access.js';
 import { WriteBudget } from './volume/write-budget.js';
 import { lockDir, type DirLock } from './util/dir-lock.js';
+import { startNbdServer, type NbdExportOptions, type NbdServeOptions, type NbdServerHandle } from './nbd/serve.js';
+import type { NbdListenOptions } from './nbd/server.js';
 
 export { DEFAULT_CLUSTER_BYTES, DEFAULT_PURGE_INTERVAL_MS, DEFAULT_RETENTION_MS } from './engine-options.js';
 export type { EngineOptions, HsmSecretOptions } from './engine-options.js';
@@ -91,6 +93,8 @@ export class Engine {
   readonly #keyAccess = new KeyAccess();
   readonly #targets: ReencryptTargets;
   #scheduler: { stop(): void } | null = null;
+  /** NBD servers started by serveNbd and not closed yet: engine.close() closes them first. */
+  readonly #nbdServers = new Set<NbdServerHandle>();
   #closed = false;
   #closing: Promise<void> | null = null;
 
@@ -372,6 +376,28 @@ export class Engine {
     return { rotation, purgedVolumeIds };
   }
 
+  /**
+   * Serve volumes over NBD (src/nbd): on a Unix socket (`{ socketPath }`) or TCP (`{ host, port }`,
+   * host 127.0.0.1 by default, port 0 picks a free one). Each export opens its volume once; all
+   * connections share it. The handle gives the address and NBD URIs; its close() answers the
+   * requests in flight, then flushes and closes the volumes it opened. engine.close() closes it too.
+   */
+  async serveNbd(listen: NbdListenOptions, exports: readonly NbdExportOptions[], options?: NbdServeOptions): Promise<NbdServerHandle> {
+    this.#checkOpen();
+    const handle = await startNbdServer((idOrName) => this.openVolume(idOrName), listen, exports, options);
+    const close = handle.close.bind(handle);
+    const tracked: NbdServerHandle = Object.defineProperties(handle, {
+      close: {
+        value: () => {
+          this.#nbdServers.delete(tracked);
+          return close();
+        },
+      },
+    });
+    this.#nbdServers.add(tracked);
+    return tracked;
+  }
+
   /** Close every volume (their keys are zeroized), flush, and close the HSM and LMDB. */
   close(): Promise<void> {
     this.#closing ??= this.#closeNow();
@@ -480,6 +506,8 @@ export class Engine {
   }
 
   async #closeNow(): Promise<void> {
+    // NBD clients get their in-flight requests answered before the volumes close under them.
+    await Promise.all([...this.#nbdServers].map((server) => server.close()));
     // Running tasks pause at a checkpoint (they resume on the next open) before volumes close.
     await this.tasks.close();
     this.#closed = true;

@@ -29,6 +29,7 @@ export const ERROR_CODES = [
   'TIMEOUT', // a wait (e.g. tasks.wait with timeoutMs) ran out of time; the operation itself goes on
   'AUDIT_TAMPERED', // the audit hash chain does not verify
   'VOLUME_CORRUPT', // a volume's stored record or cluster data fails its checks (details name the volume and the place)
+  'LISTEN_FAILED', // the NBD server cannot listen on the address given (in use, no permission, no such directory)
 ] as const;
 
 export type ErrorCode = (typeof ERROR_CODES)[number];

@@ -4,7 +4,10 @@
 export { Engine, STORAGE_SERVICE, DEFAULT_RETENTION_MS, DEFAULT_CLUSTER_BYTES } from './engine.js';
 export type { EngineOptions, CreateVolumeOptions, HsmSecretOptions, EngineHsm } from './engine.js';
 export type { TaskRecord, TaskState, TaskProgressEvent, RotationOptions } from './rotation/index.js';
-export { Volume } from './volume/volume.js';
+export { Volume, ALLOCATION_CLUSTERS_MAX } from './volume/volume.js';
+export type { AllocationExtent, WriteOptions, WriteZeroesOptions } from './volume/volume.js';
+export { nbdUri, DEFAULT_NBD_HOST, PAYLOAD_BYTES_MAX as NBD_PAYLOAD_BYTES_MAX } from './nbd/index.js';
+export type { NbdListenOptions, NbdAddress, NbdExportOptions, NbdServeOptions, NbdServerHandle, NbdExportInfo, ConnectionEvent as NbdConnectionEvent } from './nbd/index.js';
 export type { VolumeInfo, VolumeState } from './volume/record.js';
 export { XtsCipher } from './cipher/index.js';
 export type { XtsCipherOptions, SectorNumber, CipherBackendName } from './cipher/index.js';

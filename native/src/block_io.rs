@@ -156,6 +156,24 @@ impl<'a> BlockIo<'a> {
                 .write_unaligned(block)
         }
     }
+
+    /// Raw source and destination pointers to blocks `index .. index + count`, checked once
+    /// for the whole range, so a kernel's inner loop needs no per-block check. Both pointers
+    /// are valid for `count * 16` bytes (reads through the first, writes through the second)
+    /// while `self` stays mutably borrowed; in place they are equal, so a kernel must read a
+    /// block before it writes it and never read it again afterwards (see the module comment).
+    #[inline(always)]
+    pub(crate) fn raw_range(&mut self, index: usize, count: usize) -> (*const u8, *mut u8) {
+        self.check(index, count);
+        // SAFETY: `check` proved `index < blocks`, so the offset stays inside the `blocks * 16`
+        // bytes both pointers are valid for (struct invariant).
+        unsafe {
+            (
+                self.src.add(index * BLOCK_BYTES),
+                self.dst.add(index * BLOCK_BYTES),
+            )
+        }
+    }
 }
 
 #[cfg(target_arch = "x86_64")]

@@ -7,7 +7,27 @@
 //! which every call is refused.
 
 use crate::validate::{self, ArgError};
-use crate::xts::XtsAes256;
+use crate::xts::{XtsAes256, XtsError};
+
+/// Why `SectorKey::new` failed.
+#[derive(Debug)]
+pub enum KeyError {
+    /// The key argument is bad (length, equal halves).
+    Arg(ArgError),
+    /// The XTS path forced for this thread or process cannot run (the message says why).
+    Path(String),
+}
+
+impl KeyError {
+    /// The bad argument, for tests.
+    #[cfg(test)]
+    pub fn arg(&self) -> Option<&'static str> {
+        match self {
+            KeyError::Arg(e) => Some(e.arg),
+            KeyError::Path(_) => None,
+        }
+    }
+}
 
 /// An expanded XTS-AES-256 key, or nothing once wiped.
 pub struct SectorKey {
@@ -15,10 +35,15 @@ pub struct SectorKey {
 }
 
 impl SectorKey {
-    /// Validates `key` (64 bytes, halves differ) and expands it for the best backend.
-    pub fn new(key: &[u8]) -> Result<Self, ArgError> {
-        let key = validate::key(key)?;
-        let cipher = XtsAes256::new(key).map_err(|e| ArgError::new("key", e.to_string()))?;
+    /// Validates `key` (64 bytes, halves differ) and expands it for this thread's active path
+    /// (`Path::active`). A bad key is an `ArgError`; a forced path that cannot run is
+    /// `XtsError::PathUnavailable`.
+    pub fn new(key: &[u8]) -> Result<Self, KeyError> {
+        let key = validate::key(key).map_err(KeyError::Arg)?;
+        let cipher = XtsAes256::new(key).map_err(|e| match e {
+            XtsError::PathUnavailable { message } => KeyError::Path(message),
+            other => KeyError::Arg(ArgError::new("key", other.to_string())),
+        })?;
         Ok(Self {
             cipher: Some(cipher),
         })
@@ -45,8 +70,8 @@ mod tests {
 
     #[test]
     fn rejects_bad_keys_and_wipes() {
-        assert_eq!(SectorKey::new(&[1u8; 32]).err().unwrap().arg, "key");
-        assert_eq!(SectorKey::new(&[7u8; 64]).err().unwrap().arg, "key");
+        assert_eq!(SectorKey::new(&[1u8; 32]).err().unwrap().arg(), Some("key"));
+        assert_eq!(SectorKey::new(&[7u8; 64]).err().unwrap().arg(), Some("key"));
         let key: [u8; 64] = core::array::from_fn(|i| i as u8);
         let mut k = SectorKey::new(&key).unwrap();
         assert!(k.cipher().is_some());

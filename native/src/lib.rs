@@ -35,11 +35,11 @@ use napi_derive::napi;
 
 use crate::backend::{CpuFeatures, Path};
 use crate::block_io::BlockIo;
-use crate::keyed::SectorKey;
+use crate::keyed::{KeyError, SectorKey};
 use crate::task::XtsTask;
 use crate::tweak::TweakSource;
 use crate::validate::{Aliasing, ArgError};
-use crate::xts::{Direction, XtsAes256};
+use crate::xts::{Direction, XtsAes256, XtsError};
 
 /// A Buffer (or any Uint8Array), or whatever else the caller passed: `buffer_arg` checks it
 /// (like `raw_bytes`: Uint8Array views of an ArrayBuffer only), so a wrong type gets an error
@@ -220,7 +220,11 @@ pub fn xts_decrypt_data_units<'env>(
 pub fn xts_key_new<'env>(env: &'env Env, key: BufferArg<'_>) -> Result<Unknown<'env>> {
     guard(|| {
         let key = buffer_arg("key", key)?;
-        let value = handle::new_external(env.raw(), SectorKey::new(&key).map_err(invalid)?)?;
+        let key = SectorKey::new(&key).map_err(|e| match e {
+            KeyError::Arg(e) => invalid(e),
+            KeyError::Path(message) => path_unavailable(message),
+        })?;
+        let value = handle::new_external(env.raw(), key)?;
         // SAFETY: `value` was just created in this call's environment.
         Ok(unsafe { Unknown::from_raw_unchecked(env.raw(), value) })
     })
@@ -370,19 +374,64 @@ pub struct CpuFeatureReport {
     // Spelled out: the default camelCase conversion would turn this into `avx512F`.
     #[napi(js_name = "avx512f")]
     pub avx512f: bool,
-    /// "vaes-avx512", "aesni-x8" or "portable".
+    /// The path keys made now on this thread use: "vaes-avx512", "aesni-x8" or "portable".
     pub path: String,
+    /// The fastest path this CPU runs (what `path` is unless a benchmark or test forced one).
+    pub best_path: String,
 }
 
+/// Throws when `BLOCKVAULT_XTS_PATH` names a path that cannot run here, so that loading the
+/// addon reports the reason rather than every later call.
 #[napi]
-pub fn cpu_features() -> CpuFeatureReport {
+pub fn cpu_features() -> Result<CpuFeatureReport> {
     let cpu = CpuFeatures::get();
-    CpuFeatureReport {
+    let path = Path::active().map_err(path_unavailable)?;
+    Ok(CpuFeatureReport {
         aesni: cpu.aesni,
         vaes: cpu.vaes,
         avx512f: cpu.avx512f,
-        path: Path::best().name().to_string(),
-    }
+        path: path.name().to_string(),
+        best_path: Path::best().name().to_string(),
+    })
+}
+
+/// One XTS implementation and whether this CPU can run it.
+#[napi(object, js_name = "XtsPathInfo")]
+pub struct XtsPathInfo {
+    /// "vaes-avx512", "aesni-x8" or "portable".
+    pub name: String,
+    pub supported: bool,
+    /// Why this CPU cannot run it (the features it lacks), when it cannot.
+    pub reason: Option<String>,
+}
+
+/// Every XTS path, fastest first, with whether this CPU can run it.
+#[napi]
+pub fn xts_paths() -> Vec<XtsPathInfo> {
+    Path::ALL
+        .into_iter()
+        .map(|p| XtsPathInfo {
+            name: p.name().to_string(),
+            supported: p.is_supported(),
+            reason: p.unsupported_reason(),
+        })
+        .collect()
+}
+
+/// For benchmarks and tests only: keys expanded on this thread from now on (per-call keys and
+/// new keyed handles; existing handles keep theirs) use the path `name`, or with `null` the
+/// default again (`BLOCKVAULT_XTS_PATH`, else the fastest). Throws for an unknown name or a
+/// path this CPU cannot run. Returns the previous override (`null` if none), so a caller can
+/// restore it.
+#[napi(ts_args_type = "name: string | null", ts_return_type = "string | null")]
+pub fn xts_use_path(name: Option<String>) -> Result<Option<String>> {
+    let path = match name.as_deref() {
+        None => None,
+        Some(name) => {
+            Some(Path::runnable(name).map_err(|message| invalid(ArgError::new("name", message)))?)
+        }
+    };
+    Ok(Path::set_thread_override(path).map(|p| p.name().to_string()))
 }
 
 #[napi]
@@ -496,7 +545,18 @@ fn sector_run(
 /// Expands the key; the key bytes are read in place from the caller's Buffer, not copied.
 fn cipher_from(key: &Buffer) -> Result<XtsAes256> {
     let key = validate::key(key).map_err(invalid)?;
-    XtsAes256::new(key).map_err(internal)
+    XtsAes256::new(key).map_err(|e| match e {
+        XtsError::PathUnavailable { message } => path_unavailable(message),
+        other => internal(other),
+    })
+}
+
+/// The error of every call that expands a key while the forced XTS path cannot run.
+fn path_unavailable(message: String) -> Error {
+    Error::new(
+        Status::GenericFailure,
+        format!("blockvault-native: {message}"),
+    )
 }
 
 /// Transforms `input` into a fresh Buffer, written once and never zero-filled first.

@@ -29,6 +29,9 @@ pub enum XtsError {
     EqualKeyHalves,
     /// The data unit is empty, not a multiple of 16 bytes, or larger than 1 MiB.
     BadDataUnit { unit_bytes: usize },
+    /// The path forced for this thread or process cannot be used (unknown name, or this CPU
+    /// lacks a feature it needs); the message says which and why.
+    PathUnavailable { message: String },
     /// The buffer does not hold exactly one data unit per tweak.
     LengthMismatch {
         units: usize,
@@ -41,6 +44,7 @@ impl core::fmt::Display for XtsError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
             Self::EqualKeyHalves => write!(f, "the two key halves are equal"),
+            Self::PathUnavailable { message } => write!(f, "{message}"),
             Self::BadDataUnit { unit_bytes } => write!(
                 f,
                 "a data unit of {unit_bytes} bytes is not a multiple of 16 in 16..={MAX_DATA_UNIT_BYTES}"
@@ -80,15 +84,13 @@ enum Engine {
 }
 
 impl XtsAes256 {
-    /// Expands `key` for the fastest backend this CPU supports.
+    /// Expands `key` for this thread's active path (`Path::active`): the fastest this CPU
+    /// supports unless a benchmark or test forced another.
     pub fn new(key: &[u8; KEY_BYTES]) -> Result<Self, XtsError> {
-        match Self::with_path(key, Path::best())? {
-            Some(cipher) => Ok(cipher),
-            // `best()` only returns supported paths, but falling back is free and total.
-            None => Ok(Self {
-                engine: Engine::Portable(PortableXts::new(key)),
-            }),
-        }
+        let path = Path::active().map_err(|message| XtsError::PathUnavailable { message })?;
+        Self::with_path(key, path)?.ok_or_else(|| XtsError::PathUnavailable {
+            message: format!("the {} XTS path cannot run on this CPU", path.name()),
+        })
     }
 
     /// Expands `key` for a given backend; `Ok(None)` if this CPU cannot run it. Used by the

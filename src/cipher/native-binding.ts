@@ -27,7 +27,18 @@ export interface NativeAddon {
   xtsDecryptSectorsAsync(key: Buffer, firstSector: bigint, sectorSize: number, data: Buffer): Promise<Buffer>;
   xtsEncryptDataUnits(key: Buffer, tweaks: Buffer, dataUnitSize: number, data: Buffer): Buffer;
   xtsDecryptDataUnits(key: Buffer, tweaks: Buffer, dataUnitSize: number, data: Buffer): Buffer;
-  cpuFeatures(): { aesni: boolean; vaes: boolean; avx512f: boolean; path: string };
+  /**
+   * `path`: the XTS path keys made now on this thread use; `bestPath`: the fastest this CPU runs.
+   * Throws when BLOCKVAULT_XTS_PATH names a path that cannot run here.
+   */
+  cpuFeatures(): { aesni: boolean; vaes: boolean; avx512f: boolean; path: string; bestPath: string };
+  /** Every XTS path, fastest first, with whether this CPU can run it and why not. */
+  xtsPaths(): NativeXtsPath[];
+  /**
+   * Benchmarks and tests only: keys expanded on this thread from now on use `name` (null: the
+   * default again). Throws for an unknown or unsupported path; returns the previous override.
+   */
+  xtsUsePath(name: string | null): string | null;
   nativeVersion(): string;
   /**
    * A keyed handle: the key expanded once (validated: 64 bytes, halves differ), an opaque napi
@@ -43,6 +54,14 @@ export interface NativeAddon {
   xtsKeyWiped(key: NativeKeyHandle): boolean;
 }
 
+/** One AES-XTS implementation of the addon ('vaes-avx512', 'aesni-x8', 'portable'). */
+export interface NativeXtsPath {
+  name: string;
+  supported: boolean;
+  /** Why this CPU cannot run it (the features it lacks), when it cannot. */
+  reason?: string | null;
+}
+
 /** The addon's keyed handle: opaque to JavaScript (a napi External holding the expanded key). */
 export type NativeKeyHandle = { readonly __nativeKeyHandle: unique symbol };
 
@@ -56,6 +75,8 @@ export const NATIVE_FUNCTIONS = [
   'xtsEncryptDataUnits',
   'xtsDecryptDataUnits',
   'cpuFeatures',
+  'xtsPaths',
+  'xtsUsePath',
   'nativeVersion',
   'xtsKeyNew',
   'xtsKeyEncryptInto',
@@ -73,8 +94,13 @@ export interface NativeCipherStatus {
   path?: string;
   /** `nativeVersion()` of a loaded addon. */
   version?: string;
-  /** Which AES code path the addon picked on this CPU (`cpuFeatures().path`). */
+  /**
+   * Which AES code path the addon uses by default on this CPU (`cpuFeatures().path`: the fastest
+   * it supports, unless BLOCKVAULT_XTS_PATH forces another).
+   */
   cpuPath?: string;
+  /** Every AES code path of the addon, with whether this CPU can run it (`xtsPaths()`). */
+  paths?: NativeXtsPath[];
 }
 
 export interface NativeProbe {
@@ -129,7 +155,10 @@ export function probeNativeAddon(path: string | undefined): NativeProbe {
   }
   const addon = loaded as NativeAddon;
   try {
-    return { addon, status: { available: true, path, version: addon.nativeVersion(), cpuPath: addon.cpuFeatures().path } };
+    return {
+      addon,
+      status: { available: true, path, version: addon.nativeVersion(), cpuPath: addon.cpuFeatures().path, paths: addon.xtsPaths() },
+    };
   } catch (err) {
     return { addon: undefined, status: { available: false, path, error: `${path} loaded but failed its self-description: ${errorMessage(err)}` } };
   }
@@ -145,7 +174,8 @@ export function nativeAddon(): NativeProbe {
 
 /** Whether the native cipher can be used in this thread, and if not, why. */
 export function nativeCipherStatus(): NativeCipherStatus {
-  return { ...nativeAddon().status };
+  const status = nativeAddon().status;
+  return { ...status, ...(status.paths ? { paths: status.paths.map((p) => ({ ...p })) } : {}) };
 }
 
 // Load on the main thread as soon as the cipher is imported: an addon first loaded inside a

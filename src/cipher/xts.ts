@@ -37,6 +37,13 @@ import {
 export interface XtsCipherOptions {
   /** 'native' (the Rust addon; throws if it cannot load) or 'ts' (pure TypeScript). */
   backend?: CipherBackendName;
+  /**
+   * For benchmarks and tests only: the native addon's AES code path ('vaes-avx512', 'aesni-x8'
+   * or 'portable'; `nativeCipherStatus().paths` lists which this CPU runs). Needs the native
+   * backend; a path this CPU cannot run is refused here. Without it the addon picks the fastest
+   * (or what BLOCKVAULT_XTS_PATH forces for the process).
+   */
+  nativePath?: string;
 }
 
 /** A sector number: a safe-integer number, or a bigint for sectors above 2^53 - 1. */
@@ -69,17 +76,24 @@ let fallbackWarned = false;
 
 export class XtsCipher {
   readonly backend: CipherBackendName;
+  /**
+   * The native addon's AES code path this cipher's keys use ('vaes-avx512', 'aesni-x8',
+   * 'portable'); undefined on the TS backend.
+   */
+  readonly nativePath: string | undefined;
   readonly #impl: XtsBackend;
 
-  private constructor(impl: XtsBackend) {
+  private constructor(impl: XtsBackend, nativePath?: string) {
     this.#impl = impl;
     this.backend = impl.name;
+    this.nativePath = impl.name === 'native' ? (nativePath ?? nativeAddon().status.cpuPath) : undefined;
   }
 
   static create(opts: XtsCipherOptions = {}): XtsCipher {
     if (typeof opts !== 'object' || opts === null) {
       throw argumentTypeError(`opts must be an object like { backend: 'native' | 'ts' }, got ${opts === null ? 'null' : typeof opts}`);
     }
+    if (opts.nativePath !== undefined) return XtsCipher.#onNativePath(opts);
     if (opts.backend !== undefined) return new XtsCipher(backendNamed(checkBackendName(opts.backend, 'backend')));
     const fromEnv = process.env[CIPHER_ENV];
     if (fromEnv !== undefined && fromEnv !== '') {
@@ -89,6 +103,25 @@ export class XtsCipher {
     if (probe.addon !== undefined) return new XtsCipher(backendNamed('native'));
     warnFallbackOnce(probe.status.error ?? 'unknown error');
     return new XtsCipher(tsBackend);
+  }
+
+  /** `create` with `nativePath`: the native backend, its keys forced onto that code path. */
+  static #onNativePath(opts: XtsCipherOptions): XtsCipher {
+    const path = opts.nativePath;
+    if (typeof path !== 'string') throw argumentTypeError(`nativePath must be a string, got ${typeof path}`);
+    if (opts.backend !== undefined && checkBackendName(opts.backend, 'backend') !== 'native') {
+      throw argumentRangeError(`nativePath needs backend 'native', got backend '${opts.backend}'`);
+    }
+    backendNamed('native'); // throws with the load error when the addon is unavailable
+    const addon = nativeAddon().addon!;
+    const info = addon.xtsPaths().find((p) => p.name === path);
+    if (info === undefined) {
+      throw argumentRangeError(`nativePath must be one of ${addon.xtsPaths().map((p) => `'${p.name}'`).join(', ')}, got '${path}'`);
+    }
+    if (!info.supported) {
+      throw Object.assign(new Error(`nativePath '${path}' cannot run here: ${info.reason ?? 'unsupported'}`), { code: 'INVALID_ARGUMENT' });
+    }
+    return new XtsCipher(nativeBackend(addon, path), path);
   }
 
   /** Encrypts whole sectors; returns a new Buffer of the same length. */

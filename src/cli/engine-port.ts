@@ -14,6 +14,8 @@ import type { AuditRecord } from '../audit/types.js';
 import type { TaskProgressEvent, TaskRecord } from '../rotation/task-types.js';
 import type { VolumeInfo } from '../volume/record.js';
 import type { HsmSecret } from './passphrase.js';
+import type { NbdExportOptions, NbdServeOptions, NbdServerHandle } from '../nbd/serve.js';
+import type { NbdListenOptions } from '../nbd/server.js';
 
 export type { VolumeInfo };
 import { Engine } from '../engine.js';
@@ -93,6 +95,7 @@ export interface EngineApi {
   listVolumes(): VolumeInfo[];
   deleteVolume(id: string): Promise<unknown>;
   restoreVolume(id: string): Promise<unknown>;
+  serveNbd(listen: NbdListenOptions, exports: readonly NbdExportOptions[], options?: NbdServeOptions): Promise<NbdServerHandle>;
   close(): Promise<void>;
 }
 

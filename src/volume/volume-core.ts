@@ -25,6 +25,13 @@ import { BufferSlab, CiphertextSlabs } from './buffer-slab.js';
 import { stateOf, type VolumeRecord } from './record.js';
 import type { WriteBudget } from './write-budget.js';
 
+/** A run of bytes that is stored (`allocated`) or a hole (reads as zeros, takes no space). */
+export interface AllocationExtent {
+  offset: number;
+  length: number;
+  allocated: boolean;
+}
+
 export interface VolumeCoreDeps {
   root: RootDatabase;
   clusters: Database<Buffer, Buffer>;
@@ -467,6 +474,62 @@ export class VolumeCore {
       writes.push(this.store.removeRun(c, base, first, last));
     }
     return scannedTo + 1;
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Allocation map: which sectors are stored. Unwritten and trimmed sectors are holes (they read
+  // as zeros and take no space); the NBD server's base:allocation context reports these.
+
+  /**
+   * Extents covering [offset, offset + length) from `offset` on, in order, neighbours of the same
+   * kind merged, clipped to the range. At most `clustersMax` stored clusters are visited (found by
+   * a key-range scan plus the overlay, so an empty region costs one scan): when the range holds
+   * more, the extents end early at a cluster boundary and the caller asks again from there.
+   */
+  allocation(offset: number, length: number, clustersMax: number): Promise<AllocationExtent[]> {
+    if (this.queue.empty()) {
+      try {
+        return Promise.resolve(this.allocationNow(offset, length, clustersMax));
+      } catch (error) {
+        return Promise.reject(error);
+      }
+    }
+    return this.queue.submitOne(() => Promise.resolve(this.allocationNow(offset, length, clustersMax)));
+  }
+
+  private allocationNow(offset: number, length: number, clustersMax: number): AllocationExtent[] {
+    this.checkIo();
+    const extents: AllocationExtent[] = [];
+    if (length === 0) return extents;
+    const { sectorSize: ss, clusterSectors: cs } = this.geometry;
+    const end = offset + length;
+    const firstSector = Math.floor(offset / ss);
+    const lastSector = Math.floor((end - 1) / ss);
+    const fromCluster = Math.floor(firstSector / cs);
+    const toCluster = Math.floor(lastSector / cs);
+    const { indexes, scannedTo } = this.store.clusterIndexes(fromCluster, toCluster, Math.max(1, clustersMax));
+    const coveredEnd = scannedTo >= toCluster ? end : Math.min(end, (scannedTo + 1) * cs * ss);
+    let cursor = offset;
+    const add = (allocated: boolean, from: number, to: number): void => {
+      const start = Math.max(from, cursor);
+      const stop = Math.min(to, coveredEnd);
+      if (stop <= start) return;
+      const last = extents[extents.length - 1];
+      if (last !== undefined && last.allocated === allocated) last.length += stop - start;
+      else extents.push({ offset: start, length: stop - start, allocated });
+      cursor = stop;
+    };
+    for (const c of indexes) {
+      if (c > scannedTo) break;
+      const meta = this.store.meta(c);
+      if (meta === null) continue;
+      const first = Math.max(firstSector, c * cs);
+      const last = Math.min(lastSector, c * cs + cs - 1);
+      add(false, cursor, first * ss);
+      for (let sector = first; sector <= last; sector++) add(isPresent(meta.bitmap, sector - c * cs), sector * ss, (sector + 1) * ss);
+    }
+    add(false, cursor, coveredEnd);
+    return extents;
   }
 
   // -------------------------------------------------------------------------------------------

@@ -6,7 +6,35 @@
  */
 import { BlockvaultError } from '../errors.js';
 import type { VolumeInfo } from './record.js';
-import type { VolumeCore } from './volume-core.js';
+import type { AllocationExtent, VolumeCore } from './volume-core.js';
+
+export type { AllocationExtent };
+
+/** Options of the calls that change data. */
+export interface WriteOptions {
+  /**
+   * Resolve only once the change is durable against power loss, as if flush() had been awaited
+   * after it (a disk's forced unit access, NBD's FUA flag).
+   */
+  durable?: boolean;
+}
+
+export interface WriteZeroesOptions extends WriteOptions {
+  /**
+   * Keep the range stored (written as encrypted zeros) instead of making whole sectors holes:
+   * NBD's NO_HOLE flag. Default false: the range is trimmed, which reads as zeros too.
+   */
+  allocate?: boolean;
+}
+
+/** Stored clusters allocationMap visits per call; a larger range gets a shorter answer (see there). */
+export const ALLOCATION_CLUSTERS_MAX = 65_536;
+/**
+ * writeZeroes with allocate writes this many zero bytes per call, all from one shared buffer of
+ * zeros (the cipher never changes its input), so zeroing a large range allocates no more.
+ */
+const ZERO_CHUNK_BYTES = 4 * 1024 * 1024;
+let zeroChunk: Buffer | null = null;
 
 /** What a handle needs from its engine. */
 export interface VolumeHost {
@@ -58,7 +86,8 @@ export class Volume {
    * Write `data` at `offset`. Resolves when the write has committed; call flush() to make it
    * durable against power loss. Writes that overlap take effect in call order.
    */
-  write(offset: number, data: Uint8Array): Promise<void> {
+  write(offset: number, data: Uint8Array, options?: WriteOptions): Promise<void> {
+    if (options?.durable === true) return this.write(offset, data).then(() => this.flush());
     // Fast path for valid calls, as in read(); anything else gets its typed error below.
     if (data instanceof Uint8Array && !(data.buffer instanceof SharedArrayBuffer) && this.#usableFor(offset, data.length)) {
       return this.#core.write(offset, data).catch(this.#nameVolume);
@@ -78,10 +107,44 @@ export class Volume {
   }
 
   /** Discard [offset, offset + length): it reads as zeros and whole sectors take no space. */
-  trim(offset: number, length: number): Promise<void> {
-    return this.#guard(() => {
+  trim(offset: number, length: number, options?: WriteOptions): Promise<void> {
+    const done = this.#guard(() => {
       this.#checkRange('trim', offset, length);
       return this.#core.trim(offset, length);
+    });
+    return options?.durable === true ? done.then(() => this.flush()) : done;
+  }
+
+  /**
+   * Make [offset, offset + length) read as zeros. By default whole sectors become holes (as
+   * trim); with `{ allocate: true }` they stay stored, as encrypted zeros.
+   */
+  writeZeroes(offset: number, length: number, options?: WriteZeroesOptions): Promise<void> {
+    if (options?.allocate !== true) return this.trim(offset, length, options);
+    const done = this.#guard(async () => {
+      this.#checkRange('writeZeroes', offset, length);
+      zeroChunk ??= Buffer.alloc(ZERO_CHUNK_BYTES);
+      // Chunks are issued together (the volume's queue keeps their order and its write budget
+      // bounds what is buffered); each is one cipher batch.
+      const writes: Promise<void>[] = [];
+      for (let at = offset; at < offset + length; at += ZERO_CHUNK_BYTES) {
+        writes.push(this.#core.write(at, zeroChunk.subarray(0, Math.min(ZERO_CHUNK_BYTES, offset + length - at))));
+      }
+      if (writes.length === 0) writes.push(this.#core.write(offset, new Uint8Array(0)));
+      await Promise.all(writes);
+    });
+    return options.durable === true ? done.then(() => this.flush()) : done;
+  }
+
+  /**
+   * Which parts of [offset, offset + length) are stored and which are holes (unwritten or
+   * trimmed: they read as zeros), as consecutive extents from `offset`. A range with more than
+   * ALLOCATION_CLUSTERS_MAX stored clusters gets extents that end early; ask again from there.
+   */
+  allocationMap(offset: number, length: number): Promise<AllocationExtent[]> {
+    return this.#guard(() => {
+      this.#checkRange('allocationMap', offset, length);
+      return this.#core.allocation(offset, length, ALLOCATION_CLUSTERS_MAX);
     });
   }
 

@@ -15,6 +15,52 @@ export const REQUIRE_NATIVE = process.env.BLOCKVAULT_REQUIRE_NATIVE === '1';
 export const NATIVE_STATUS = nativeCipherStatus();
 export const BACKENDS: CipherBackendName[] = NATIVE_STATUS.available || REQUIRE_NATIVE ? ['native', 'ts'] : ['ts'];
 
+/**
+ * One way of running the cipher: the TS backend, the native backend on its default AES code path,
+ * or the native backend forced onto one of the addon's other paths (XtsCipher.create's
+ * `nativePath`). A path this CPU cannot run keeps its case, with the reason in `skipReason`, so
+ * the suites list it as skipped and say why instead of leaving it out.
+ */
+export interface CipherCase {
+  /** For test titles, e.g. "native (aesni-x8 path)". */
+  title: string;
+  backend: CipherBackendName;
+  nativePath?: string;
+  skipReason: string | null;
+}
+
+/**
+ * Every case the known-answer and cross-check suites run: ts, native on its default path, and
+ * native on every other path the addon has (IEEE 1619 vectors and node:crypto agreement on each
+ * code path, not only on the one this CPU picks by default).
+ */
+export function cipherCases(): CipherCase[] {
+  const cases: CipherCase[] = BACKENDS.filter((b) => b === 'ts').map((b) => ({ title: b, backend: b, skipReason: null }));
+  if (!BACKENDS.includes('native')) return cases;
+  const defaultPath = NATIVE_STATUS.cpuPath;
+  cases.push({ title: `native (default ${defaultPath ?? 'unknown'} path)`, backend: 'native', skipReason: null });
+  for (const path of NATIVE_STATUS.paths ?? []) {
+    if (path.name === defaultPath) continue;
+    cases.push({
+      title: `native (${path.name} path)`,
+      backend: 'native',
+      nativePath: path.name,
+      skipReason: path.supported ? null : `this CPU cannot run the ${path.name} path: ${path.reason ?? 'unsupported'}`,
+    });
+  }
+  return cases;
+}
+
+/** `title`, or for a case that cannot run here `title (skipped: reason)`. */
+export function caseTitle(c: CipherCase, what: string): string {
+  return c.skipReason === null ? `${what}, ${c.title}` : `${what}, ${c.title} (skipped: ${c.skipReason})`;
+}
+
+/** The cipher for a case (native with its forced path, if any). */
+export function cipherForCase(c: CipherCase): XtsCipher {
+  return c.nativePath === undefined ? cipherFor(c.backend) : XtsCipher.create({ backend: 'native', nativePath: c.nativePath });
+}
+
 /** The cipher for `name`; for native without an addon this throws, failing the test with the reason. */
 export function cipherFor(name: CipherBackendName): XtsCipher {
   return XtsCipher.create({ backend: name });

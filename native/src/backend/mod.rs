@@ -8,7 +8,8 @@
 //!   can (e.g. ARMv8), so it is a correct fallback everywhere.
 //!
 //! The choice is made once per process from `is_x86_feature_detected!`, never at compile time,
-//! so one build runs on every x86_64 machine.
+//! so one build runs on every x86_64 machine. Benchmarks and tests can force a path the CPU
+//! supports: for the process with `BLOCKVAULT_XTS_PATH`, or per thread with `xtsUsePath`.
 
 #[cfg(target_arch = "x86_64")]
 pub mod aesni;
@@ -16,6 +17,7 @@ pub mod portable;
 #[cfg(target_arch = "x86_64")]
 pub mod vaes;
 
+use std::cell::Cell;
 use std::sync::OnceLock;
 
 /// Encrypt or decrypt.
@@ -33,6 +35,10 @@ pub enum Path {
     Portable,
 }
 
+/// The environment variable that forces a path for a whole process (benchmarks and tests
+/// only): `vaes-avx512`, `aesni-x8` or `portable`.
+pub const PATH_ENV: &str = "BLOCKVAULT_XTS_PATH";
+
 impl Path {
     /// Every path, fastest first.
     pub const ALL: [Path; 3] = [Path::VaesAvx512, Path::AesNiX8, Path::Portable];
@@ -46,14 +52,35 @@ impl Path {
         }
     }
 
+    /// The path called `name`, if any.
+    pub fn from_name(name: &str) -> Option<Path> {
+        Path::ALL.into_iter().find(|p| p.name() == name)
+    }
+
     /// Whether this CPU can run the path.
     pub fn is_supported(self) -> bool {
+        self.unsupported_reason().is_none()
+    }
+
+    /// Why this CPU cannot run the path (the features it lacks), or `None` if it can.
+    pub fn unsupported_reason(self) -> Option<String> {
         let cpu = CpuFeatures::get();
-        match self {
-            Path::VaesAvx512 => cpu.vaes_path(),
-            Path::AesNiX8 => cpu.aesni_path(),
-            Path::Portable => true,
-        }
+        let needs: &[(&str, bool)] = match self {
+            Path::VaesAvx512 => &[
+                ("AES-NI", cpu.aesni),
+                ("SSE4.1", cpu.sse41),
+                ("AVX-512F", cpu.avx512f),
+                ("VAES", cpu.vaes),
+            ],
+            Path::AesNiX8 => &[("AES-NI", cpu.aesni), ("SSE4.1", cpu.sse41)],
+            Path::Portable => &[],
+        };
+        let missing: Vec<&str> = needs
+            .iter()
+            .filter(|(_, present)| !present)
+            .map(|(name, _)| *name)
+            .collect();
+        (!missing.is_empty()).then(|| format!("this CPU lacks {}", missing.join(", ")))
     }
 
     /// The fastest path this CPU supports (computed once).
@@ -66,6 +93,59 @@ impl Path {
                 .unwrap_or(Path::Portable)
         })
     }
+
+    /// `name` as a path this CPU can run, or the error that says why not.
+    pub fn runnable(name: &str) -> Result<Path, String> {
+        let path = Path::from_name(name).ok_or_else(|| {
+            let names: Vec<&str> = Path::ALL.iter().map(|p| p.name()).collect();
+            format!(
+                "unknown XTS path {name:?}; the paths are {}",
+                names.join(", ")
+            )
+        })?;
+        match path.unsupported_reason() {
+            None => Ok(path),
+            Some(reason) => Err(format!(
+                "the {name} XTS path cannot run here: {reason} (`cpuFeatures()` and \
+                 `xtsPaths()` list what this CPU supports)"
+            )),
+        }
+    }
+
+    /// The path `BLOCKVAULT_XTS_PATH` forces for the whole process (read once), `Ok(None)` if
+    /// it is unset or empty, or why the path it names cannot be used.
+    pub fn from_env() -> Result<Option<Path>, String> {
+        static FORCED: OnceLock<Result<Option<Path>, String>> = OnceLock::new();
+        FORCED
+            .get_or_init(|| match std::env::var(PATH_ENV) {
+                Ok(name) if !name.is_empty() => Path::runnable(&name)
+                    .map(Some)
+                    .map_err(|e| format!("{PATH_ENV}={name}: {e}")),
+                _ => Ok(None),
+            })
+            .clone()
+    }
+
+    /// The path new keys are expanded for on this thread: the thread's override
+    /// (`set_thread_override`), else `BLOCKVAULT_XTS_PATH`, else the fastest this CPU runs.
+    pub fn active() -> Result<Path, String> {
+        if let Some(path) = THREAD_OVERRIDE.with(Cell::get) {
+            return Ok(path);
+        }
+        Ok(Path::from_env()?.unwrap_or_else(Path::best))
+    }
+
+    /// Forces (or with `None`, stops forcing) the path of keys expanded on this thread from
+    /// now on; returns the previous override. For benchmarks and tests: the caller checked
+    /// that the path is runnable (`runnable`), and the kernels check again when a key is made.
+    pub fn set_thread_override(path: Option<Path>) -> Option<Path> {
+        THREAD_OVERRIDE.with(|cell| cell.replace(path))
+    }
+}
+
+thread_local! {
+    /// The path forced on this thread by `xtsUsePath` (benchmarks and tests), if any.
+    static THREAD_OVERRIDE: Cell<Option<Path>> = const { Cell::new(None) };
 }
 
 /// The CPU features the paths depend on.
@@ -100,7 +180,8 @@ impl CpuFeatures {
         }
     }
 
-    /// AES-NI path: AES round instructions plus SSE4.1 (for the tweak doubling blend).
+    /// AES-NI path: AES round instructions plus SSE4.1 (`Path::unsupported_reason` lists the
+    /// same features).
     pub fn aesni_path(&self) -> bool {
         self.aesni && self.sse41
     }

@@ -316,11 +316,65 @@ fn cipher_rejects_equal_halves_and_bad_layouts() {
 }
 
 #[test]
-fn best_path_is_reported_and_used() {
+fn active_path_is_reported_and_used() {
     let key = Rng(2).key();
     let cipher = XtsAes256::new(&key).unwrap();
-    assert_eq!(cipher.path(), Path::best());
+    // The fastest path, unless BLOCKVAULT_XTS_PATH forces one for this test run.
+    assert_eq!(cipher.path(), Path::active().unwrap());
+    assert_eq!(
+        Path::active().unwrap(),
+        Path::from_env().unwrap().unwrap_or_else(Path::best)
+    );
     assert!(Path::best().is_supported());
+}
+
+#[test]
+fn every_supported_path_can_be_forced_per_thread() {
+    let key = Rng(3).key();
+    let data = Rng(4).bytes(4096 * 3);
+    let tweaks = TweakSource::plain64(80, 8, 3).unwrap();
+    let reference = run(
+        &XtsAes256::with_path(&key, Path::Portable).unwrap().unwrap(),
+        Direction::Encrypt,
+        &tweaks,
+        4096,
+        &data,
+    );
+    for path in Path::ALL {
+        match path.unsupported_reason() {
+            Some(reason) => {
+                // Not runnable here: refused by name with the reason, and never forced.
+                println!("{}: skipped, {reason}", path.name());
+                let err = Path::runnable(path.name()).unwrap_err();
+                assert!(err.contains(&reason), "{err}");
+            }
+            None => {
+                assert_eq!(Path::runnable(path.name()), Ok(path));
+                let previous = Path::set_thread_override(Some(path));
+                let cipher = XtsAes256::new(&key).unwrap();
+                Path::set_thread_override(previous);
+                assert_eq!(cipher.path(), path);
+                let ct = run(&cipher, Direction::Encrypt, &tweaks, 4096, &data);
+                assert_eq!(ct, reference, "{}", path.name());
+            }
+        }
+    }
+    // Another thread does not see this thread's override.
+    Path::set_thread_override(Some(Path::Portable));
+    let other = std::thread::spawn(Path::active).join().unwrap();
+    Path::set_thread_override(None);
+    assert_eq!(other, Path::active());
+}
+
+#[test]
+fn path_names_round_trip_and_unknown_names_are_refused() {
+    for path in Path::ALL {
+        assert_eq!(Path::from_name(path.name()), Some(path));
+    }
+    let err = Path::runnable("vaes").unwrap_err();
+    assert!(err.contains("unknown XTS path \"vaes\""), "{err}");
+    assert!(err.contains("vaes-avx512, aesni-x8, portable"), "{err}");
+    assert_eq!(Path::Portable.unsupported_reason(), None);
 }
 
 /// A keyed handle (a `SectorKey` expanded once, number sector) gives the free functions' output (a

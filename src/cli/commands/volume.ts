@@ -1,5 +1,5 @@
 /**
- * `blockvault volume create|list|show|delete|restore|import|export`. Volumes are addressed by
+ * `blockvault volume create|list|show|delete|restore|import|export|serve` (serve: ./serve.ts). Volumes are addressed by
  * id or by name. import/export stream a file, or stdin/stdout, into or out of a volume in
  * bounded chunks, with a progress bar on stderr.
  */
@@ -14,6 +14,7 @@ import { isoTime, type Output } from '../output.js';
 import { progressGroup } from '../progress.js';
 import { formatBytes, parseSize } from '../size.js';
 import { UsageError } from '../usage-error.js';
+import { registerServeCommand } from './serve.js';
 import { keyCrnArgument } from './shared.js';
 
 /** Bytes per write/read call: large enough to amortize a batch, small enough to bound memory. */
@@ -151,6 +152,8 @@ export function registerVolumeCommands(program: Command, ctx: CliContext): void 
         }
       });
     }));
+
+  registerServeCommand(volume, ctx);
 }
 
 function parseSectorSize(text: string): number {

@@ -1,0 +1,146 @@
+/**
+ * engine.serveNbd: validates the caller's listen address and exports, opens each exported volume
+ * once (all connections to it share that handle), starts the NbdServer, and gives back a handle
+ * with the address, the URIs to give to clients (the NBD URI standard of the NetworkBlockDevice
+ * project's doc/uri.md: nbd://host:port/name, nbd+unix:///name?socket=path), and close().
+ */
+import { BlockvaultError } from '../errors.js';
+import type { Volume } from '../volume/volume.js';
+import type { NbdExport } from './export.js';
+import { STRING_BYTES_MAX } from './protocol.js';
+import { NbdServer, type ConnectionEvent, type NbdAddress, type NbdListenOptions } from './server.js';
+
+export interface NbdExportOptions {
+  /** The volume's id or name. */
+  volume: string;
+  /** The export name clients ask for; default the volume's name. */
+  name?: string;
+  /** Refuse writes, trims and zeroing with EPERM (and advertise NBD_FLAG_READ_ONLY). */
+  readOnly?: boolean;
+}
+
+export interface NbdServeOptions {
+  /** Called with what went wrong on a connection (protocol violations, clients gone mid-frame). */
+  onConnectionEvent?: (event: ConnectionEvent) => void;
+}
+
+export interface NbdExportInfo {
+  name: string;
+  volumeId: string;
+  readOnly: boolean;
+  sizeBytes: number;
+  /** The NBD URI of this export (give it to nbdinfo, qemu-img, nbdcopy, nbdfuse). */
+  uri: string;
+}
+
+export interface NbdServerHandle {
+  readonly address: NbdAddress;
+  /** The URI of the first export. */
+  readonly uri: string;
+  readonly exports: readonly NbdExportInfo[];
+  /** Connections open now. */
+  readonly connectionCount: number;
+  /**
+   * Stop listening, answer the requests in flight, close the connections, then flush and close
+   * the volume handles the server opened. Idempotent.
+   */
+  close(): Promise<void>;
+}
+
+/** An NBD URI for an export at an address (doc/uri.md). */
+export function nbdUri(address: NbdAddress, exportName: string): string {
+  const name = encodeURIComponent(exportName);
+  if ('socketPath' in address) return `nbd+unix:///${name}?socket=${encodeURIComponent(address.socketPath).replace(/%2F/g, '/')}`;
+  const host = address.host.includes(':') ? `[${address.host}]` : address.host;
+  return `nbd://${host}:${address.port}/${name}`;
+}
+
+export async function startNbdServer(
+  openVolume: (idOrName: string) => Promise<Volume>,
+  listen: NbdListenOptions,
+  exports: readonly NbdExportOptions[],
+  options: NbdServeOptions = {},
+): Promise<NbdServerHandle> {
+  checkListen(listen);
+  checkExports(exports);
+  const opened: Volume[] = [];
+  const closeVolumes = async (): Promise<void> => {
+    for (const vol of opened) {
+      // A locked volume cannot be flushed usefully; closing it is what matters.
+      await vol.flush().catch(() => undefined);
+      await vol.close();
+    }
+  };
+  let server: NbdServer;
+  const table: NbdExport[] = [];
+  try {
+    for (const spec of exports) {
+      const volume = await openVolume(spec.volume);
+      opened.push(volume);
+      const info = volume.info();
+      const name = spec.name ?? info.name;
+      if (table.some((e) => e.name === name)) {
+        throw new BlockvaultError('INVALID_ARGUMENT', `two exports are named ${JSON.stringify(name)}: give each a distinct name`, { name });
+      }
+      table.push({
+        name,
+        volume,
+        readOnly: spec.readOnly === true,
+        sizeBytes: info.sizeBytes,
+        sectorSize: info.sectorSize,
+        description: `blockvault volume ${info.name} (${info.id})`,
+      });
+    }
+    server = new NbdServer(table, options.onConnectionEvent === undefined ? {} : { onConnectionEvent: options.onConnectionEvent });
+    await server.listen(listen);
+  } catch (error) {
+    await closeVolumes();
+    throw error;
+  }
+  const address = server.address;
+  const infos = table.map((e) => ({ name: e.name, volumeId: e.volume.info().id, readOnly: e.readOnly, sizeBytes: e.sizeBytes, uri: nbdUri(address, e.name) }));
+  let closing: Promise<void> | null = null;
+  return {
+    address,
+    uri: infos[0]!.uri,
+    exports: infos,
+    get connectionCount() {
+      return server.connectionCount;
+    },
+    close() {
+      closing ??= server.close().then(closeVolumes);
+      return closing;
+    },
+  };
+}
+
+function checkListen(listen: unknown): asserts listen is NbdListenOptions {
+  const bad = (why: string): never => {
+    throw new BlockvaultError('INVALID_ARGUMENT', `serveNbd(listen, ...): ${why}; give { socketPath } or { host?, port }`);
+  };
+  if (typeof listen !== 'object' || listen === null) bad('listen must be an object');
+  const l = listen as Record<string, unknown>;
+  if ('socketPath' in l) {
+    if (typeof l.socketPath !== 'string' || l.socketPath.length === 0) bad('socketPath must be a non-empty string');
+    if ('port' in l || 'host' in l) bad('give either socketPath or host/port, not both');
+    return;
+  }
+  if (typeof l.port !== 'number' || !Number.isInteger(l.port) || l.port < 0 || l.port > 65535) bad('port must be an integer from 0 to 65535 (0 picks a free port)');
+  if (l.host !== undefined && (typeof l.host !== 'string' || l.host.length === 0)) bad('host must be a non-empty string');
+}
+
+function checkExports(exports: unknown): asserts exports is NbdExportOptions[] {
+  if (!Array.isArray(exports) || exports.length === 0) {
+    throw new BlockvaultError('INVALID_ARGUMENT', 'serveNbd(listen, exports): exports must be a non-empty array of { volume, name?, readOnly? }');
+  }
+  for (const [i, spec] of exports.entries()) {
+    const bad = (why: string): never => {
+      throw new BlockvaultError('INVALID_ARGUMENT', `serveNbd(listen, exports): exports[${i}]: ${why}`);
+    };
+    if (typeof spec !== 'object' || spec === null) bad('must be an object { volume, name?, readOnly? }');
+    const s = spec as Record<string, unknown>;
+    if (typeof s.volume !== 'string' || s.volume.length === 0) bad('volume must be a volume id or name');
+    if (s.name !== undefined && (typeof s.name !== 'string' || Buffer.byteLength(s.name) > STRING_BYTES_MAX)) bad(`name must be a string of at most ${STRING_BYTES_MAX} bytes`);
+    if (s.readOnly !== undefined && typeof s.readOnly !== 'boolean') bad('readOnly must be a boolean');
+  }
+}

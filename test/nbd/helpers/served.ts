@@ -1,0 +1,53 @@
+/**
+ * An engine in a temp dir with volumes on one root key, served over NBD on a Unix socket in that
+ * dir; `stop()` closes the server and the engine (call it in afterEach/afterAll).
+ */
+import { join } from 'node:path';
+import type { Engine } from '../../../src/engine.js';
+import type { RootKeyInfo } from '../../../src/hsm/types.js';
+import type { NbdExportOptions, NbdServerHandle } from '../../../src/nbd/serve.js';
+import type { ConnectionEvent } from '../../../src/nbd/server.js';
+import { openTestEngine, rootKey } from '../../helpers/engine.js';
+
+export interface Served {
+  engine: Engine;
+  key: RootKeyInfo;
+  server: NbdServerHandle;
+  socketPath: string;
+  events: ConnectionEvent[];
+  uri(name: string): string;
+  stop(): Promise<void>;
+}
+
+export async function serveVolumes(
+  dir: string,
+  volumes: ReadonlyArray<{ name: string; sizeBytes: number; sectorSize?: 512 | 4096 }>,
+  exports?: NbdExportOptions[],
+): Promise<Served> {
+  const engine = await openTestEngine(dir);
+  try {
+    const key = await rootKey(engine);
+    for (const v of volumes) {
+      const vol = await engine.createVolume({ name: v.name, sizeBytes: v.sizeBytes, sectorSize: v.sectorSize ?? 4096, diskEncryptionKeyCrn: key.crn });
+      await vol.close();
+    }
+    const socketPath = join(dir, 'nbd.sock');
+    const events: ConnectionEvent[] = [];
+    const server = await engine.serveNbd({ socketPath }, exports ?? volumes.map((v) => ({ volume: v.name })), { onConnectionEvent: (e) => events.push(e) });
+    return {
+      engine,
+      key,
+      server,
+      socketPath,
+      events,
+      uri: (name) => server.exports.find((e) => e.name === name)!.uri,
+      stop: async () => {
+        await server.close();
+        await engine.close();
+      },
+    };
+  } catch (error) {
+    await engine.close();
+    throw error;
+  }
+}
