@@ -66,6 +66,8 @@ const cores = availableParallelism();
 const workerCounts = [...new Set([1, 2, cores])].sort((a, b) => a - b);
 const rounds = Number(argValue('--rounds') ?? process.env.ROTATION_BENCH_ROUNDS ?? (sizeBytes > 256 * MIB ? 2 : 3));
 const backend = nativeCipherStatus().available ? 'native' : 'ts';
+/** Which AES code path the cipher runs (the workers pick the same one: per process, not per thread). */
+const cipherText = backend === 'native' ? `native cipher on its ${nativeCipherStatus().cpuPath ?? '?'} path` : 'ts cipher';
 
 interface RunResult {
   name: string;
@@ -222,7 +224,7 @@ async function main(): Promise<void> {
     const key = await engine.hsm.createRootKey(instance.id, { name: 'bench-root' });
     await engine.hsm.authorize({ sourceService: 'blockvault', targetInstance: instance.id, role: 'Reader' });
     const volume = await engine.createVolume({ name: 'bench', sizeBytes, sectorSize: SECTOR, diskEncryptionKeyCrn: key.crn });
-    console.log(`rotation bench: ${sizeBytes / MIB} MiB volume, ${backend} cipher, workers ${workerCounts.join('/')}, ${cores} cores`);
+    console.log(`rotation bench: ${sizeBytes / MIB} MiB volume, ${cipherText}, workers ${workerCounts.join('/')}, ${cores} cores`);
     await fill(volume);
     const bench = new Bench(engine, volume, key.crn, tasksRoot);
 
@@ -281,7 +283,7 @@ async function main(): Promise<void> {
     const json = {
       bench: 'rotation',
       machine,
-      config: { sizeBytes, sectorSize: SECTOR, backend, cores, workerCounts, rounds, runner: DEFAULT_RUNNER_OPTIONS, tasksInSeparateEnvironment: true },
+      config: { sizeBytes, sectorSize: SECTOR, backend, cipherPath: backend === 'native' ? nativeCipherStatus().cpuPath : undefined, cores, workerCounts, rounds, runner: DEFAULT_RUNNER_OPTIONS, tasksInSeparateEnvironment: true },
       ceilingMegabytesPerSecond: ceilingMBps,
       runs: runs.map((r) => ({ ...r, ofCeiling: r.megabytesPerSecond / ceilingMBps })),
       latency: latencies,
@@ -291,7 +293,7 @@ async function main(): Promise<void> {
     const md = [
       '# Rotation: re-encryption throughput and foreground latency (bench/rotation.bench.ts)',
       '',
-      `${machine.date}, ${machine.cpuModel}, ${machine.logicalCpus} logical CPUs (load ${machine.loadAverage1m} at start), ${machine.memoryGiB} GiB, Node ${machine.node}, ${machine.platform}; ${backend} cipher; ${durationS} s.`,
+      `${machine.date}, ${machine.cpuModel}, ${machine.logicalCpus} logical CPUs (load ${machine.loadAverage1m} at start), ${machine.memoryGiB} GiB, Node ${machine.node}, ${machine.platform}; ${cipherText}; ${durationS} s.`,
       `A fully written ${sizeBytes / MIB} MiB volume of 4096-byte sectors (engine defaults), ${rounds} rounds (case order rotating each round; MB/s = bytes over summed time). Ratios are against the ceiling measured in the same rounds: the same clusters read and rewritten through LMDB on the main thread with no cipher, same batches, commits and durability.`,
       '',
       '## Throughput',

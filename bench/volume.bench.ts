@@ -453,7 +453,9 @@ async function main(): Promise<void> {
   const machine = machineInfo();
   const loadBefore = loadavg()[0]!;
   const startedMs = performance.now();
-  console.log(`blockvault volume benchmark: ${machine.cpuModel}, ${machine.logicalCpus} logical CPUs, Node ${machine.node}, load ${loadBefore.toFixed(2)}`);
+  console.log(
+    `blockvault volume benchmark: ${machine.cpuModel}, ${machine.logicalCpus} logical CPUs, Node ${machine.node}, load ${loadBefore.toFixed(2)}; native cipher on its ${status.cpuPath ?? '?'} path`,
+  );
   console.log('I/O through the API vs raw LMDB (same data, same durability):');
   const { results: io, firstFill } = await ioBenchmark();
   if (QUICK) {
@@ -471,7 +473,7 @@ async function main(): Promise<void> {
     '# Volume I/O and layout (bench/volume.bench.ts)',
     '',
     `${machine.date}, ${machine.cpuModel}, ${machine.logicalCpus} logical CPUs, ${machine.memoryGiB} GiB, Node ${machine.node}, ${machine.platform}; ` +
-      `native cipher; load average ${loadBefore.toFixed(2)} at start, ${loadAfter.toFixed(2)} at the end; ${elapsedS.toFixed(0)} s.`,
+      `native cipher on its ${status.cpuPath ?? '?'} path; load average ${loadBefore.toFixed(2)} at start, ${loadAfter.toFixed(2)} at the end; ${elapsedS.toFixed(0)} s.`,
     'Ratios compare the API with raw LMDB puts/gets of the same data with the same durability (4 KiB pages, overlappingSync, every',
     'commit fsynced; writes end with a flush), in short slices alternating between the two in the same run; the ratio is the median',
     'of the per-slice ratios (quartiles beside it), MB/s come from the summed times.',
@@ -524,7 +526,7 @@ async function main(): Promise<void> {
     'After random overwrites the file also holds the pages LMDB freed by copy-on-write (reused by later writes, never returned to the OS); raw LMDB grows the same way.',
     '',
   ].join('\n');
-  const paths = saveResults('volume', { machine, loadBefore, loadAfter, elapsedSeconds: elapsedS, targets: TARGETS, io, firstFill, layout }, md);
+  const paths = saveResults('volume', { machine, cipherPath: status.cpuPath, loadBefore, loadAfter, elapsedSeconds: elapsedS, targets: TARGETS, io, firstFill, layout }, md);
   console.log(`\n${md}`);
   console.log(`written: ${paths.json}, ${paths.md}`);
 }

@@ -370,11 +370,13 @@ fn raw_bytes(arg: &'static str, value: &Unknown<'_>) -> Result<(*mut u8, usize)>
 #[napi(object, js_name = "CpuFeatures")]
 pub struct CpuFeatureReport {
     pub aesni: bool,
+    pub avx2: bool,
     pub vaes: bool,
     // Spelled out: the default camelCase conversion would turn this into `avx512F`.
     #[napi(js_name = "avx512f")]
     pub avx512f: bool,
-    /// The path keys made now on this thread use: "vaes-avx512", "aesni-x8" or "portable".
+    /// The path keys made now on this thread use: "vaes-avx512", "vaes-avx2", "aesni-x8" or
+    /// "portable".
     pub path: String,
     /// The fastest path this CPU runs (what `path` is unless a benchmark or test forced one).
     pub best_path: String,
@@ -388,6 +390,7 @@ pub fn cpu_features() -> Result<CpuFeatureReport> {
     let path = Path::active().map_err(path_unavailable)?;
     Ok(CpuFeatureReport {
         aesni: cpu.aesni,
+        avx2: cpu.avx2,
         vaes: cpu.vaes,
         avx512f: cpu.avx512f,
         path: path.name().to_string(),
@@ -398,7 +401,7 @@ pub fn cpu_features() -> Result<CpuFeatureReport> {
 /// One XTS implementation and whether this CPU can run it.
 #[napi(object, js_name = "XtsPathInfo")]
 pub struct XtsPathInfo {
-    /// "vaes-avx512", "aesni-x8" or "portable".
+    /// "vaes-avx512", "vaes-avx2", "aesni-x8" or "portable".
     pub name: String,
     pub supported: bool,
     /// Why this CPU cannot run it (the features it lacks), when it cannot.

@@ -10,6 +10,8 @@ use crate::backend::aesni::AesNiXts;
 use crate::backend::portable::PortableXts;
 #[cfg(target_arch = "x86_64")]
 use crate::backend::vaes::VaesXts;
+#[cfg(target_arch = "x86_64")]
+use crate::backend::vaes_avx2::VaesAvx2Xts;
 pub use crate::backend::{Direction, Path};
 use crate::block_io::{BlockIo, BLOCK_BYTES};
 use crate::tweak::TweakSource;
@@ -79,6 +81,8 @@ enum Engine {
     #[cfg(target_arch = "x86_64")]
     Vaes(VaesXts),
     #[cfg(target_arch = "x86_64")]
+    VaesAvx2(VaesAvx2Xts),
+    #[cfg(target_arch = "x86_64")]
     AesNi(AesNiXts),
     Portable(PortableXts),
 }
@@ -103,9 +107,11 @@ impl XtsAes256 {
             #[cfg(target_arch = "x86_64")]
             Path::VaesAvx512 => VaesXts::new(key).map(Engine::Vaes),
             #[cfg(target_arch = "x86_64")]
+            Path::VaesAvx2 => VaesAvx2Xts::new(key).map(Engine::VaesAvx2),
+            #[cfg(target_arch = "x86_64")]
             Path::AesNiX8 => AesNiXts::new(key).map(Engine::AesNi),
             #[cfg(not(target_arch = "x86_64"))]
-            Path::VaesAvx512 | Path::AesNiX8 => None,
+            Path::VaesAvx512 | Path::VaesAvx2 | Path::AesNiX8 => None,
             Path::Portable => Some(Engine::Portable(PortableXts::new(key))),
         };
         Ok(engine.map(|engine| Self { engine }))
@@ -116,6 +122,8 @@ impl XtsAes256 {
         match self.engine {
             #[cfg(target_arch = "x86_64")]
             Engine::Vaes(_) => Path::VaesAvx512,
+            #[cfg(target_arch = "x86_64")]
+            Engine::VaesAvx2(_) => Path::VaesAvx2,
             #[cfg(target_arch = "x86_64")]
             Engine::AesNi(_) => Path::AesNiX8,
             Engine::Portable(_) => Path::Portable,
@@ -152,6 +160,8 @@ impl XtsAes256 {
         match &self.engine {
             #[cfg(target_arch = "x86_64")]
             Engine::Vaes(c) => c.process(direction, tweaks, unit_blocks, io),
+            #[cfg(target_arch = "x86_64")]
+            Engine::VaesAvx2(c) => c.process(direction, tweaks, unit_blocks, io),
             #[cfg(target_arch = "x86_64")]
             Engine::AesNi(c) => c.process(direction, tweaks, unit_blocks, io),
             Engine::Portable(c) => c.process(direction, tweaks, unit_blocks, io),

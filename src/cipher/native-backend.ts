@@ -8,7 +8,7 @@ import type { NativeAddon } from './native-binding.js';
 
 /**
  * `forcedPath` (benchmarks and tests only): every call expands its key for that AES code path
- * ('vaes-avx512', 'aesni-x8', 'portable'), by setting the addon's per-thread override around the
+ * ('vaes-avx512', 'vaes-avx2', 'aesni-x8', 'portable'), by setting the addon's per-thread override around the
  * call (the key schedules are made synchronously inside it, also for the async calls). The
  * caller checked that this CPU runs it. Without it, the addon's default path is used.
  */

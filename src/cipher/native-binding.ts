@@ -31,7 +31,7 @@ export interface NativeAddon {
    * `path`: the XTS path keys made now on this thread use; `bestPath`: the fastest this CPU runs.
    * Throws when BLOCKVAULT_XTS_PATH names a path that cannot run here.
    */
-  cpuFeatures(): { aesni: boolean; vaes: boolean; avx512f: boolean; path: string; bestPath: string };
+  cpuFeatures(): { aesni: boolean; avx2: boolean; vaes: boolean; avx512f: boolean; path: string; bestPath: string };
   /** Every XTS path, fastest first, with whether this CPU can run it and why not. */
   xtsPaths(): NativeXtsPath[];
   /**
@@ -54,7 +54,7 @@ export interface NativeAddon {
   xtsKeyWiped(key: NativeKeyHandle): boolean;
 }
 
-/** One AES-XTS implementation of the addon ('vaes-avx512', 'aesni-x8', 'portable'). */
+/** One AES-XTS implementation of the addon ('vaes-avx512', 'vaes-avx2', 'aesni-x8', 'portable'). */
 export interface NativeXtsPath {
   name: string;
   supported: boolean;

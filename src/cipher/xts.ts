@@ -38,7 +38,7 @@ export interface XtsCipherOptions {
   /** 'native' (the Rust addon; throws if it cannot load) or 'ts' (pure TypeScript). */
   backend?: CipherBackendName;
   /**
-   * For benchmarks and tests only: the native addon's AES code path ('vaes-avx512', 'aesni-x8'
+   * For benchmarks and tests only: the native addon's AES code path ('vaes-avx512', 'vaes-avx2', 'aesni-x8'
    * or 'portable'; `nativeCipherStatus().paths` lists which this CPU runs). Needs the native
    * backend; a path this CPU cannot run is refused here. Without it the addon picks the fastest
    * (or what BLOCKVAULT_XTS_PATH forces for the process).
@@ -77,7 +77,7 @@ let fallbackWarned = false;
 export class XtsCipher {
   readonly backend: CipherBackendName;
   /**
-   * The native addon's AES code path this cipher's keys use ('vaes-avx512', 'aesni-x8',
+   * The native addon's AES code path this cipher's keys use ('vaes-avx512', 'vaes-avx2', 'aesni-x8',
    * 'portable'); undefined on the TS backend.
    */
   readonly nativePath: string | undefined;

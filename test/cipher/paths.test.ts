@@ -26,10 +26,11 @@ function childWithPath(path: string) {
 }
 
 describe.skipIf(NO_ADDON)(`native XTS paths${NO_ADDON ? ` (skipped: native addon unavailable: ${NATIVE_STATUS.error})` : ''}`, () => {
-  it('lists every path, fastest first, and the default is the fastest this CPU runs', () => {
-    expect(PATHS.map((p) => p.name)).toEqual(['vaes-avx512', 'aesni-x8', 'portable']);
+  it('lists every path, fastest first, and the default is the fastest this CPU runs (unless BLOCKVAULT_XTS_PATH forces one)', () => {
+    expect(PATHS.map((p) => p.name)).toEqual(['vaes-avx512', 'vaes-avx2', 'aesni-x8', 'portable']);
     expect(PATHS.find((p) => p.name === 'portable')!.supported).toBe(true);
-    expect(NATIVE_STATUS.cpuPath).toBe(PATHS.find((p) => p.supported)!.name);
+    const forced = process.env.BLOCKVAULT_XTS_PATH;
+    expect(NATIVE_STATUS.cpuPath).toBe(forced !== undefined && forced !== '' ? forced : PATHS.find((p) => p.supported)!.name);
     for (const p of PATHS) if (!p.supported) expect(p.reason).toMatch(/^this CPU lacks /);
   });
 
@@ -53,7 +54,7 @@ describe.skipIf(NO_ADDON)(`native XTS paths${NO_ADDON ? ` (skipped: native addon
   });
 
   it('refuses an unknown path, a path without the native backend, and a path this CPU lacks', () => {
-    expect(() => XtsCipher.create({ nativePath: 'vaes' })).toThrow(/nativePath must be one of 'vaes-avx512', 'aesni-x8', 'portable', got 'vaes'/);
+    expect(() => XtsCipher.create({ nativePath: 'vaes' })).toThrow(/nativePath must be one of 'vaes-avx512', 'vaes-avx2', 'aesni-x8', 'portable', got 'vaes'/);
     expect(() => XtsCipher.create({ backend: 'ts', nativePath: 'portable' })).toThrow(/nativePath needs backend 'native'/);
     for (const p of PATHS.filter((q) => !q.supported)) {
       expect(() => XtsCipher.create({ nativePath: p.name })).toThrow(`nativePath '${p.name}' cannot run here: ${p.reason}`);
@@ -66,6 +67,6 @@ describe.skipIf(NO_ADDON)(`native XTS paths${NO_ADDON ? ` (skipped: native addon
     expect(forced.status.cpuPath).toBe('portable');
     const bad = childWithPath('bogus');
     expect(bad.ok).toBe(false);
-    expect(bad.message).toContain('BLOCKVAULT_XTS_PATH=bogus: unknown XTS path "bogus"; the paths are vaes-avx512, aesni-x8, portable');
+    expect(bad.message).toContain('BLOCKVAULT_XTS_PATH=bogus: unknown XTS path "bogus"; the paths are vaes-avx512, vaes-avx2, aesni-x8, portable');
   });
 });

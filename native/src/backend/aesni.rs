@@ -119,6 +119,28 @@ impl AesNiXts {
     }
 }
 
+/// The AES-NI data path on keys expanded elsewhere (the VAES-AVX2 backend hands it the data
+/// units that are not a multiple of its 16-block groups).
+pub(crate) fn process_with_keys(
+    keys: &XtsKeys,
+    direction: Direction,
+    tweaks: &TweakSource<'_>,
+    unit_blocks: usize,
+    io: &mut BlockIo<'_>,
+) {
+    if !CpuFeatures::get().aesni_path() {
+        // Unreachable (callers exist only on CPUs with AES-NI); refuse rather than fault.
+        panic!("the AES-NI kernels were called on a CPU without AES-NI and SSE4.1");
+    }
+    // SAFETY: AES-NI and SSE4.1 were detected just above.
+    unsafe {
+        match direction {
+            Direction::Encrypt => xts_units::<false>(keys, tweaks, unit_blocks, io),
+            Direction::Decrypt => xts_units::<true>(keys, tweaks, unit_blocks, io),
+        }
+    }
+}
+
 /// Blocks in flight in the main loop. `AESENC` has a latency of four cycles and two can start
 /// per cycle on current x86 cores (Zen 1 to Zen 4, Intel since Skylake), so eight independent
 /// blocks are the fewest that keep both AES units busy; eight states, a round key and the

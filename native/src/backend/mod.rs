@@ -2,6 +2,8 @@
 //!
 //! - `vaes`: AVX-512F + VAES, four AES blocks per ZMM register and eight registers (32 blocks,
 //!   512 bytes) in flight, so the AES units never wait on one block's 14-round latency chain.
+//! - `vaes_avx2`: VAES on YMM registers with AVX2, two AES blocks per register and eight
+//!   registers (16 blocks) in flight, for CPUs with VAES but no AVX-512 (Zen 3, Alder Lake).
 //! - `aesni`: AES-NI on XMM registers, eight blocks in flight (the classic AES-NI pipelining).
 //! - `portable`: the RustCrypto `aes` crate for CPUs without AES-NI and non-x86 targets. It is
 //!   constant-time (bitsliced) in software, and uses the CPU's AES instructions itself where it
@@ -16,6 +18,8 @@ pub mod aesni;
 pub mod portable;
 #[cfg(target_arch = "x86_64")]
 pub mod vaes;
+#[cfg(target_arch = "x86_64")]
+pub mod vaes_avx2;
 
 use std::cell::Cell;
 use std::sync::OnceLock;
@@ -31,6 +35,7 @@ pub enum Direction {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Path {
     VaesAvx512,
+    VaesAvx2,
     AesNiX8,
     Portable,
 }
@@ -41,12 +46,18 @@ pub const PATH_ENV: &str = "BLOCKVAULT_XTS_PATH";
 
 impl Path {
     /// Every path, fastest first.
-    pub const ALL: [Path; 3] = [Path::VaesAvx512, Path::AesNiX8, Path::Portable];
+    pub const ALL: [Path; 4] = [
+        Path::VaesAvx512,
+        Path::VaesAvx2,
+        Path::AesNiX8,
+        Path::Portable,
+    ];
 
     /// The name reported to JavaScript by `cpuFeatures().path`.
     pub fn name(self) -> &'static str {
         match self {
             Path::VaesAvx512 => "vaes-avx512",
+            Path::VaesAvx2 => "vaes-avx2",
             Path::AesNiX8 => "aesni-x8",
             Path::Portable => "portable",
         }
@@ -70,6 +81,12 @@ impl Path {
                 ("AES-NI", cpu.aesni),
                 ("SSE4.1", cpu.sse41),
                 ("AVX-512F", cpu.avx512f),
+                ("VAES", cpu.vaes),
+            ],
+            Path::VaesAvx2 => &[
+                ("AES-NI", cpu.aesni),
+                ("SSE4.1", cpu.sse41),
+                ("AVX2", cpu.avx2),
                 ("VAES", cpu.vaes),
             ],
             Path::AesNiX8 => &[("AES-NI", cpu.aesni), ("SSE4.1", cpu.sse41)],
@@ -153,6 +170,7 @@ thread_local! {
 pub struct CpuFeatures {
     pub aesni: bool,
     pub sse41: bool,
+    pub avx2: bool,
     pub avx512f: bool,
     pub vaes: bool,
 }
@@ -165,6 +183,7 @@ impl CpuFeatures {
             CpuFeatures {
                 aesni: std::is_x86_feature_detected!("aes"),
                 sse41: std::is_x86_feature_detected!("sse4.1"),
+                avx2: std::is_x86_feature_detected!("avx2"),
                 avx512f: std::is_x86_feature_detected!("avx512f"),
                 vaes: std::is_x86_feature_detected!("vaes"),
             }
@@ -174,6 +193,7 @@ impl CpuFeatures {
             CpuFeatures {
                 aesni: false,
                 sse41: false,
+                avx2: false,
                 avx512f: false,
                 vaes: false,
             }
@@ -190,5 +210,10 @@ impl CpuFeatures {
     /// AVX-512F and VAES.
     pub fn vaes_path(&self) -> bool {
         self.aesni_path() && self.avx512f && self.vaes
+    }
+
+    /// VAES-AVX2 path: everything the AES-NI path needs plus AVX2 and VAES.
+    pub fn vaes_avx2_path(&self) -> bool {
+        self.aesni_path() && self.avx2 && self.vaes
     }
 }
