@@ -44,6 +44,7 @@ import {
   decodeRequest,
   encodeBlockStatusChunk,
   encodeErrorChunk,
+  encodeNoneChunk,
   encodeOffsetDataHeader,
   encodeSimpleReply,
   type Request,
@@ -238,6 +239,12 @@ export class Transmission {
         socket.write(encodeSimpleReply(0, request.cookie), done);
         return;
       case 'data': {
+        // An OFFSET_DATA chunk must carry at least one byte (proto.md): a zero-length read (which
+        // clients SHOULD NOT send) succeeds with just the final NONE chunk.
+        if (structured && outcome.data.length === 0) {
+          socket.write(encodeNoneChunk(request.cookie), done);
+          return;
+        }
         // One write of header and data (writev), so nothing else lands between them.
         const header = structured ? encodeOffsetDataHeader(request.cookie, request.offset, outcome.data.length) : encodeSimpleReply(0, request.cookie);
         socket.cork();

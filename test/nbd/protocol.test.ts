@@ -163,6 +163,8 @@ describe('transmission', () => {
     ]);
     c.request(CMD.BLOCK_STATUS, 8n, 0, 4 * MiB, 8 /* REQ_ONE */);
     expect((await c.reply()).extents).toEqual([[MiB, 3]]);
+    c.request(CMD.READ, 10n, MiB, 0); // zero length: the final NONE chunk only, no empty data chunk
+    expect(await c.reply()).toEqual({ error: 0, cookie: 10n });
     c.request(CMD.READ, 9n, MiB, 64 * 1024, 4 /* DF */);
     const expected = Buffer.alloc(64 * 1024);
     expected.fill(0x5a, 48 * 1024);
