@@ -113,7 +113,9 @@ export class NbdServer {
     connection.reader.stop();
     // Not yet in transmission: nothing in flight, so the connection can go now.
     if (connection.transmission === null) connection.socket.destroy();
-    else void connection.transmission.drain().then(() => connection.socket.end());
+    // In transmission: requests already read are answered, then the connection closes (the
+    // socket is paused, so the client's own FIN would never be seen: destroy once flushed).
+    else void connection.transmission.drain().then(() => connection.socket.end(() => connection.socket.destroy()));
   }
 
   #accept(socket: Socket): void {

@@ -44,6 +44,7 @@ import {
   decodeRequest,
   encodeBlockStatusChunk,
   encodeErrorChunk,
+  encodeNoneChunk,
   encodeOffsetDataHeader,
   encodeSimpleReply,
   type Request,
@@ -92,6 +93,11 @@ export class Transmission {
   #released: (() => void) | null = null;
   /** Resolved when nothing is in flight any more. */
   #drained: (() => void) | null = null;
+  #corked = false;
+  readonly #uncork = (): void => {
+    this.#corked = false;
+    this.#socket.uncork();
+  };
 
   constructor(socket: Socket, reader: SocketReader, session: Session) {
     this.#socket = socket;
@@ -233,11 +239,24 @@ export class Transmission {
     }
     const done = (): void => this.#release(shareBytes);
     const structured = this.#session.structuredReplies;
+    // Writes that commit together (one LMDB transaction) settle in the same tick: their replies
+    // leave in one writev instead of one syscall each.
+    if (!this.#corked) {
+      this.#corked = true;
+      socket.cork();
+      process.nextTick(this.#uncork);
+    }
     switch (outcome.kind) {
       case 'ok':
         socket.write(encodeSimpleReply(0, request.cookie), done);
         return;
       case 'data': {
+        // An OFFSET_DATA chunk must carry at least one byte (proto.md): a zero-length read (which
+        // clients SHOULD NOT send) succeeds with just the final NONE chunk.
+        if (structured && outcome.data.length === 0) {
+          socket.write(encodeNoneChunk(request.cookie), done);
+          return;
+        }
         // One write of header and data (writev), so nothing else lands between them.
         const header = structured ? encodeOffsetDataHeader(request.cookie, request.offset, outcome.data.length) : encodeSimpleReply(0, request.cookie);
         socket.cork();

@@ -147,7 +147,7 @@ describe.skipIf(!check.ok)(`real NBD clients${check.ok ? '' : ` (skipped: ${chec
       it.skipIf(!fioHasNbd)(`fio nbd ioengine: random 4 KiB writes, iodepth 16, verify=crc32c${fioHasNbd ? '' : ' (skipped: fio --enghelp lists no nbd engine)'}`, async () => {
         const result = await runOk(
           'fio',
-          ['--name=verify', '--ioengine=nbd', `--uri=${target.uri}`, '--rw=randwrite', '--bs=4k', '--size=16M', '--iodepth=16', '--verify=crc32c', '--do_verify=1', '--verify_fatal=1', '--randseed=12', '--output-format=json'],
+          ['--name=verify', '--ioengine=nbd', `--uri=${target.uri}`, '--rw=randwrite', '--bs=4k', '--size=16M', '--iodepth=16', '--verify=crc32c', '--verify_state_save=0', '--do_verify=1', '--verify_fatal=1', '--randseed=12', '--output-format=json'],
           { timeoutMs: 60_000 },
         );
         const job = (JSON.parse(result.stdout.slice(result.stdout.indexOf('{'))) as { jobs: Array<{ error: number; write: { io_bytes: number }; read: { io_bytes: number } }> }).jobs[0]!;

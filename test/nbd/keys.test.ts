@@ -34,7 +34,7 @@ afterEach(async () => {
 
 function fioArgs(uri: string, extra: string[]): string[] {
   // The same job (offsets, seed, block headers) for the write run and the verify-only run.
-  return ['--name=rot', '--ioengine=nbd', `--uri=${uri}`, '--rw=randwrite', '--bs=4k', '--size=48M', '--iodepth=16', '--verify=crc32c', '--randseed=21', '--output-format=json', ...extra];
+  return ['--name=rot', '--ioengine=nbd', `--uri=${uri}`, '--rw=randwrite', '--bs=4k', '--size=48M', '--iodepth=16', '--verify=crc32c', '--verify_state_save=0', '--randseed=21', '--output-format=json', ...extra];
 }
 
 function fioJob(stdout: string): { error: number; write: { io_bytes: number }; read: { io_bytes: number } } {

@@ -4,7 +4,9 @@
  * mapping, and hostile frames that must close only their own connection.
  */
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
+import { openTestEngine } from '../helpers/engine.js';
 import { useTempDirs } from '../helpers/temp-dir.js';
 import { xorshiftBytes } from '../helpers/xorshift.js';
 import { CMD, ERR, OPT, RawClient, REP, REQUEST_MAGIC } from './helpers/raw-client.js';
@@ -163,6 +165,8 @@ describe('transmission', () => {
     ]);
     c.request(CMD.BLOCK_STATUS, 8n, 0, 4 * MiB, 8 /* REQ_ONE */);
     expect((await c.reply()).extents).toEqual([[MiB, 3]]);
+    c.request(CMD.READ, 10n, MiB, 0); // zero length: the final NONE chunk only, no empty data chunk
+    expect(await c.reply()).toEqual({ error: 0, cookie: 10n });
     c.request(CMD.READ, 9n, MiB, 64 * 1024, 4 /* DF */);
     const expected = Buffer.alloc(64 * 1024);
     expected.fill(0x5a, 48 * 1024);
@@ -313,6 +317,35 @@ describe('hostile frames close only their own connection', () => {
     expect((await keeper.reply()).data).toEqual(Buffer.alloc(4096, 0x77));
     expect(served.events.filter((e) => e.kind === 'internal')).toEqual([]);
     expect(served.server.connectionCount).toBe(2);
+  });
+});
+
+describe('shutdown', () => {
+  it('engine.close() answers the requests it read, closes its NBD connections at once and removes the socket', async () => {
+    const c = await client();
+    await c.go('disk');
+    c.request(CMD.WRITE, 1n, 0, MiB, 0, Buffer.alloc(MiB, 4));
+    expect((await c.reply()).error).toBe(0);
+    // Whether the server read this one before closing is a race: if it did, it must answer it
+    // (success) and keep the data; if not, the connection closes without a reply.
+    c.request(CMD.WRITE, 2n, MiB, MiB, 0, Buffer.alloc(MiB, 5));
+    const started = Date.now();
+    const closing = served.engine.close();
+    const second = await c.reply().catch(() => null);
+    if (second !== null) expect(second).toEqual({ error: 0, cookie: 2n });
+    expect(await c.waitClosed()).toBe(true);
+    await closing;
+    // Not the CLOSE_GRACE_MS cut-off: the connection closed as soon as its replies were out.
+    expect(Date.now() - started).toBeLessThan(5000);
+    expect(existsSync(served.socketPath)).toBe(false);
+    // Acknowledged writes were flushed before the volume closed.
+    const engine = await openTestEngine(served.dir);
+    try {
+      const vol = await engine.openVolume('disk');
+      expect(Buffer.from(await vol.read(MiB - 1, 2))).toEqual(Buffer.from([4, second === null ? 0 : 5]));
+    } finally {
+      await engine.close();
+    }
   });
 });
 

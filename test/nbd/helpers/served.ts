@@ -11,6 +11,8 @@ import { openTestEngine, rootKey } from '../../helpers/engine.js';
 
 export interface Served {
   engine: Engine;
+  /** The engine directory. */
+  dir: string;
   key: RootKeyInfo;
   server: NbdServerHandle;
   socketPath: string;
@@ -36,6 +38,7 @@ export async function serveVolumes(
     const server = await engine.serveNbd({ socketPath }, exports ?? volumes.map((v) => ({ volume: v.name })), { onConnectionEvent: (e) => events.push(e) });
     return {
       engine,
+      dir,
       key,
       server,
       socketPath,

@@ -1,0 +1,191 @@
+/**
+ * The NBD server through fio's nbd engine, against qemu-nbd serving a qemu LUKS image
+ * (aes-256-xts-plain64, the same cipher and tweak as a volume) and qemu-nbd serving a raw file.
+ *
+ * Fixed setups:
+ *  - blockvault: Engine.open in a temp dir (native cipher when built), one volume of SIZE bytes,
+ *    4096-byte sectors, default layout, served by engine.serveNbd on a Unix socket (this process).
+ *  - qemu-nbd + LUKS: `qemu-img create -f luks` (cipher aes-256 xts plain64, iter-time 200 ms so
+ *    creating it is quick; it only affects opening), served by `qemu-nbd --image-opts
+ *    driver=luks,...` on a Unix socket; qemu-nbd + raw: a sparse raw file. Both with qemu-nbd's
+ *    defaults (cache=writeback: a write is acknowledged once in the page cache, no fsync, where
+ *    blockvault acknowledges a write once its LMDB transaction committed).
+ *  - Each target is filled once with 1 MiB sequential writes (untimed), then per round each case
+ *    runs for SECONDS on every target, the target order rotating each round: random 4 KiB write,
+ *    random 4 KiB read, sequential 1 MiB write, sequential 1 MiB read; fio --ioengine=nbd,
+ *    iodepth 16, one job, time based. MB/s are fio's bandwidth summed over rounds.
+ *
+ * `npm run bench:nbd [-- --size 256MiB --seconds 3 --rounds 2]`. Writes bench/results/nbd.json
+ * and .md (`npm run readme:bench` copies the table into the README). Targets (issue 12): at
+ * least 1.0x qemu-nbd+LUKS on random 4 KiB, at least 1.5x on sequential 1 MiB.
+ */
+import { spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { nativeCipherStatus } from '../src/cipher/index.js';
+import { Engine } from '../src/index.js';
+import { parseByteSize } from './lib/args.js';
+import { machineInfo } from './lib/machine.js';
+import { formatNumber, markdownTable, saveResults } from './lib/report.js';
+
+const MIB = 1024 * 1024;
+const PASSPHRASE = 'nbd-bench-passphrase';
+const LUKS_SECRET = 'nbd-bench-luks-secret';
+
+function argValue(name: string): string | undefined {
+  const at = process.argv.indexOf(name);
+  return at >= 0 ? process.argv[at + 1] : undefined;
+}
+
+const SIZE = parseByteSize(argValue('--size') ?? '256MiB', '--size');
+const SECONDS = Number(argValue('--seconds') ?? '3');
+const ROUNDS = Number(argValue('--rounds') ?? '2');
+
+interface Case {
+  name: string;
+  rw: string;
+  bs: string;
+  target: { ratio: number; against: string } | null;
+}
+
+const CASES: Case[] = [
+  { name: 'random write 4 KiB', rw: 'randwrite', bs: '4k', target: { ratio: 1.0, against: 'qemu-nbd + LUKS' } },
+  { name: 'random read 4 KiB', rw: 'randread', bs: '4k', target: { ratio: 1.0, against: 'qemu-nbd + LUKS' } },
+  { name: 'sequential write 1 MiB', rw: 'write', bs: '1M', target: { ratio: 1.5, against: 'qemu-nbd + LUKS' } },
+  { name: 'sequential read 1 MiB', rw: 'read', bs: '1M', target: { ratio: 1.5, against: 'qemu-nbd + LUKS' } },
+];
+
+function run(command: string, args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (b: Buffer) => (stdout += b.toString()));
+    child.stderr.on('data', (b: Buffer) => (stderr += b.toString()));
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
+async function runOk(command: string, args: string[]): Promise<string> {
+  const r = await run(command, args);
+  if (r.code !== 0) throw new Error(`${command} ${args.join(' ')}: exit ${r.code}\n${r.stderr}`);
+  return r.stdout;
+}
+
+/** fio's nbd engine on `uri`; returns MB/s (10^6 bytes per second). */
+async function fio(uri: string, rw: string, bs: string, timed: boolean): Promise<number> {
+  const args = ['--name=bench', '--ioengine=nbd', `--uri=${uri}`, `--rw=${rw}`, `--bs=${bs}`, `--size=${SIZE}`, '--iodepth=16', '--randseed=7', '--output-format=json'];
+  if (timed) args.push('--time_based', `--runtime=${SECONDS}`, '--ramp_time=0.5');
+  const out = await runOk('fio', args);
+  const job = (JSON.parse(out.slice(out.indexOf('{'))) as { jobs: Array<{ read: { bw_bytes: number }; write: { bw_bytes: number } }> }).jobs[0]!;
+  return (rw.includes('read') ? job.read.bw_bytes : job.write.bw_bytes) / 1e6;
+}
+
+async function startQemuNbd(socketPath: string, args: string[]): Promise<() => Promise<void>> {
+  const child = spawn('qemu-nbd', ['--persistent', '--shared=4', '--socket', socketPath, ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let stderr = '';
+  child.stderr!.on('data', (b: Buffer) => (stderr += b.toString()));
+  const exited = new Promise<void>((resolve) => child.on('close', () => resolve()));
+  const deadline = Date.now() + 10_000;
+  while (!existsSync(socketPath)) {
+    if (child.exitCode !== null || Date.now() > deadline) throw new Error(`qemu-nbd did not start: ${stderr}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  return async () => {
+    child.kill('SIGTERM');
+    await exited;
+  };
+}
+
+async function main(): Promise<void> {
+  for (const tool of ['fio', 'qemu-img', 'qemu-nbd']) {
+    if ((await run('sh', ['-c', `command -v ${tool}`])).code !== 0) throw new Error(`${tool} is missing: apt-get install ${tool === 'fio' ? 'fio' : 'qemu-utils'}`);
+  }
+  const machine = machineInfo();
+  const dir = mkdtempSync(join(tmpdir(), 'blockvault-nbd-bench-'));
+  const stops: Array<() => Promise<void>> = [];
+  const started = Date.now();
+  try {
+    const engine = await Engine.open({ dir: join(dir, 'engine'), hsm: { passphrase: PASSPHRASE }, purgeIntervalMs: 0 });
+    stops.push(() => engine.close());
+    const vol = await engine.createVolume({ name: 'bench', sizeBytes: SIZE, sectorSize: 4096 });
+    await vol.close();
+    const served = await engine.serveNbd({ socketPath: join(dir, 'bv.sock') }, [{ volume: 'bench' }]);
+
+    const luks = join(dir, 'disk.luks');
+    const secret = `secret,id=sec0,data=${LUKS_SECRET}`;
+    await runOk('qemu-img', ['create', '-q', '--object', secret, '-f', 'luks', '-o', 'key-secret=sec0,cipher-alg=aes-256,cipher-mode=xts,ivgen-alg=plain64,hash-alg=sha256,iter-time=200', luks, String(SIZE)]);
+    stops.push(await startQemuNbd(join(dir, 'luks.sock'), ['--object', secret, '--export-name=luks', '--image-opts', `driver=luks,key-secret=sec0,file.driver=file,file.filename=${luks}`]));
+    const raw = join(dir, 'disk.raw');
+    await runOk('qemu-img', ['create', '-q', '-f', 'raw', raw, String(SIZE)]);
+    stops.push(await startQemuNbd(join(dir, 'raw.sock'), ['--export-name=raw', '-f', 'raw', raw]));
+
+    const targets: Array<{ name: string; uri: string }> = [
+      { name: 'blockvault', uri: served.uri },
+      { name: 'qemu-nbd + LUKS', uri: `nbd+unix:///luks?socket=${join(dir, 'luks.sock')}` },
+      { name: 'qemu-nbd + raw', uri: `nbd+unix:///raw?socket=${join(dir, 'raw.sock')}` },
+    ];
+    for (const t of targets) await fio(t.uri, 'write', '1M', false);
+
+    const perRound: Record<string, Record<string, number[]>> = {};
+    for (let round = 0; round < ROUNDS; round++) {
+      for (const c of CASES) {
+        for (let i = 0; i < targets.length; i++) {
+          const t = targets[(i + round) % targets.length]!;
+          const mbps = await fio(t.uri, c.rw, c.bs, true);
+          ((perRound[c.name] ??= {})[t.name] ??= []).push(mbps);
+          process.stderr.write(`round ${round + 1}/${ROUNDS} ${c.name} ${t.name}: ${mbps.toFixed(1)} MB/s\n`);
+        }
+      }
+    }
+    await served.close();
+
+    const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+    const rows = CASES.map((c) => {
+      const m = Object.fromEntries(targets.map((t) => [t.name, mean(perRound[c.name]![t.name]!)]));
+      const ratio = m['blockvault']! / m['qemu-nbd + LUKS']!;
+      const met = c.target === null ? '-' : ratio >= c.target.ratio ? 'met' : 'MISSED';
+      return {
+        case: c.name,
+        mbps: m,
+        perRound: perRound[c.name],
+        ratioVsLuks: ratio,
+        ratioVsRaw: m['blockvault']! / m['qemu-nbd + raw']!,
+        target: c.target?.ratio ?? null,
+        met,
+      };
+    });
+    const seconds = Math.round((Date.now() - started) / 1000);
+    const md = [
+      '# NBD: fio through the nbd engine (bench/nbd.bench.ts)',
+      '',
+      `${machine.date}, ${machine.cpuModel}, ${machine.logicalCpus} logical CPUs (load ${machine.loadAverage1m} at start), ${machine.memoryGiB} GiB, Node ${machine.node}, ${machine.platform}; ${nativeCipherStatus().available ? 'native' : 'ts'} cipher; ${seconds} s.`,
+      `A ${SIZE / MIB} MiB disk per target, filled once; fio --ioengine=nbd, iodepth 16, ${SECONDS} s per case, ${ROUNDS} rounds (target order rotating); MB/s is the mean over rounds.`,
+      'qemu-nbd runs with its defaults (cache=writeback: writes acknowledged from the page cache, no fsync); blockvault acknowledges a write once its LMDB transaction committed.',
+      '',
+      markdownTable(
+        ['case', 'blockvault MB/s', 'qemu-nbd + LUKS MB/s', 'qemu-nbd + raw MB/s', 'vs LUKS', 'vs raw', 'target vs LUKS', ''],
+        rows.map((r) => [
+          r.case,
+          formatNumber(r.mbps['blockvault']),
+          formatNumber(r.mbps['qemu-nbd + LUKS']),
+          formatNumber(r.mbps['qemu-nbd + raw']),
+          `${r.ratioVsLuks.toFixed(2)}x`,
+          `${r.ratioVsRaw.toFixed(2)}x`,
+          r.target === null ? '-' : `>= ${r.target.toFixed(1)}x`,
+          r.met,
+        ]),
+      ),
+    ].join('\n');
+    const paths = saveResults('nbd', { machine, sizeBytes: SIZE, seconds: SECONDS, rounds: ROUNDS, rows }, md);
+    console.log(md);
+    console.log(`\nwrote ${paths.json} and ${paths.md}`);
+  } finally {
+    for (const stop of stops.reverse()) await stop().catch(() => undefined);
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+await main();
