@@ -18,9 +18,25 @@ const running = new Set<ChildProcess>();
 /** Long-running servers (killServers in afterAll; their stop() normally ends them first). */
 const servers = new Set<ChildProcess>();
 
-export function run(command: string, args: readonly string[], options: { timeoutMs?: number; input?: Buffer } = {}): Promise<RunResult> {
+export interface RunOptions {
+  timeoutMs?: number;
+  input?: Buffer;
+  /** Run as this user and group (PostgreSQL refuses to run as root). */
+  uid?: number;
+  gid?: number;
+  cwd?: string;
+  env?: NodeJS.ProcessEnv;
+}
+
+export function run(command: string, args: readonly string[], options: RunOptions = {}): Promise<RunResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(command, args, { stdio: ['pipe', 'pipe', 'pipe'] });
+    const child = spawn(command, args, {
+      stdio: ['pipe', 'pipe', 'pipe'],
+      ...(options.uid === undefined ? {} : { uid: options.uid }),
+      ...(options.gid === undefined ? {} : { gid: options.gid }),
+      ...(options.cwd === undefined ? {} : { cwd: options.cwd }),
+      ...(options.env === undefined ? {} : { env: options.env }),
+    });
     running.add(child);
     let stdout = '';
     let stderr = '';
@@ -42,7 +58,7 @@ export function run(command: string, args: readonly string[], options: { timeout
 }
 
 /** Runs and expects exit 0; the error names the command and its stderr. */
-export async function runOk(command: string, args: readonly string[], options: { timeoutMs?: number } = {}): Promise<RunResult> {
+export async function runOk(command: string, args: readonly string[], options: RunOptions = {}): Promise<RunResult> {
   const result = await run(command, args, options);
   if (result.code !== 0) throw new Error(`${command} ${args.join(' ')} exited ${result.code ?? result.signal}:\n${result.stderr}\n${result.stdout}`);
   return result;
