@@ -18,6 +18,10 @@
  * `npm run bench:nbd [-- --size 256MiB --seconds 3 --rounds 2]`. Writes bench/results/nbd.json
  * and .md (`npm run readme:bench` copies the table into the README). Targets (issue 12): at
  * least 1.0x qemu-nbd+LUKS on random 4 KiB, at least 1.5x on sequential 1 MiB.
+ *
+ * Then pgbench TPS on ext4 on each export (bench/lib/nbd-pgbench.ts, blockvault against
+ * qemu-nbd + LUKS), written to bench/results/nbd-pgbench.{json,md}; `--pg-size 512MiB --pg-scale
+ * 8 --pg-seconds 10 --pg-rounds 3` set it up. `--only fio` or `--only pgbench` runs one part.
  */
 import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
@@ -26,6 +30,7 @@ import { join } from 'node:path';
 import { nativeCipherStatus } from '../src/cipher/index.js';
 import { Engine } from '../src/index.js';
 import { parseByteSize } from './lib/args.js';
+import { runPgbenchBench } from './lib/nbd-pgbench.js';
 import { machineInfo } from './lib/machine.js';
 import { formatNumber, markdownTable, saveResults } from './lib/report.js';
 
@@ -41,6 +46,8 @@ function argValue(name: string): string | undefined {
 const SIZE = parseByteSize(argValue('--size') ?? '256MiB', '--size');
 const SECONDS = Number(argValue('--seconds') ?? '3');
 const ROUNDS = Number(argValue('--rounds') ?? '2');
+const ONLY = argValue('--only');
+if (ONLY !== undefined && ONLY !== 'fio' && ONLY !== 'pgbench') throw new Error(`--only ${ONLY}: give fio or pgbench`);
 
 interface Case {
   name: string;
@@ -188,4 +195,12 @@ async function main(): Promise<void> {
   }
 }
 
-await main();
+if (ONLY !== 'pgbench') await main();
+if (ONLY !== 'fio') {
+  await runPgbenchBench({
+    sizeBytes: parseByteSize(argValue('--pg-size') ?? '512MiB', '--pg-size'),
+    scale: Number(argValue('--pg-scale') ?? '8'),
+    seconds: Number(argValue('--pg-seconds') ?? '10'),
+    rounds: Number(argValue('--pg-rounds') ?? '3'),
+  });
+}
