@@ -30,6 +30,7 @@ import { join } from 'node:path';
 import { nativeCipherStatus } from '../src/cipher/index.js';
 import { Engine } from '../src/index.js';
 import { parseByteSize } from './lib/args.js';
+import { createLuksImage } from './lib/luks.js';
 import { runPgbenchBench } from './lib/nbd-pgbench.js';
 import { machineInfo } from './lib/machine.js';
 import { formatNumber, markdownTable, saveResults } from './lib/report.js';
@@ -123,7 +124,7 @@ async function main(): Promise<void> {
 
     const luks = join(dir, 'disk.luks');
     const secret = `secret,id=sec0,data=${LUKS_SECRET}`;
-    await runOk('qemu-img', ['create', '-q', '--object', secret, '-f', 'luks', '-o', 'key-secret=sec0,cipher-alg=aes-256,cipher-mode=xts,ivgen-alg=plain64,hash-alg=sha256,iter-time=200', luks, String(SIZE)]);
+    await createLuksImage(luks, secret, SIZE);
     stops.push(await startQemuNbd(join(dir, 'luks.sock'), ['--object', secret, '--export-name=luks', '--image-opts', `driver=luks,key-secret=sec0,file.driver=file,file.filename=${luks}`]));
     const raw = join(dir, 'disk.raw');
     await runOk('qemu-img', ['create', '-q', '-f', 'raw', raw, String(SIZE)]);

@@ -27,7 +27,7 @@ import { nativeCipherStatus } from '../../src/cipher/index.js';
 import { startEngineServer } from '../../test/nbd/helpers/engine-server.js';
 import { attachLoop, Cleanups, mkfsExt4, mountExt4 } from '../../test/nbd/helpers/fs-chain.js';
 import { cluster, findPostgresBin, postgresUser, type Cluster, type PgbenchResult } from '../../test/nbd/helpers/postgres.js';
-import { runOk } from '../../test/nbd/helpers/processes.js';
+import { createLuksImage } from './luks.js';
 import { machineInfo } from './machine.js';
 import { formatNumber, markdownTable, saveResults } from './report.js';
 
@@ -97,7 +97,7 @@ export async function runPgbenchBench(options: PgbenchBenchOptions): Promise<voi
     cleanups.push(`stop the engine server (pid ${server.child.pid})`, () => server.stop());
     const luks = join(dir, 'disk.luks');
     const secret = `secret,id=sec0,data=${LUKS_SECRET}`;
-    await runOk('qemu-img', ['create', '-q', '--object', secret, '-f', 'luks', '-o', 'key-secret=sec0,cipher-alg=aes-256,cipher-mode=xts,ivgen-alg=plain64,hash-alg=sha256,iter-time=200', luks, String(options.sizeBytes)]);
+    await createLuksImage(luks, secret, options.sizeBytes);
     await startQemuNbd(cleanups, join(dir, 'luks.sock'), ['--object', secret, '--export-name=luks', '--image-opts', `driver=luks,key-secret=sec0,file.driver=file,file.filename=${luks}`]);
 
     const specs = [
