@@ -21,7 +21,7 @@
  *
  * Then pgbench TPS on ext4 on each export (bench/lib/nbd-pgbench.ts, blockvault against
  * qemu-nbd + LUKS), written to bench/results/nbd-pgbench.{json,md}; `--pg-size 512MiB --pg-scale
- * 8 --pg-seconds 10 --pg-rounds 3` set it up. `--only fio` or `--only pgbench` runs one part.
+ * 8 --pg-seconds 10 --pg-rounds 4` set it up. `--only fio` or `--only pgbench` runs one part.
  */
 import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
@@ -202,6 +202,6 @@ if (ONLY !== 'fio') {
     sizeBytes: parseByteSize(argValue('--pg-size') ?? '512MiB', '--pg-size'),
     scale: Number(argValue('--pg-scale') ?? '8'),
     seconds: Number(argValue('--pg-seconds') ?? '10'),
-    rounds: Number(argValue('--pg-rounds') ?? '3'),
+    rounds: Number(argValue('--pg-rounds') ?? '4'),
   });
 }

@@ -11,10 +11,12 @@
  *  - qemu-nbd + LUKS: `qemu-img create -f luks` (aes-256 xts plain64, iter-time 200 ms) served by
  *    qemu-nbd on a Unix socket with its defaults (cache=writeback: writes acknowledged from the
  *    page cache; a FLUSH is an fdatasync of the image file).
- *  - Each: nbdfuse shows the export as a file, losetup, mkfs.ext4 (4 KiB blocks), mount,
+ *  - Each: nbdfuse shows the export as a file, losetup, mkfs.ext4 (4 KiB blocks, inode tables
+ *    and journal initialized at once, so no ext4lazyinit writes run during the rounds), mount,
  *    initdb (run as the OS user postgres; shared_buffers 32MB, fsync on, synchronous_commit on),
- *    `pgbench -i -s SCALE`. Then per round, the target order rotating: `pgbench -c 4 -j 2 -T
- *    SECONDS --no-vacuum` (TPC-B-like) on each target. TPS is pgbench's "tps (without initial
+ *    `pgbench -i -s SCALE`. Then per round, the target order rotating: CHECKPOINT and sync (so no
+ *    run pays for the writeback of the one before), then `pgbench -c 4 -j 2 -T SECONDS
+ *    --no-vacuum` (TPC-B-like) on each target. TPS is pgbench's "tps (without initial
  *    connection time)"; the mean over rounds is compared.
  * Needs root, /dev/fuse, loop devices, nbdfuse, qemu-img, qemu-nbd, PostgreSQL and the OS user
  * postgres; writes bench/results/nbd-pgbench.{json,md}.
@@ -27,6 +29,7 @@ import { nativeCipherStatus } from '../../src/cipher/index.js';
 import { startEngineServer } from '../../test/nbd/helpers/engine-server.js';
 import { attachLoop, Cleanups, mkfsExt4, mountExt4 } from '../../test/nbd/helpers/fs-chain.js';
 import { cluster, findPostgresBin, postgresUser, type Cluster, type PgbenchResult } from '../../test/nbd/helpers/postgres.js';
+import { runOk } from '../../test/nbd/helpers/processes.js';
 import { createLuksImage } from './luks.js';
 import { machineInfo } from './machine.js';
 import { formatNumber, markdownTable, saveResults } from './report.js';
@@ -107,7 +110,7 @@ export async function runPgbenchBench(options: PgbenchBenchOptions): Promise<voi
     const targets: Target[] = [];
     for (const spec of specs) {
       const loop = await attachLoop(cleanups, spec.uri, join(dir, `fuse-${spec.slug}`));
-      await mkfsExt4(loop);
+      await mkfsExt4(loop, { eager: true });
       const mountDir = join(dir, `mnt-${spec.slug}`);
       await mountExt4(cleanups, loop, mountDir);
       const pg = cluster(bin, user, { dataDir: join(mountDir, 'pgdata'), socketDir: join(dir, `sock-${spec.slug}`), logFile: join(dir, `log-${spec.slug}`, 'postgres.log') });
@@ -124,6 +127,10 @@ export async function runPgbenchBench(options: PgbenchBenchOptions): Promise<voi
     for (let round = 0; round < options.rounds; round++) {
       for (let i = 0; i < targets.length; i++) {
         const t = targets[(i + round) % targets.length]!;
+        // Each run starts clean: what earlier runs left dirty (PostgreSQL's buffers, ext4's page
+        // cache) is written out now, not during this run, where it would be billed to it.
+        await t.pg.sql('CHECKPOINT');
+        await runOk('sync', [], { timeoutMs: 120_000 });
         const r = await t.pg.pgbench(['--client=4', '--jobs=2', '--no-vacuum', `--time=${options.seconds}`], (options.seconds + 60) * 1000);
         if (r.run.code !== 0 || r.failed !== 0 || !(r.tps > 0)) throw new Error(`pgbench on ${t.name} failed (exit ${r.run.code}, ${r.failed} failed):\n${r.run.stdout}${r.run.stderr}`);
         (perRound[t.name] ??= []).push({ tps: r.tps, latencyMs: latencyMs(r), transactions: r.transactions });
@@ -141,7 +148,7 @@ export async function runPgbenchBench(options: PgbenchBenchOptions): Promise<voi
       '# NBD: pgbench on ext4 on an export (bench/lib/nbd-pgbench.ts)',
       '',
       `${machine.date}, ${machine.cpuModel}, ${machine.logicalCpus} logical CPUs (load ${machine.loadAverage1m} at start), ${machine.memoryGiB} GiB, Node ${machine.node}, ${machine.platform}; ${nativeCipherStatus().available ? 'native' : 'ts'} cipher; ${seconds} s.`,
-      `Each target: a ${options.sizeBytes / MIB} MiB disk, nbdfuse, loop device, ext4, PostgreSQL (shared_buffers 32MB, fsync and synchronous_commit on), pgbench -i -s ${options.scale}; then pgbench -c 4 -j 2 -T ${options.seconds} --no-vacuum (TPC-B-like), ${options.rounds} rounds with the target order rotating; TPS is the mean over rounds.`,
+      `Each target: a ${options.sizeBytes / MIB} MiB disk, nbdfuse, loop device, ext4 (no lazy init), PostgreSQL (shared_buffers 32MB, fsync and synchronous_commit on), pgbench -i -s ${options.scale}; then per run CHECKPOINT, sync and pgbench -c 4 -j 2 -T ${options.seconds} --no-vacuum (TPC-B-like), ${options.rounds} rounds with the target order rotating; TPS is the mean over rounds.`,
       'The blockvault server runs in its own process; qemu-nbd with its defaults (cache=writeback; a flush is an fdatasync of the image file), blockvault commits each write to LMDB before acknowledging it.',
       '',
       markdownTable(
