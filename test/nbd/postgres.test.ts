@@ -12,8 +12,9 @@
  *     brought up again, e2fsck finds ext4 clean and the sums still agree: what PostgreSQL wrote
  *     before and during the rotation reads back from the volume under the new key.
  *  3. The key is force-deleted (cryptoshred) during a third run: PostgreSQL gets I/O errors
- *     (its log says so, pgbench fails), blockvault reports the volume locked, and a fresh NBD
- *     connection cannot read a byte of it.
+ *     (its log says so, pgbench fails), blockvault reports the volume locked, a fresh NBD
+ *     connection cannot read a byte of it, and after a restart (the CLI opening the engine
+ *     directory in a new process) the volume still shows locked and still cannot be exported.
  *
  * The server must not run in the test process: a blocking file system call on the mount (by
  * this process or the kernel on its behalf) would wait for a FUSE request that only this
@@ -27,7 +28,8 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { findTools } from '../helpers/external-tool.js';
 import { useTempDirs } from '../helpers/temp-dir.js';
-import { startEngineServer, type EngineServer } from './helpers/engine-server.js';
+import { runBlockvault } from '../cli/helpers.js';
+import { ENGINE_SERVER_PASSPHRASE, startEngineServer, type EngineServer } from './helpers/engine-server.js';
 import { attachLoop, Cleanups, mkfsExt4, mounted, mountExt4 } from './helpers/fs-chain.js';
 import { alive, cluster, findPostgresBin, POSTGRES_DEBIAN_PACKAGE, POSTGRES_PROGRAMS, postgresUser, TPCB_SUMS_SQL, type Cluster } from './helpers/postgres.js';
 import { killAll, run } from './helpers/processes.js';
@@ -196,5 +198,15 @@ describe.skipIf(missing.length > 0)(`PostgreSQL on a volume (ext4, loop, nbdfuse
     if (pid !== null) expect(alive(pid)).toBe(false);
     expect((await run('losetup', ['--list', '--noheadings', '--output', 'BACK-FILE'])).stdout).not.toContain(dir);
     expect(server.child.exitCode).toBe(0);
+
+    // After a restart (a new process opens the engine directory): the metadata still reads as
+    // locked, and the data still cannot be read.
+    const env = { BLOCKVAULT_PASSPHRASE: ENGINE_SERVER_PASSPHRASE };
+    const show = await runBlockvault(['volume', 'show', 'pg', '--dir', join(dir, 'engine'), '--json'], { env });
+    expect(show.code, show.stderr).toBe(0);
+    expect(show.json()).toMatchObject({ name: 'pg', state: 'locked', sizeBytes: VOLUME_BYTES });
+    const exported = await runBlockvault(['volume', 'export', 'pg', '--dir', join(dir, 'engine'), '--length', '4096', '--file', join(dir, 'after.raw'), '--json'], { env });
+    expect(exported.code).toBe(1);
+    expect(exported.jsonError().error.code).toBe('VOLUME_LOCKED');
   }, 150_000);
 });

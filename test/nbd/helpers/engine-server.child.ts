@@ -20,6 +20,7 @@
 import { randomBytes } from 'node:crypto';
 import { createInterface } from 'node:readline';
 import { Engine } from '../../../src/engine.js';
+import { ENGINE_SERVER_PASSPHRASE } from './engine-server.js';
 
 const [dir, socketPath, sizeText, ...flags] = process.argv.slice(2);
 if (dir === undefined || socketPath === undefined || sizeText === undefined) {
@@ -28,7 +29,7 @@ if (dir === undefined || socketPath === undefined || sizeText === undefined) {
 }
 const imported = flags.includes('--import-key');
 
-const engine = await Engine.open({ dir, hsm: { passphrase: 'engine-server child passphrase' }, purgeIntervalMs: 0 });
+const engine = await Engine.open({ dir, hsm: { passphrase: ENGINE_SERVER_PASSPHRASE }, purgeIntervalMs: 0 });
 const instance = await engine.hsm.createInstance({ name: 'pg-instance' });
 const key = imported
   ? await engine.hsm.importRootKey(instance.id, { name: 'pg-root', material: randomBytes(32) })

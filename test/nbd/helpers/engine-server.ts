@@ -10,6 +10,9 @@ import { fileURLToPath } from 'node:url';
 const HERE = dirname(fileURLToPath(import.meta.url));
 const REPO_ROOT = join(HERE, '../../..');
 
+/** The HSM passphrase of the child's engine (for a CLI that opens its directory afterwards). */
+export const ENGINE_SERVER_PASSPHRASE = 'engine-server child passphrase';
+
 export interface EngineServer {
   readonly child: ChildProcess;
   readonly uri: string;
