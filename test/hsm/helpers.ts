@@ -8,14 +8,38 @@ import { ManualClock } from '../../src/clock.js';
 import { isBlockvaultError, type ErrorCode } from '../../src/errors.js';
 import { SoftHsm, type SoftHsmOptions } from '../../src/hsm/index.js';
 import type { CallerContext } from '../../src/hsm/types.js';
+import { softHsmCheck, softHsmToken } from '../helpers/softhsm.js';
 
 export const PASSPHRASE = 'correct horse battery staple';
 /** Cheaper scrypt for tests; one test opens with the default cost. */
 export const TEST_SCRYPT_N = 1 << 10;
 export const STORAGE: CallerContext = { sourceService: 'blockvault', sourceInstance: 'engine-1', initiator: 'blockvault-engine' };
 
+/**
+ * The key providers every HSM suite runs against (describe.each). The PKCS#11 one runs on a
+ * SoftHSM2 token made for the test process (test/helpers/softhsm.ts); without SoftHSM2 its cases
+ * skip with `reason`, and in CI (BLOCKVAULT_REQUIRE_TOOLS=1) they must run.
+ */
+export type ProviderName = 'software' | 'pkcs11';
+export interface ProviderCase {
+  provider: ProviderName;
+  available: boolean;
+  /** The describe title suffix: the provider, and why it skips when it does. */
+  title: string;
+}
+export const PROVIDERS: ProviderCase[] = [
+  { provider: 'software', available: true, title: 'software provider' },
+  { provider: 'pkcs11', available: softHsmCheck.ok, title: softHsmCheck.ok ? 'PKCS#11 provider (SoftHSM2)' : `PKCS#11 provider (skipped: ${softHsmCheck.reason})` },
+];
+
+/** The HSM options that open `provider`: the test passphrase, or the process's SoftHSM2 token. */
+export function providerSecret(provider: ProviderName): Partial<SoftHsmOptions> {
+  return provider === 'pkcs11' ? { pkcs11: softHsmToken().options } : { passphrase: PASSPHRASE };
+}
+
 export interface Harness {
   dir: string;
+  provider: ProviderName;
   clock: ManualClock;
   root: RootDatabase;
   audit: AuditLog;
@@ -26,14 +50,19 @@ export interface Harness {
   cleanup(): Promise<void>;
 }
 
-export async function openHarness(options: Partial<SoftHsmOptions> = {}, existingDir?: string): Promise<Harness> {
+export async function openHarness(options: Partial<SoftHsmOptions> = {}, existingDir?: string, provider: ProviderName = 'software'): Promise<Harness> {
   const dir = existingDir ?? mkdtempSync(join(tmpdir(), 'bv-hsm-'));
   const clock = (options.clock as ManualClock | undefined) ?? new ManualClock(Date.UTC(2026, 0, 1));
-  const h = { dir, clock, closed: true } as Harness & { closed: boolean };
+  const h = { dir, clock, provider, closed: true } as Harness & { closed: boolean };
   const start = async (extra: Partial<SoftHsmOptions>): Promise<void> => {
     h.root = open({ path: join(dir, 'engine.lmdb') });
     h.audit = await AuditLog.open({ root: h.root, clock });
-    const secret = extra.keyFile !== undefined ? { keyFile: extra.keyFile } : { passphrase: extra.passphrase ?? PASSPHRASE };
+    const secret =
+      extra.keyFile !== undefined
+        ? { keyFile: extra.keyFile }
+        : provider === 'pkcs11' && extra.passphrase === undefined
+          ? { pkcs11: extra.pkcs11 ?? softHsmToken().options }
+          : { passphrase: extra.passphrase ?? PASSPHRASE };
     try {
       h.hsm = await SoftHsm.open({ root: h.root, dir, clock, audit: h.audit, scryptN: TEST_SCRYPT_N, ...extra, ...secret });
     } catch (error) {
