@@ -7,6 +7,7 @@ import { AuditLog } from '../../src/audit/index.js';
 import { ManualClock } from '../../src/clock.js';
 import { isBlockvaultError, type ErrorCode } from '../../src/errors.js';
 import { SoftHsm, type SoftHsmOptions } from '../../src/hsm/index.js';
+import type { KeyProvider, ProviderInventory } from '../../src/hsm/provider.js';
 import type { CallerContext } from '../../src/hsm/types.js';
 import { softHsmCheck, softHsmToken } from '../helpers/softhsm.js';
 
@@ -89,6 +90,11 @@ export async function openHarness(options: Partial<SoftHsmOptions> = {}, existin
   };
   await start(options);
   return h;
+}
+
+/** What the harness's key provider stores (key versions, import-token keys), read through the provider itself. */
+export function providerInventory(h: Harness): Promise<ProviderInventory> {
+  return (h.hsm as unknown as { core: { provider: KeyProvider } }).core.provider.inventory();
 }
 
 /** Awaits `promise` and checks it failed with a BlockvaultError of `code`; returns the error. */
