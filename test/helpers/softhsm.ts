@@ -65,3 +65,33 @@ export function softHsmToken(): SoftHsmToken {
   token = { options: { module: SOFTHSM_MODULE, tokenLabel: SOFTHSM_TOKEN_LABEL, pin: SOFTHSM_PIN }, tokenDir, conf };
   return token;
 }
+
+/**
+ * The versions of a root key that have an object on the token, for an engine directory (its
+ * namespace is in hsm/pkcs11.json): the PKCS#11 counterpart of counting sealed key files.
+ */
+export async function tokenKeyVersions(engineDir: string, keyId: string, versionsMax = 16): Promise<number[]> {
+  const { Pkcs11Token } = await import('../../src/hsm/pkcs11/session-pool.js');
+  const { resolvePkcs11Options } = await import('../../src/hsm/pkcs11/options.js');
+  const { readPkcs11Marker } = await import('../../src/hsm/pkcs11/marker.js');
+  const { labels } = await import('../../src/hsm/pkcs11/mechanisms.js');
+  const marker = readPkcs11Marker(join(engineDir, 'hsm'));
+  if (marker === null) throw new Error(`${engineDir}/hsm/pkcs11.json is missing`);
+  const token = Pkcs11Token.acquire(resolvePkcs11Options(softHsmToken().options));
+  try {
+    return await token.withSession((session) => {
+      const versions: number[] = [];
+      for (let version = 1; version <= versionsMax; version += 1) {
+        token.module.C_FindObjectsInit(session, [{ type: token.p.CKA_LABEL, value: labels.rootKey(marker.namespace, keyId, version) }]);
+        try {
+          if (token.module.C_FindObjects(session, 1).length > 0) versions.push(version);
+        } finally {
+          token.module.C_FindObjectsFinal(session);
+        }
+      }
+      return versions;
+    });
+  } finally {
+    token.release();
+  }
+}

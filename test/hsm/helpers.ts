@@ -9,29 +9,15 @@ import { isBlockvaultError, type ErrorCode } from '../../src/errors.js';
 import { SoftHsm, type SoftHsmOptions } from '../../src/hsm/index.js';
 import type { KeyProvider, ProviderInventory } from '../../src/hsm/provider.js';
 import type { CallerContext } from '../../src/hsm/types.js';
-import { softHsmCheck, softHsmToken } from '../helpers/softhsm.js';
+import type { ProviderName } from '../helpers/providers.js';
+import { softHsmToken } from '../helpers/softhsm.js';
 
 export const PASSPHRASE = 'correct horse battery staple';
 /** Cheaper scrypt for tests; one test opens with the default cost. */
 export const TEST_SCRYPT_N = 1 << 10;
 export const STORAGE: CallerContext = { sourceService: 'blockvault', sourceInstance: 'engine-1', initiator: 'blockvault-engine' };
 
-/**
- * The key providers every HSM suite runs against (describe.each). The PKCS#11 one runs on a
- * SoftHSM2 token made for the test process (test/helpers/softhsm.ts); without SoftHSM2 its cases
- * skip with `reason`, and in CI (BLOCKVAULT_REQUIRE_TOOLS=1) they must run.
- */
-export type ProviderName = 'software' | 'pkcs11';
-export interface ProviderCase {
-  provider: ProviderName;
-  available: boolean;
-  /** The describe title suffix: the provider, and why it skips when it does. */
-  title: string;
-}
-export const PROVIDERS: ProviderCase[] = [
-  { provider: 'software', available: true, title: 'software provider' },
-  { provider: 'pkcs11', available: softHsmCheck.ok, title: softHsmCheck.ok ? 'PKCS#11 provider (SoftHSM2)' : `PKCS#11 provider (skipped: ${softHsmCheck.reason})` },
-];
+export { PROVIDERS, type ProviderCase, type ProviderName } from '../helpers/providers.js';
 
 /** The HSM options that open `provider`: the test passphrase, or the process's SoftHSM2 token. */
 export function providerSecret(provider: ProviderName): Partial<SoftHsmOptions> {
