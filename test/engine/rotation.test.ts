@@ -12,6 +12,7 @@ import { ManualClock, MS_PER_HOUR } from '../../src/clock.js';
 import type { Engine } from '../../src/engine.js';
 import type { Volume } from '../../src/volume/volume.js';
 import { cipherBackends } from '../helpers/cipher-backends.js';
+import { PROVIDERS } from '../helpers/providers.js';
 import { openTestEngine, rootKey } from '../helpers/engine.js';
 import { runChildUntilKilled } from '../helpers/kill-child.js';
 import { useTempDirs } from '../helpers/temp-dir.js';
@@ -31,9 +32,12 @@ async function fill(volume: Volume, seed: number): Promise<Buffer> {
   return data;
 }
 
-describe.each(cipherBackends())('rotation through the engine ($backend)', ({ backend, skipReason }) => {
-  it.skipIf(skipReason !== null)('re-encrypts every volume on the key while they stay online, then retires the old data key', async () => {
-    const engine = await openTestEngine(tempDir(), { cipher: backend, rotation: { workers: 2 } });
+// Every cipher backend with every key provider (test/helpers/providers.ts).
+const backendsAndProviders = cipherBackends().flatMap((c) => PROVIDERS.map((p) => ({ ...c, ...p })));
+
+describe.each(backendsAndProviders)('rotation through the engine ($backend, $title)', ({ backend, skipReason, provider, available }) => {
+  it.skipIf(skipReason !== null || !available)('re-encrypts every volume on the key while they stay online, then retires the old data key', async () => {
+    const engine = await openTestEngine(tempDir(), { provider, cipher: backend, rotation: { workers: 2 } });
     try {
       const key = await rootKey(engine);
       const a = await engine.createVolume({ name: 'a', sizeBytes: 1 << 20, diskEncryptionKeyCrn: key.crn });
@@ -72,9 +76,9 @@ describe.each(cipherBackends())('rotation through the engine ($backend)', ({ bac
   });
 });
 
-describe('rotation modes and policy', () => {
-  it('rewrap-only rotation moves the data key to the new key version without re-encrypting', async () => {
-    const engine = await openTestEngine(tempDir(), { rotation: { workers: 1 } });
+describe.each(PROVIDERS)('rotation modes and policy ($title)', ({ provider, available }) => {
+  it.skipIf(!available)('rewrap-only rotation moves the data key to the new key version without re-encrypting', async () => {
+    const engine = await openTestEngine(tempDir(), { provider, rotation: { workers: 1 } });
     try {
       const key = await rootKey(engine);
       const vol = await engine.createVolume({ name: 'r', sizeBytes: 1 << 18, diskEncryptionKeyCrn: key.crn });
@@ -90,10 +94,10 @@ describe('rotation modes and policy', () => {
     }
   });
 
-  it('a rotation policy rotates the key when the scheduler runs after the interval, and starts the tasks', async () => {
+  it.skipIf(!available)('a rotation policy rotates the key when the scheduler runs after the interval, and starts the tasks', async () => {
     const clock = new ManualClock();
     const dir = tempDir();
-    let engine: Engine = await openTestEngine(dir, { clock, rotation: { workers: 1 } });
+    let engine: Engine = await openTestEngine(dir, { provider, clock, rotation: { workers: 1 } });
     try {
       const instance = await engine.hsm.createInstance({ name: 'policy' });
       await engine.hsm.authorize({ sourceService: 'blockvault', targetInstance: instance.id, role: 'Reader' });
@@ -110,7 +114,7 @@ describe('rotation modes and policy', () => {
       expect(task).toMatchObject({ volumeId: vol.info().id, toKeyVersion: 2 });
       await engine.tasks.wait(task!.id);
       await engine.close();
-      engine = await openTestEngine(dir, { clock });
+      engine = await openTestEngine(dir, { provider, clock });
       const again = await engine.openVolume('p');
       expect(again.info()).toMatchObject({ keyVersion: 2, dataKeyGenerations: 1, state: 'active' });
       expect(Buffer.from(await again.read(0, data.length)).equals(data)).toBe(true);
