@@ -7,16 +7,18 @@ import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { BlockvaultError } from '../../src/errors.js';
 import { kwpWrap } from '../../src/hsm/kwp.js';
 import { mapPkcs11Error } from '../../src/hsm/pkcs11/errors.js';
 import { resolvePkcs11Options, type ResolvedPkcs11Options } from '../../src/hsm/pkcs11/index.js';
 import { readPkcs11Marker } from '../../src/hsm/pkcs11/marker.js';
-import { labels } from '../../src/hsm/pkcs11/mechanisms.js';
+import { labels, rootKeyAttributes } from '../../src/hsm/pkcs11/mechanisms.js';
+import { Pkcs11KeyProvider } from '../../src/hsm/pkcs11/provider.js';
+import { KeyState } from '../../src/hsm/types.js';
 import { Pkcs11Token } from '../../src/hsm/pkcs11/session-pool.js';
 import { softHsmCheck, softHsmToken } from '../helpers/softhsm.js';
-import { STORAGE, expectCode, openHarness, setupKey, type Harness } from './helpers.js';
+import { STORAGE, expectCode, openHarness, setupKey, volumeCrn, type Harness } from './helpers.js';
 
 const title = softHsmCheck.ok ? 'PKCS#11 provider on SoftHSM2' : `PKCS#11 provider on SoftHSM2 (skipped: ${softHsmCheck.reason})`;
 
@@ -170,6 +172,41 @@ describe.skipIf(!softHsmCheck.ok)(title, () => {
     const mapped = mapPkcs11Error(full, 'generating a root key');
     expect(mapped).toBeInstanceOf(BlockvaultError);
     expect((mapped as BlockvaultError).code).toBe('HSM_FULL');
+  });
+
+  it('on open, finishes a destruction interrupted by a crash and destroys stray token objects of this directory only', async () => {
+    const { key } = await setupKey(h.hsm);
+    await h.hsm.createRegistration({ keyCrn: key.crn, resourceCrn: volumeCrn('a'), keyVersion: 1 }, STORAGE);
+    const destroy = vi.spyOn(Pkcs11KeyProvider.prototype, 'destroy').mockRejectedValueOnce(new Error('simulated crash'));
+    await expect(h.hsm.deleteKey(key.crn, { force: true, initiator: 'alice' })).rejects.toThrow('simulated crash');
+    destroy.mockRestore();
+    await h.close();
+    expect(await find(labels.rootKey(namespace(), key.id, 1))).toHaveLength(1);
+    // A stray version whose key never made it into the metadata, and another directory's object.
+    const strayLabel = labels.rootKey(namespace(), 'stray-key', 1);
+    const foreignLabel = labels.rootKey('0123456789abcdef', 'foreign-key', 1);
+    await token.withSession(async (s) => {
+      for (const label of [strayLabel, foreignLabel]) {
+        await token.module.C_GenerateKeyAsync(s, { mechanism: token.p.CKM_AES_KEY_GEN }, [...rootKeyAttributes(token.p, label), { type: token.p.CKA_VALUE_LEN, value: 32 }]);
+      }
+    });
+    await h.reopen();
+    expect(await find(strayLabel)).toEqual([]);
+    expect(await find(foreignLabel)).toHaveLength(1);
+    expect(await find(labels.rootKey(namespace(), key.id, 1))).toEqual([]);
+    expect((await h.hsm.getKey(key.crn)).state).toBe(KeyState.Destroyed);
+    const event = h.audit.list({ action: 'hs-crypto.secrets.delete', outcome: 'success' }).find((e) => e.keyCrn === key.crn)!;
+    expect(event).toMatchObject({ initiator: 'alice', details: { force: true, resumedAfterRestart: true } });
+    await token.withSession((s) => {
+      for (const handle of (() => {
+        token.module.C_FindObjectsInit(s, [{ type: token.p.CKA_LABEL, value: foreignLabel }]);
+        try {
+          return token.module.C_FindObjects(s, 4);
+        } finally {
+          token.module.C_FindObjectsFinal(s);
+        }
+      })()) token.module.C_DestroyObject(s, handle);
+    });
   });
 
   it('concurrent operations share a bounded pool of sessions', async () => {
