@@ -4,7 +4,7 @@
  * destroyed also on errors, and the typed errors for a missing module or token and a wrong PIN.
  */
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
@@ -163,6 +163,31 @@ describe.skipIf(!softHsmCheck.ok)(title, () => {
       await expectCode(openHarness({ passphrase: 'x' }, h.dir), 'INVALID_ARGUMENT');
     } finally {
       rmSync(other, { recursive: true, force: true });
+    }
+  });
+
+  it('a directory whose marker names another token is HSM_UNAVAILABLE; a lost marker or metadata key is KEYSTORE_CORRUPT', async () => {
+    const other = await openHarness({}, undefined, 'pkcs11');
+    try {
+      await setupKey(other.hsm);
+      await other.close();
+      const markerPath = join(other.dir, 'hsm', 'pkcs11.json');
+      const original = readFileSync(markerPath, 'utf8');
+      writeFileSync(markerPath, original.replace(/"tokenSerial": "[^"]*"/, '"tokenSerial": "0000000000000000"'));
+      const wrongToken = await expectCode(other.reopen(), 'HSM_UNAVAILABLE');
+      expect(wrongToken.message).toMatch(/serial 0000000000000000/);
+      rmSync(markerPath);
+      await expectCode(other.reopen(), 'KEYSTORE_CORRUPT');
+      writeFileSync(markerPath, original);
+      await other.reopen();
+      await other.close();
+      const ns = readPkcs11Marker(join(other.dir, 'hsm'))!.namespace;
+      await token.withSession(async (s) => {
+        for (const handle of await find(labels.metadataKey(ns))) token.module.C_DestroyObject(s, handle);
+      });
+      await expectCode(other.reopen(), 'KEYSTORE_CORRUPT');
+    } finally {
+      await other.cleanup();
     }
   });
 

@@ -46,7 +46,8 @@ export function registerHsmCommands(program: Command, ctx: CliContext): void {
                 if ('pkcs11' in secret) o.line(`Root keys live on the PKCS#11 token of ${secret.pkcs11.module}; the directory keeps no keystore.`);
                 else o.line(`HSM keystore sealed with ${'keyFile' in secret ? `the key file ${secret.keyFile}` : 'the passphrase'}.`);
                 if (options.newKeyFile !== undefined) o.line('Keep the key file safe and apart from the data: without it nothing in the directory can be unsealed.');
-                o.line(`Next: blockvault instance create --name <name>${'keyFile' in secret ? ` --key-file ${secret.keyFile}` : ''}`);
+                const again = 'keyFile' in secret ? ` --key-file ${secret.keyFile}` : 'pkcs11' in secret ? ` --pkcs11 ${secret.pkcs11.module} ${secret.pkcs11.tokenLabel !== undefined ? `--pkcs11-token ${JSON.stringify(secret.pkcs11.tokenLabel)}` : `--pkcs11-slot ${secret.pkcs11.slot}`}` : '';
+                o.line(`Next: blockvault instance create --name <name>${again}`);
               },
             );
           },
