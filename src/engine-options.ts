@@ -4,6 +4,7 @@
  */
 import { MS_PER_DAY, MS_PER_HOUR, systemClock, type Clock } from './clock.js';
 import { BlockvaultError } from './errors.js';
+import { resolvePkcs11Options, type Pkcs11Options } from './hsm/pkcs11/options.js';
 import { validateRotationOptions, type RotationOptions } from './rotation/index.js';
 import { CLUSTER_SECTORS_MAX } from './volume/cluster-format.js';
 import { META_CACHE_CLUSTERS_LIMIT, META_CACHE_CLUSTERS_MAX, type VolumeLayout } from './volume/cluster-store.js';
@@ -19,12 +20,19 @@ export const DEFAULT_MAP_SIZE_BYTES = 256 * 1024 ** 3;
 const MAP_SIZE_BYTES_MIN = 1024 ** 2;
 const MAP_SIZE_BYTES_MAX = 2 ** 47;
 
-export type HsmSecretOptions = { passphrase: string; keyFile?: undefined } | { keyFile: string; passphrase?: undefined };
+/**
+ * Where the root keys live and what opens them: the software keystore, unsealed by an operator
+ * passphrase (scrypt) or a 32-byte key file, or a PKCS#11 token (src/hsm/pkcs11/options.ts).
+ */
+export type HsmSecretOptions =
+  | { passphrase: string; keyFile?: undefined; pkcs11?: undefined }
+  | { keyFile: string; passphrase?: undefined; pkcs11?: undefined }
+  | { pkcs11: Pkcs11Options; passphrase?: undefined; keyFile?: undefined };
 
 export interface EngineOptions {
   /** The engine's directory; created if new. */
   dir: string;
-  /** Unseals the HSM keystore: an operator passphrase (scrypt) or a 32-byte key file. */
+  /** Unseals the HSM keystore (an operator passphrase or a 32-byte key file), or names the PKCS#11 token of the root keys. */
   hsm: HsmSecretOptions;
   /** Time source (retention, audit, key dates); ManualClock in tests. */
   clock?: Clock;
@@ -83,10 +91,11 @@ export interface ResolvedOptions {
 export function resolveOptions(options: EngineOptions): ResolvedOptions {
   if (typeof options !== 'object' || options === null) throw invalid('Engine.open({ dir, hsm }) takes an options object');
   if (typeof options.dir !== 'string' || options.dir.length === 0) throw invalid('Engine.open: dir must be a non-empty path');
-  const secret = options.hsm as { passphrase?: unknown; keyFile?: unknown } | undefined;
-  if (typeof secret !== 'object' || secret === null || (typeof secret.passphrase !== 'string') === (typeof secret.keyFile !== 'string')) {
-    throw invalid('Engine.open: hsm must be { passphrase } or { keyFile }');
-  }
+  const secret = options.hsm as { passphrase?: unknown; keyFile?: unknown; pkcs11?: unknown } | undefined;
+  const given = typeof secret === 'object' && secret !== null ? [typeof secret.passphrase === 'string', typeof secret.keyFile === 'string', secret.pkcs11 !== undefined].filter(Boolean).length : 0;
+  if (given !== 1) throw invalid('Engine.open: hsm must be { passphrase }, { keyFile } or { pkcs11: { module, slot | tokenLabel, pin } }');
+  // Checked here so that a bad PKCS#11 option is refused before anything is created on disk.
+  if (secret?.pkcs11 !== undefined) resolvePkcs11Options(secret.pkcs11);
   const nonNegative = (value: number | undefined, fallback: number, name: string): number => {
     const v = value ?? fallback;
     if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0) throw invalid(`Engine.open: ${name} must be a whole number >= 0, got ${String(value)}`);

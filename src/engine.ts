@@ -269,7 +269,11 @@ export class Engine {
       hsm = await SoftHsm.open({
         root,
         dir: resolved.dir,
-        ...(options.hsm.passphrase !== undefined ? { passphrase: options.hsm.passphrase } : { keyFile: options.hsm.keyFile }),
+        ...(options.hsm.pkcs11 !== undefined
+          ? { pkcs11: options.hsm.pkcs11 }
+          : options.hsm.passphrase !== undefined
+            ? { passphrase: options.hsm.passphrase }
+            : { keyFile: options.hsm.keyFile as string }),
         clock: resolved.clock,
         audit: events,
         hooks: {

@@ -30,6 +30,8 @@ export const ERROR_CODES = [
   'AUDIT_TAMPERED', // the audit hash chain does not verify
   'VOLUME_CORRUPT', // a volume's stored record or cluster data fails its checks (details name the volume and the place)
   'LISTEN_FAILED', // the NBD server cannot listen on the address given (in use, no permission, no such directory)
+  'HSM_UNAVAILABLE', // the PKCS#11 module does not load, or the slot or token named is missing or not present
+  'HSM_FULL', // the PKCS#11 token has no room for another object (CKR_DEVICE_MEMORY)
 ] as const;
 
 export type ErrorCode = (typeof ERROR_CODES)[number];

@@ -3,6 +3,7 @@
  */
 export { Engine, STORAGE_SERVICE, DEFAULT_RETENTION_MS, DEFAULT_CLUSTER_BYTES } from './engine.js';
 export type { EngineOptions, CreateVolumeOptions, HsmSecretOptions, EngineHsm } from './engine.js';
+export type { Pkcs11Options } from './hsm/pkcs11/options.js';
 export type { TaskRecord, TaskState, TaskProgressEvent, RotationOptions } from './rotation/index.js';
 export { Volume, ALLOCATION_CLUSTERS_MAX } from './volume/volume.js';
 export type { AllocationExtent, WriteOptions, WriteZeroesOptions } from './volume/volume.js';

@@ -12,6 +12,7 @@ import { LOCK_FILE, lockDir } from './dir-lock.js';
 import { openEngine, type EngineApi, type VolumeInfo } from './engine-port.js';
 import { Output, type CliStreams } from './output.js';
 import { resolveHsmSecret, type HsmSecret } from './passphrase.js';
+import { PKCS11_FLAGS, type Pkcs11CliOptions } from './pkcs11-secret.js';
 import { UsageError } from './usage-error.js';
 
 export const DIR_ENV = 'BLOCKVAULT_DIR';
@@ -40,7 +41,7 @@ export interface CliContext extends CliStreams {
  *   and its field here. An option that only one command understands stays on that command, and
  *   must not reuse a global's name (the root would take its value).
  */
-export interface CommonOptions {
+export interface CommonOptions extends Pkcs11CliOptions {
   dir?: string;
   json?: boolean;
   keyFile?: string;
@@ -48,10 +49,12 @@ export interface CommonOptions {
 
 /** Declares the global options on the root program (see CommonOptions). */
 export function addGlobalOptions(program: Command): Command {
-  return program
+  program
     .option('--dir <path>', `engine data directory (default: $${DIR_ENV} or ${DEFAULT_DIR}; demo and stress shred: a new temporary directory)`)
     .option('--json', 'print one JSON document on stdout (errors as JSON on stderr)')
     .option('--key-file <path>', 'read the HSM master key from this file instead of a passphrase');
+  for (const [flags, description] of PKCS11_FLAGS) program.option(flags, description);
+  return program;
 }
 
 /**
@@ -109,7 +112,7 @@ export async function withEngine(
       { dir },
     );
   }
-  const secret = await resolveHsmSecret({ keyFile: options.keyFile, env: ctx.env, stdin: ctx.stdin, stderr: ctx.stderr, confirm: mode.create === true && !isEngineDir(dir) });
+  const secret = await resolveHsmSecret({ keyFile: options.keyFile, pkcs11: options, env: ctx.env, stdin: ctx.stdin, stderr: ctx.stderr, confirm: mode.create === true && !isEngineDir(dir) });
   const lock = await lockDir(dir, { onWait: (pid) => out.note(`waiting for blockvault process ${pid}, which has ${dir} open...`) });
   try {
     const engine = await openEngine({ dir, hsm: secret });

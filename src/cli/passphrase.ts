@@ -8,11 +8,13 @@
  */
 import path from 'node:path';
 import type { Readable, Writable } from 'node:stream';
+import type { Pkcs11Options } from '../hsm/pkcs11/options.js';
+import { PKCS11_PIN_ENV, resolvePkcs11Secret, type Pkcs11CliOptions } from './pkcs11-secret.js';
 import { UsageError } from './usage-error.js';
 
 export const PASSPHRASE_ENV = 'BLOCKVAULT_PASSPHRASE';
 
-export type HsmSecret = { passphrase: string } | { keyFile: string };
+export type HsmSecret = { passphrase: string } | { keyFile: string } | { pkcs11: Pkcs11Options };
 
 export interface SecretSources {
   keyFile?: string | undefined;
@@ -21,9 +23,16 @@ export interface SecretSources {
   stderr: Writable & { isTTY?: boolean };
   /** Ask twice and compare (used when a new HSM keystore is created). */
   confirm?: boolean;
+  /** --pkcs11 and its companions (src/cli/pkcs11-secret.ts): root keys on a token instead. */
+  pkcs11?: Pkcs11CliOptions;
 }
 
 export async function resolveHsmSecret(sources: SecretSources): Promise<HsmSecret> {
+  const token = resolvePkcs11Secret(sources.pkcs11 ?? {}, sources.env);
+  if (token !== null) {
+    if (sources.keyFile !== undefined) throw new UsageError('give either --pkcs11 (root keys on a token) or --key-file (the software keystore), not both');
+    return token;
+  }
   if (sources.keyFile !== undefined) return { keyFile: path.resolve(sources.keyFile) };
   const fromEnv = sources.env[PASSPHRASE_ENV];
   if (fromEnv !== undefined) {
@@ -46,7 +55,7 @@ export async function resolveHsmSecret(sources: SecretSources): Promise<HsmSecre
 }
 
 /** Options that would put a secret on argv. They are refused before commander even parses. */
-const SECRET_FLAGS = ['--passphrase', '--password', '--pass', '--secret', '--material', '--key-material'];
+const SECRET_FLAGS = ['--passphrase', '--password', '--pass', '--secret', '--material', '--key-material', '--pin', '--pkcs11-pin', '--user-pin', '--so-pin'];
 
 export function findSecretOnArgv(argv: readonly string[]): string | null {
   for (const arg of argv) {
@@ -58,6 +67,9 @@ export function findSecretOnArgv(argv: readonly string[]): string | null {
 }
 
 export function secretOnArgvMessage(flag: string): string {
+  if (flag === '--pin' || flag === '--pkcs11-pin' || flag === '--user-pin' || flag === '--so-pin') {
+    return `${flag} is refused: a PKCS#11 PIN is never accepted on the command line (it would show in ps and shell history); set ${PKCS11_PIN_ENV} or use --pkcs11-pin-file <path>`;
+  }
   return flag === '--material' || flag === '--key-material'
     ? `${flag} is refused: key material is never accepted on the command line; use --material-file <path> or --material-stdin`
     : `${flag} is refused: the passphrase is never accepted on the command line (it would show in ps and shell history); set ${PASSPHRASE_ENV}, use --key-file <path>, or run on a terminal to be prompted`;

@@ -12,6 +12,7 @@ import { keystoreExists, openMasterKey } from './master-key.js';
 import { MetadataStore } from './metadata-store.js';
 import { deriveRecordKey } from '../util/record-mac.js';
 import type { KeyProvider } from './provider.js';
+import { Pkcs11KeyProvider, pkcs11MarkerExists, resolvePkcs11Options, type Pkcs11Options } from './pkcs11/index.js';
 import { recover } from './recovery.js';
 import * as registrations from './registrations.js';
 import * as rootKeys from './root-keys.js';
@@ -42,9 +43,11 @@ export interface SoftHsmOptions {
   root: RootDatabase;
   /** The engine directory; sealed material goes to `<dir>/hsm/`. */
   dir: string;
-  /** Exactly one of passphrase and keyFile (a file of 32 random bytes, or 64 hex digits). */
+  /** Exactly one of passphrase, keyFile (a file of 32 random bytes, or 64 hex digits) and pkcs11. */
   passphrase?: string;
   keyFile?: string;
+  /** Keep root keys on a PKCS#11 token instead of the software keystore (src/hsm/pkcs11). */
+  pkcs11?: Pkcs11Options;
   clock?: Clock;
   audit: AuditLog;
   hooks?: HsmHooks;
@@ -109,12 +112,20 @@ export class SoftHsm {
       ...(options.keyFile !== undefined ? { keyFile: options.keyFile } : {}),
       ...(options.scryptN !== undefined ? { scryptN: options.scryptN } : {}),
     };
-    const masterKey = await openMasterKey(hsmDir, source, { create, nowMs: clock.nowMs() });
     let provider: KeyProvider;
-    try {
-      provider = options.createProvider ? options.createProvider({ hsmDir, masterKey }) : new SoftwareKeyProvider({ hsmDir, masterKey });
-    } finally {
-      masterKey.fill(0);
+    if (options.pkcs11 !== undefined) {
+      if (options.passphrase !== undefined || options.keyFile !== undefined) invalid('give the HSM either pkcs11 or a passphrase / keyFile, not both');
+      const pkcs11 = resolvePkcs11Options(options.pkcs11);
+      if (keystoreExists(hsmDir)) invalid(`${hsmDir} keeps its root keys in the software keystore (keystore.json); open it with hsm.passphrase or hsm.keyFile, not hsm.pkcs11`);
+      provider = await Pkcs11KeyProvider.open({ hsmDir, pkcs11, create: !pkcs11MarkerExists(hsmDir) && store.isEmpty(), nowMs: clock.nowMs() });
+    } else {
+      if (pkcs11MarkerExists(hsmDir)) invalid(`${hsmDir} keeps its root keys on a PKCS#11 token (pkcs11.json); open it with hsm.pkcs11 { module, slot | tokenLabel, pin }`);
+      const masterKey = await openMasterKey(hsmDir, source, { create, nowMs: clock.nowMs() });
+      try {
+        provider = options.createProvider ? options.createProvider({ hsmDir, masterKey }) : new SoftwareKeyProvider({ hsmDir, masterKey });
+      } finally {
+        masterKey.fill(0);
+      }
     }
     let metadataKey: Buffer;
     try {

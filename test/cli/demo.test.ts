@@ -5,6 +5,7 @@
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { softHsmCheck, softHsmToken } from '../helpers/softhsm.js';
 import { runBlockvault, tempDir } from './helpers.js';
 
 const { dir: root, cleanup } = tempDir('bv-demo-');
@@ -65,6 +66,39 @@ describe('blockvault demo', () => {
     expect(text).toMatch(/data is gone for good: (VOLUME_LOCKED|KEY_DESTROYED)/);
     expect(text).toMatch(/hs-crypto\.secrets\.delete/);
     expect(text).toMatch(/Demo complete/);
+  });
+
+  it.skipIf(!softHsmCheck.ok)(`runs on the PKCS#11 provider with --pkcs11, the PIN from the environment${softHsmCheck.ok ? '' : ` (skipped: ${softHsmCheck.reason})`}`, async () => {
+    const token = softHsmToken(); // sets SOFTHSM2_CONF, which the child inherits
+    const dir = path.join(root, 'demo-pkcs11');
+    const flags = ['--pkcs11', token.options.module, '--pkcs11-token', token.options.tokenLabel as string];
+    const env = { BLOCKVAULT_PASSPHRASE: undefined, BLOCKVAULT_PKCS11_PIN: token.options.pin, SOFTHSM2_CONF: token.conf };
+    const result = await runBlockvault(['demo', '--dir', dir, '--size', '1MiB', '--json', ...flags], { env, timeoutMs: 110_000 });
+    expect(result.code, result.stderr).toBe(0);
+    const summary = result.json();
+    expect(summary).toMatchObject({ ok: true, dir, keyFile: null, sizeBytes: 1024 * 1024 });
+    expect(existsSync(`${dir}.hsm-key`)).toBe(false);
+    expect(existsSync(path.join(dir, 'hsm', 'pkcs11.json'))).toBe(true);
+    expect(existsSync(path.join(dir, 'hsm', 'keystore.json'))).toBe(false);
+    const statuses = summary.steps.map((s: { status: string }) => s.status);
+    expect(statuses.every((s: string) => s === 'ok' || s === 'expected-error')).toBe(true);
+    expect(summary.rotation.keyVersion).toBe(2);
+    expect(summary.key.after).toMatchObject({ stateName: 'Destroyed', state: 5 });
+    expect(summary.audit.verify.ok).toBe(true);
+
+    const list = await runBlockvault(['volume', 'list', '--dir', dir, '--json', ...flags], { env });
+    expect(list.code, list.stderr).toBe(0);
+    expect(list.json()).toEqual([expect.objectContaining({ name: 'demo-volume', state: 'locked' })]);
+    // The PIN never on argv; without one the command says where it comes from.
+    const onArgv = await runBlockvault(['volume', 'list', '--dir', dir, '--json', ...flags, '--pkcs11-pin', token.options.pin], { env });
+    expect(onArgv.code).toBe(2);
+    expect(onArgv.stderr).toMatch(/--pkcs11-pin is refused/);
+    const noPin = await runBlockvault(['volume', 'list', '--dir', dir, '--json', ...flags], { env: { ...env, BLOCKVAULT_PKCS11_PIN: undefined } });
+    expect(noPin.code).toBe(2);
+    expect(noPin.stderr).toMatch(/BLOCKVAULT_PKCS11_PIN/);
+    const wrongPin = await runBlockvault(['volume', 'list', '--dir', dir, '--json', ...flags], { env: { ...env, BLOCKVAULT_PKCS11_PIN: 'wrong-pin' } });
+    expect(wrongPin.code).toBe(1);
+    expect(wrongPin.jsonError().error.code).toBe('WRONG_PASSPHRASE');
   });
 
   it('refuses a directory that is not fresh', async () => {

@@ -1,13 +1,17 @@
 /**
  * At rest (issue 4): write recognizable plaintext, close the engine, scan every file under its
  * directory: no plaintext sector, nor any 32-byte piece of one, is found. Imported root-key
- * material is not found either.
+ * material is not found either. On the PKCS#11 provider the SoftHSM2 token directory is scanned
+ * too: the imported material went into the token with C_CreateObject and must not lie there in
+ * the clear (SoftHSM encrypts private objects under a key derived from the user PIN).
  */
 import { randomBytes } from 'node:crypto';
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { cipherBackends } from '../helpers/cipher-backends.js';
+import { PROVIDERS } from '../helpers/providers.js';
+import { softHsmToken } from '../helpers/softhsm.js';
 import { openTestEngine, rootKey } from '../helpers/engine.js';
 import { makeTempDir, removeTempDirs } from '../helpers/temp-dir.js';
 
@@ -26,12 +30,13 @@ function textSector(tag: string, index: number, sectorSize: number): Buffer {
   return Buffer.from(line.repeat(Math.ceil(sectorSize / line.length)).slice(0, sectorSize));
 }
 
-for (const { backend, skipReason } of cipherBackends()) {
-  describe.skipIf(skipReason !== null)(`data at rest [${backend}]`, () => {
+// Every cipher backend with every key provider (test/helpers/providers.ts).
+for (const { backend, skipReason, provider, available, title } of cipherBackends().flatMap((c) => PROVIDERS.map((p) => ({ ...c, ...p })))) {
+  describe.skipIf(skipReason !== null || !available)(`data at rest [${backend}, ${title}]`, () => {
     it('holds no plaintext sector and no root-key material in any file', async () => {
       const dir = makeTempDir('bv-rest-');
       const material = randomBytes(32);
-      const engine = await openTestEngine(dir, { cipher: backend });
+      const engine = await openTestEngine(dir, { provider, cipher: backend });
       const needles: Buffer[] = [material];
       try {
         const key = await rootKey(engine, { material });
@@ -54,7 +59,7 @@ for (const { backend, skipReason } of cipherBackends()) {
       } finally {
         await engine.close();
       }
-      const compact = await openTestEngine(dir, { cipher: backend, volumeLayout: 'compact' });
+      const compact = await openTestEngine(dir, { provider, cipher: backend, volumeLayout: 'compact' });
       try {
         const vol = await compact.createVolume({ name: 'compact4k', sizeBytes: 64 * 4096 });
         expect(vol.info().layout).toBe('compact');
@@ -65,7 +70,9 @@ for (const { backend, skipReason } of cipherBackends()) {
         await compact.close();
       }
 
-      const files = filesUnder(dir);
+      const tokenFiles = provider === 'pkcs11' ? filesUnder(softHsmToken().tokenDir) : [];
+      if (provider === 'pkcs11') expect(tokenFiles.length).toBeGreaterThan(0);
+      const files = [...filesUnder(dir), ...tokenFiles];
       expect(files.length).toBeGreaterThan(0);
       let scannedBytes = 0;
       for (const file of files) {

@@ -11,6 +11,7 @@ import { MS_PER_DAY, ManualClock } from '../../src/clock.js';
 import { storeKeyRange } from '../../src/volume/cluster-format.js';
 import type { VolumeRecord } from '../../src/volume/record.js';
 import { cipherBackends } from '../helpers/cipher-backends.js';
+import { PROVIDERS } from '../helpers/providers.js';
 import { openTestEngine, rootKey } from '../helpers/engine.js';
 import { makeTempDir, removeTempDirs } from '../helpers/temp-dir.js';
 import { engineInternals } from '../../src/engine-internals.js';
@@ -50,11 +51,12 @@ async function readRecord(dir: string, id: string): Promise<VolumeRecord | undef
   }
 }
 
-for (const { backend, skipReason } of cipherBackends()) {
-  describe.skipIf(skipReason !== null)(`volume lifecycle [${backend}]`, () => {
+// Every cipher backend with every key provider (test/helpers/providers.ts).
+for (const { backend, skipReason, provider, available, title } of cipherBackends().flatMap((c) => PROVIDERS.map((p) => ({ ...c, ...p })))) {
+  describe.skipIf(skipReason !== null || !available)(`volume lifecycle [${backend}, ${title}]`, () => {
     it('soft-deletes, refuses I/O with VOLUME_DELETED, restores with data intact', async () => {
       const clock = new ManualClock();
-      const engine = await openTestEngine(makeTempDir('bv-life-'), { cipher: backend, clock });
+      const engine = await openTestEngine(makeTempDir('bv-life-'), { provider, cipher: backend, clock });
       try {
         const key = await rootKey(engine);
         const vol = await engine.createVolume({ name: 'db', sizeBytes: MIB, diskEncryptionKeyCrn: key.crn });
@@ -87,7 +89,7 @@ for (const { backend, skipReason } of cipherBackends()) {
     it('purges after the retention period: sectors, registration and record; the platform key goes too', async () => {
       const clock = new ManualClock();
       const dir = makeTempDir('bv-life-');
-      const engine = await openTestEngine(dir, { cipher: backend, clock, retentionMs: 2 * MS_PER_DAY });
+      const engine = await openTestEngine(dir, { provider, cipher: backend, clock, retentionMs: 2 * MS_PER_DAY });
       let storeId = 0;
       let platformKeyCrn = '';
       try {
@@ -113,7 +115,7 @@ for (const { backend, skipReason } of cipherBackends()) {
     it('completes an interrupted purge on the next open', async () => {
       const clock = new ManualClock();
       const dir = makeTempDir('bv-life-');
-      let engine = await openTestEngine(dir, { cipher: backend, clock });
+      let engine = await openTestEngine(dir, { provider, cipher: backend, clock });
       const key = await rootKey(engine);
       const vol = await engine.createVolume({ name: 'half', sizeBytes: 8 * MIB, diskEncryptionKeyCrn: key.crn });
       const keep = await engine.createVolume({ name: 'keep', sizeBytes: MIB, diskEncryptionKeyCrn: key.crn });
@@ -127,7 +129,7 @@ for (const { backend, skipReason } of cipherBackends()) {
       // The state a crash in the middle of a purge leaves: the marker persisted (as the purger
       // stores it, authenticated), some data gone.
       const { mac: _mac, ...deleted } = (await readRecord(dir, id))! as VolumeRecord & { mac?: Uint8Array };
-      engine = await openTestEngine(dir, { cipher: backend, clock });
+      engine = await openTestEngine(dir, { provider, cipher: backend, clock });
       await engineInternals(engine).saveRecord({ ...deleted, purgingSinceMs: clock.nowMs() });
       await engine.close();
 
@@ -144,7 +146,7 @@ for (const { backend, skipReason } of cipherBackends()) {
       await env.close();
 
       // Retention has not passed, yet the purge that had started completes on open.
-      engine = await openTestEngine(dir, { cipher: backend, clock });
+      engine = await openTestEngine(dir, { provider, cipher: backend, clock });
       try {
         expect(engine.listVolumes().map((v) => v.name)).toEqual(['keep']);
         expect(await engine.hsm.listRegistrations({ keyCrn: key.crn })).toHaveLength(1);
@@ -160,7 +162,7 @@ for (const { backend, skipReason } of cipherBackends()) {
     it('locks every volume of a destroyed key: I/O fails, metadata stays readable after restart', async () => {
       const clock = new ManualClock();
       const dir = makeTempDir('bv-life-');
-      let engine = await openTestEngine(dir, { cipher: backend, clock });
+      let engine = await openTestEngine(dir, { provider, cipher: backend, clock });
       const key = await rootKey(engine);
       const a = await engine.createVolume({ name: 'a', sizeBytes: MIB, diskEncryptionKeyCrn: key.crn });
       const b = await engine.createVolume({ name: 'b', sizeBytes: MIB, diskEncryptionKeyCrn: key.crn });
@@ -191,7 +193,7 @@ for (const { backend, skipReason } of cipherBackends()) {
       expect(other.info().state).toBe('active');
       await engine.close();
 
-      engine = await openTestEngine(dir, { cipher: backend, clock });
+      engine = await openTestEngine(dir, { provider, cipher: backend, clock });
       try {
         const infos = Object.fromEntries(engine.listVolumes().map((v) => [v.name, v]));
         expect(infos.a).toMatchObject({ state: 'locked', sizeBytes: MIB, sectorSize: 4096, diskEncryptionKeyCrn: key.crn, keyVersion: 1 });
@@ -209,7 +211,7 @@ for (const { backend, skipReason } of cipherBackends()) {
     it('lists metadata in every state: active, syncing, locked, deleted', async () => {
       const clock = new ManualClock();
       const dir = makeTempDir('bv-life-');
-      let engine = await openTestEngine(dir, { cipher: backend, clock });
+      let engine = await openTestEngine(dir, { provider, cipher: backend, clock });
       const doomed = await rootKey(engine, { name: 'doomed' });
       await engine.createVolume({ name: 'active', sizeBytes: MIB });
       const syncing = await engine.createVolume({ name: 'syncing', sizeBytes: MIB });
@@ -224,7 +226,7 @@ for (const { backend, skipReason } of cipherBackends()) {
       expect(syncing.info()).toMatchObject({ state: 'syncing', syncTaskId: 'task-1' });
       await syncing.write(0, Buffer.alloc(10, 1)); // still writable while syncing
       await engine.close();
-      engine = await openTestEngine(dir, { cipher: backend, clock });
+      engine = await openTestEngine(dir, { provider, cipher: backend, clock });
       try {
         expect(states()).toEqual(expected);
         for (const info of engine.listVolumes()) {

@@ -73,3 +73,30 @@ describe('Engine.open numeric options', () => {
     }
   });
 });
+
+describe('hsm: passphrase, keyFile or pkcs11', () => {
+  it('refuses none, two at once, and bad PKCS#11 options with INVALID_ARGUMENT before anything is created', async () => {
+    const pkcs11 = { module: '/usr/lib/softhsm/libsofthsm2.so', tokenLabel: 'blockvault', pin: '1234' };
+    const bad: unknown[] = [
+      {},
+      { passphrase: TEST_PASSPHRASE, pkcs11 },
+      { keyFile: '/tmp/k', pkcs11 },
+      { pkcs11: { ...pkcs11, module: 'relative/libsofthsm2.so' } },
+      { pkcs11: { ...pkcs11, slot: 0 } }, // both slot and tokenLabel
+      { pkcs11: { module: pkcs11.module, pin: '1234' } }, // neither
+      { pkcs11: { ...pkcs11, pin: '' } },
+      { pkcs11: { ...pkcs11, tokenLabel: 'x'.repeat(33) } },
+      { pkcs11: { ...pkcs11, sessionsMax: 65 } },
+      { pkcs11: { ...pkcs11, kwpMechanism: -1 } },
+      { pkcs11: { ...pkcs11, pinFile: '/tmp/pin' } }, // unknown option
+      { pkcs11: 'softhsm' },
+    ];
+    for (const hsm of bad) {
+      const dir = join(tempDir(), 'engine');
+      const error = await Engine.open({ dir, hsm: hsm as EngineOptions['hsm'] }).catch((e: unknown) => e);
+      expect(error, JSON.stringify(hsm)).toBeInstanceOf(BlockvaultError);
+      expect((error as BlockvaultError).code, JSON.stringify(hsm)).toBe('INVALID_ARGUMENT');
+      expect(existsSync(dir), JSON.stringify(hsm)).toBe(false);
+    }
+  });
+});

@@ -12,6 +12,7 @@ import { clusterKey } from '../../src/volume/cluster-format.js';
 import type { Engine } from '../../src/engine.js';
 import { KeyState } from '../../src/hsm/types.js';
 import { cipherBackends } from '../helpers/cipher-backends.js';
+import { PROVIDERS, type ProviderName } from '../helpers/providers.js';
 import { openTestEngine, rootKey } from '../helpers/engine.js';
 import { makeTempDir, removeTempDirs } from '../helpers/temp-dir.js';
 
@@ -35,9 +36,9 @@ function filesUnder(dir: string): string[] {
   });
 }
 
-async function withEngine<T>(backend: 'native' | 'ts', run: (engine: Engine, dir: string) => Promise<T>): Promise<T> {
+async function withEngine<T>(backend: 'native' | 'ts', provider: ProviderName, run: (engine: Engine, dir: string) => Promise<T>): Promise<T> {
   const dir = makeTempDir('bv-prov-');
-  const engine = await openTestEngine(dir, { cipher: backend });
+  const engine = await openTestEngine(dir, { provider, cipher: backend });
   try {
     return await run(engine, dir);
   } finally {
@@ -45,10 +46,11 @@ async function withEngine<T>(backend: 'native' | 'ts', run: (engine: Engine, dir
   }
 }
 
-for (const { backend, skipReason } of cipherBackends()) {
-  describe.skipIf(skipReason !== null)(`provisioning [${backend}]`, () => {
+// Every cipher backend with every key provider (test/helpers/providers.ts).
+for (const { backend, skipReason, provider, available, title } of cipherBackends().flatMap((c) => PROVIDERS.map((p) => ({ ...c, ...p })))) {
+  describe.skipIf(skipReason !== null || !available)(`provisioning [${backend}, ${title}]`, () => {
     it('creates a volume with a customer key: registration with the key version, metadata, usable I/O', async () => {
-      await withEngine(backend, async (engine) => {
+      await withEngine(backend, provider, async (engine) => {
         const key = await rootKey(engine);
         const vol = await engine.createVolume({ name: 'pg-data', sizeBytes: 4 * MIB, diskEncryptionKeyCrn: key.crn });
         const info = vol.info();
@@ -74,7 +76,7 @@ for (const { backend, skipReason } of cipherBackends()) {
     });
 
     it('creates a platform-managed root key when no key is given', async () => {
-      await withEngine(backend, async (engine) => {
+      await withEngine(backend, provider, async (engine) => {
         const vol = await engine.createVolume({ name: 'scratch', sizeBytes: MIB, sectorSize: 512 });
         const info = vol.info();
         expect(info.platformManaged).toBe(true);
@@ -90,7 +92,7 @@ for (const { backend, skipReason } of cipherBackends()) {
     });
 
     it('refuses a key the storage service is not authorized for, and leaves nothing behind', async () => {
-      await withEngine(backend, async (engine) => {
+      await withEngine(backend, provider, async (engine) => {
         const key = await rootKey(engine, { authorize: false });
         await expectCode(engine.createVolume({ name: 'denied', sizeBytes: MIB, diskEncryptionKeyCrn: key.crn }), 'NOT_AUTHORIZED', /authoriz/i);
         expect(engine.listVolumes()).toEqual([]);
@@ -105,7 +107,7 @@ for (const { backend, skipReason } of cipherBackends()) {
     });
 
     it('refuses a bare key id and malformed CRNs with INVALID_CRN', async () => {
-      await withEngine(backend, async (engine) => {
+      await withEngine(backend, provider, async (engine) => {
         const key = await rootKey(engine);
         for (const bad of [key.id, 'crn:v1:too:short', `${key.crn}:extra`, key.crn.replace(':key:', ':volume:'), '', 'crn:v2:a:b:c:d:a/e:f:key:g']) {
           await expectCode(engine.createVolume({ name: 'x', sizeBytes: MIB, diskEncryptionKeyCrn: bad }), 'INVALID_CRN');
@@ -115,7 +117,7 @@ for (const { backend, skipReason } of cipherBackends()) {
     });
 
     it('refuses unknown, suspended and destroyed keys with clear errors', async () => {
-      await withEngine(backend, async (engine) => {
+      await withEngine(backend, provider, async (engine) => {
         const key = await rootKey(engine);
         await expectCode(
           engine.createVolume({ name: 'x', sizeBytes: MIB, diskEncryptionKeyCrn: key.crn.replace(/key:[^:]+$/, 'key:no-such-key') }),
@@ -131,7 +133,7 @@ for (const { backend, skipReason } of cipherBackends()) {
     });
 
     it('validates name, size and sector size', async () => {
-      await withEngine(backend, async (engine) => {
+      await withEngine(backend, provider, async (engine) => {
         await engine.createVolume({ name: 'taken', sizeBytes: MIB });
         await expectCode(engine.createVolume({ name: 'taken', sizeBytes: MIB }), 'ALREADY_EXISTS');
         await expectCode(engine.createVolume({ name: '', sizeBytes: MIB }), 'INVALID_ARGUMENT');
@@ -146,7 +148,7 @@ for (const { backend, skipReason } of cipherBackends()) {
     it('gives each volume a fresh 512-bit data key with distinct halves, stored only wrapped', async () => {
       const dir = makeTempDir('bv-prov-dek-');
       // Compact layout: a cluster's stored value is header + ciphertext, easy to check by hand.
-      const engine = await openTestEngine(dir, { cipher: backend, volumeLayout: 'compact' });
+      const engine = await openTestEngine(dir, { provider, cipher: backend, volumeLayout: 'compact' });
       const key = await rootKey(engine);
       const sector = Buffer.alloc(4096, 0x5a);
       for (const name of ['a', 'b']) {
@@ -168,7 +170,7 @@ for (const { backend, skipReason } of cipherBackends()) {
       });
       await env.close();
 
-      const reopened = await openTestEngine(dir, { cipher: backend });
+      const reopened = await openTestEngine(dir, { provider, cipher: backend });
       const dataKeys: Buffer[] = [];
       try {
         for (const s of stored) {

@@ -12,7 +12,8 @@ import { ManualClock, MS_PER_HOUR } from '../../src/clock.js';
 import type { Engine } from '../../src/engine.js';
 import type { Volume } from '../../src/volume/volume.js';
 import { cipherBackends } from '../helpers/cipher-backends.js';
-import { openTestEngine, rootKey } from '../helpers/engine.js';
+import { PROVIDERS, type ProviderName } from '../helpers/providers.js';
+import { openTestEngine, rootKey, testHsmOptions } from '../helpers/engine.js';
 import { runChildUntilKilled } from '../helpers/kill-child.js';
 import { useTempDirs } from '../helpers/temp-dir.js';
 import { patternFor, ROTATION_CRASH_VOLUMES } from './fixtures/rotation-crash-plan.js';
@@ -31,9 +32,12 @@ async function fill(volume: Volume, seed: number): Promise<Buffer> {
   return data;
 }
 
-describe.each(cipherBackends())('rotation through the engine ($backend)', ({ backend, skipReason }) => {
-  it.skipIf(skipReason !== null)('re-encrypts every volume on the key while they stay online, then retires the old data key', async () => {
-    const engine = await openTestEngine(tempDir(), { cipher: backend, rotation: { workers: 2 } });
+// Every cipher backend with every key provider (test/helpers/providers.ts).
+const backendsAndProviders = cipherBackends().flatMap((c) => PROVIDERS.map((p) => ({ ...c, ...p })));
+
+describe.each(backendsAndProviders)('rotation through the engine ($backend, $title)', ({ backend, skipReason, provider, available }) => {
+  it.skipIf(skipReason !== null || !available)('re-encrypts every volume on the key while they stay online, then retires the old data key', async () => {
+    const engine = await openTestEngine(tempDir(), { provider, cipher: backend, rotation: { workers: 2 } });
     try {
       const key = await rootKey(engine);
       const a = await engine.createVolume({ name: 'a', sizeBytes: 1 << 20, diskEncryptionKeyCrn: key.crn });
@@ -72,9 +76,9 @@ describe.each(cipherBackends())('rotation through the engine ($backend)', ({ bac
   });
 });
 
-describe('rotation modes and policy', () => {
-  it('rewrap-only rotation moves the data key to the new key version without re-encrypting', async () => {
-    const engine = await openTestEngine(tempDir(), { rotation: { workers: 1 } });
+describe.each(PROVIDERS)('rotation modes and policy ($title)', ({ provider, available }) => {
+  it.skipIf(!available)('rewrap-only rotation moves the data key to the new key version without re-encrypting', async () => {
+    const engine = await openTestEngine(tempDir(), { provider, rotation: { workers: 1 } });
     try {
       const key = await rootKey(engine);
       const vol = await engine.createVolume({ name: 'r', sizeBytes: 1 << 18, diskEncryptionKeyCrn: key.crn });
@@ -90,10 +94,10 @@ describe('rotation modes and policy', () => {
     }
   });
 
-  it('a rotation policy rotates the key when the scheduler runs after the interval, and starts the tasks', async () => {
+  it.skipIf(!available)('a rotation policy rotates the key when the scheduler runs after the interval, and starts the tasks', async () => {
     const clock = new ManualClock();
     const dir = tempDir();
-    let engine: Engine = await openTestEngine(dir, { clock, rotation: { workers: 1 } });
+    let engine: Engine = await openTestEngine(dir, { provider, clock, rotation: { workers: 1 } });
     try {
       const instance = await engine.hsm.createInstance({ name: 'policy' });
       await engine.hsm.authorize({ sourceService: 'blockvault', targetInstance: instance.id, role: 'Reader' });
@@ -110,7 +114,7 @@ describe('rotation modes and policy', () => {
       expect(task).toMatchObject({ volumeId: vol.info().id, toKeyVersion: 2 });
       await engine.tasks.wait(task!.id);
       await engine.close();
-      engine = await openTestEngine(dir, { clock });
+      engine = await openTestEngine(dir, { provider, clock });
       const again = await engine.openVolume('p');
       expect(again.info()).toMatchObject({ keyVersion: 2, dataKeyGenerations: 1, state: 'active' });
       expect(Buffer.from(await again.read(0, data.length)).equals(data)).toBe(true);
@@ -122,11 +126,13 @@ describe('rotation modes and policy', () => {
 });
 
 /** Run the child until `killAfterMs` after it started rotating, then SIGKILL it; what it acknowledged. */
-async function runChildAndKill(dir: string, keyCrn: string, seed: number, killAfterMs: number): Promise<{ acked: Map<string, number>; lastCounter: number }> {
+async function runChildAndKill(dir: string, keyCrn: string, seed: number, killAfterMs: number, provider: ProviderName): Promise<{ acked: Map<string, number>; lastCounter: number }> {
   const acked = new Map<string, number>(); // "volumeIndex:sector" -> counter of the last acknowledged write
   let lastCounter = 0;
   await runChildUntilKilled(CHILD, [dir, keyCrn, String(seed)], {
     name: 'rotation child',
+    // SOFTHSM2_CONF is in process.env once the token exists (test/helpers/softhsm.ts).
+    ...(provider === 'pkcs11' ? { env: { ...process.env, BLOCKVAULT_TEST_HSM: JSON.stringify(testHsmOptions(provider)) } } : {}),
     onLine: (line, control) => {
       if (line.startsWith('rotating')) control.kill(killAfterMs);
       const match = /^ack (\d+) (\d+) (\d+)$/.exec(line);
@@ -138,11 +144,11 @@ async function runChildAndKill(dir: string, keyCrn: string, seed: number, killAf
   return { acked, lastCounter };
 }
 
-describe('rotation survives SIGKILL at random points and resumes on open', () => {
+describe.each(PROVIDERS)('rotation survives SIGKILL at random points and resumes on open ($title)', ({ provider, available }) => {
   const trials = Number(process.env.ENGINE_ROTATION_CRASH_TRIALS ?? 10);
-  it(`${trials} kill/reopen/resume trials on the product format`, async () => {
+  it.skipIf(!available)(`${trials} kill/reopen/resume trials on the product format`, async () => {
     const dir = tempDir();
-    let engine = await openTestEngine(dir, { rotation: { workers: 1 } });
+    let engine = await openTestEngine(dir, { provider, rotation: { workers: 1 } });
     const key = await rootKey(engine);
     const expected = new Map<string, Buffer>(); // "volumeIndex:sector" -> content
     for (const [index, spec] of ROTATION_CRASH_VOLUMES.entries()) {
@@ -160,7 +166,7 @@ describe('rotation survives SIGKILL at random points and resumes on open', () =>
     let seedState = 0x5eed;
     const random = (): number => ((seedState = (seedState * 1103515245 + 12345) & 0x7fffffff) / 0x7fffffff);
     for (let trial = 1; trial <= trials; trial++) {
-      const { acked, lastCounter } = await runChildAndKill(dir, key.crn, trial, Math.floor(random() * 1200));
+      const { acked, lastCounter } = await runChildAndKill(dir, key.crn, trial, Math.floor(random() * 1200), provider);
       for (const [where, counter] of acked) {
         const spec = ROTATION_CRASH_VOLUMES[Number(where.split(':')[0])]!;
         expected.set(where, patternFor(trial, counter, spec.sectorSize));
@@ -173,7 +179,7 @@ describe('rotation survives SIGKILL at random points and resumes on open', () =>
       const inflightSector = (trial * 7919 + inflightCounter * 104729) % (inflightSpec.sizeBytes / inflightSpec.sectorSize);
       const inflight = { where: `${inflightIndex}:${inflightSector}`, content: patternFor(trial, inflightCounter, inflightSpec.sectorSize) };
       // Reopen: the interrupted task resumes from its checkpoint and finishes.
-      engine = await openTestEngine(dir, { rotation: { workers: 1 } });
+      engine = await openTestEngine(dir, { provider, rotation: { workers: 1 } });
       let resumed = false;
       for (const task of engine.tasks.list()) {
         if (task.state !== 'queued' && task.state !== 'running') continue;

@@ -13,6 +13,7 @@ import { BlockvaultError } from '../../src/errors.js';
 import { clusterKey } from '../../src/volume/cluster-format.js';
 import type { VolumeRecord } from '../../src/volume/record.js';
 import { openTestEngine, rootKey } from '../helpers/engine.js';
+import { PROVIDERS, type ProviderName } from '../helpers/providers.js';
 import { makeTempDir, removeTempDirs } from '../helpers/temp-dir.js';
 
 const MIB = 1024 * 1024;
@@ -49,9 +50,9 @@ async function rejection(promise: Promise<unknown>): Promise<BlockvaultError> {
 }
 
 /** An engine with two volumes on one root key, each holding known data; closed. */
-async function twoVolumes(layout: 'split' | 'compact', sectorSize: 512 | 4096) {
+async function twoVolumes(layout: 'split' | 'compact', sectorSize: 512 | 4096, provider: ProviderName = 'software') {
   const dir = makeTempDir('bv-tamper-');
-  const engine = await openTestEngine(dir, { volumeLayout: layout });
+  const engine = await openTestEngine(dir, { provider, volumeLayout: layout });
   const key = await rootKey(engine);
   const a = await engine.createVolume({ name: 'a', sizeBytes: MIB, sectorSize, diskEncryptionKeyCrn: key.crn });
   const b = await engine.createVolume({ name: 'b', sizeBytes: MIB, sectorSize, diskEncryptionKeyCrn: key.crn });
@@ -73,7 +74,8 @@ async function storeIdOf(dir: string, id: string): Promise<number> {
   }
 }
 
-describe('volume records are authenticated', () => {
+// On each key provider: the record key derives from the provider's metadata key (a token HMAC on PKCS#11).
+describe.each(PROVIDERS)('volume records are authenticated ($title)', ({ provider, available }) => {
   const cases: [string, (records: Map<string, Stored>, ids: { a: string; b: string }) => void][] = [
     ['sector size edited', (r, ids) => void r.set(ids.a, { ...r.get(ids.a)!, sectorSize: 512 })],
     ['cluster geometry edited', (r, ids) => void r.set(ids.a, { ...r.get(ids.a)!, clusterSectors: r.get(ids.a)!.clusterSectors * 2 })],
@@ -95,15 +97,15 @@ describe('volume records are authenticated', () => {
     }],
   ];
 
-  it.each(cases)('%s: the engine refuses to open with VOLUME_CORRUPT naming the volume', async (_name, edit) => {
-    const { dir, ids, dataA } = await twoVolumes('split', 4096);
+  it.skipIf(!available).each(cases)('%s: the engine refuses to open with VOLUME_CORRUPT naming the volume', async (_name, edit) => {
+    const { dir, ids, dataA } = await twoVolumes('split', 4096, provider);
     let original: Map<string, Stored> | undefined;
     await editRecords(dir, (records) => {
       original = new Map(records);
       edit(records, ids);
       return records;
     });
-    const error = await rejection(openTestEngine(dir));
+    const error = await rejection(openTestEngine(dir, { provider }));
     expect(error.code).toBe('VOLUME_CORRUPT');
     expect([ids.a, ids.b]).toContain(error.details?.volumeId);
     expect(error.details?.place).toBe(`volumes/${String(error.details?.volumeId)}`);
@@ -111,7 +113,7 @@ describe('volume records are authenticated', () => {
 
     // The refusal released the directory: with the genuine records back, it opens and reads.
     await editRecords(dir, () => original!);
-    const engine = await openTestEngine(dir);
+    const engine = await openTestEngine(dir, { provider });
     try {
       const a = await engine.openVolume(ids.a);
       expect(Buffer.from(await a.read(0, dataA.length)).equals(dataA)).toBe(true);
@@ -120,12 +122,12 @@ describe('volume records are authenticated', () => {
     }
   });
 
-  it('a record written by the catalog itself (authenticated) opens: the MAC is over the stored form', async () => {
-    const { dir, ids, dataB } = await twoVolumes('compact', 512);
-    let engine = await openTestEngine(dir);
+  it.skipIf(!available)('a record written by the catalog itself (authenticated) opens: the MAC is over the stored form', async () => {
+    const { dir, ids, dataB } = await twoVolumes('compact', 512, provider);
+    let engine = await openTestEngine(dir, { provider });
     await engineInternals(engine).saveRecord({ ...withoutMac(await readThrough(engine, ids.b)), name: 'b-renamed' });
     await engine.close();
-    engine = await openTestEngine(dir);
+    engine = await openTestEngine(dir, { provider });
     try {
       expect(engine.listVolumes().map((v) => v.name).sort()).toEqual(['a', 'b-renamed']);
       const b = await engine.openVolume('b-renamed');
@@ -135,16 +137,16 @@ describe('volume records are authenticated', () => {
     }
   });
 
-  it('wrapped data keys swapped by someone who can write authentic records: KEYSTORE_CORRUPT names the volume', async () => {
+  it.skipIf(!available)('wrapped data keys swapped by someone who can write authentic records: KEYSTORE_CORRUPT names the volume', async () => {
     // Defence in depth: the wrapped key is bound to its volume and generation (dek-binding.ts),
     // so even records that verify cannot make one volume decrypt with another's key.
-    const { dir, ids } = await twoVolumes('split', 4096);
-    let engine = await openTestEngine(dir);
+    const { dir, ids } = await twoVolumes('split', 4096, provider);
+    let engine = await openTestEngine(dir, { provider });
     const a = await readThrough(engine, ids.a);
     const b = await readThrough(engine, ids.b);
     await engineInternals(engine).saveRecord({ ...withoutMac(a), generations: b.generations });
     await engine.close();
-    engine = await openTestEngine(dir);
+    engine = await openTestEngine(dir, { provider });
     try {
       const error = await rejection(engine.openVolume(ids.a).then((v) => v.read(0, 4096)));
       expect(error.code).toBe('KEYSTORE_CORRUPT');

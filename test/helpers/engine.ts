@@ -4,13 +4,21 @@
  */
 import { Engine, type EngineOptions } from '../../src/engine.js';
 import type { RootKeyInfo } from '../../src/hsm/types.js';
+import type { ProviderName } from './providers.js';
+import { softHsmToken } from './softhsm.js';
 
 export const TEST_PASSPHRASE = 'test passphrase: correct horse battery staple';
 
-export type TestEngineOptions = Omit<EngineOptions, 'dir' | 'hsm'> & { hsm?: EngineOptions['hsm'] };
+/** `provider` picks the key provider when `hsm` is not given: the test passphrase (default) or the process's SoftHSM2 token. */
+export type TestEngineOptions = Omit<EngineOptions, 'dir' | 'hsm'> & { hsm?: EngineOptions['hsm']; provider?: ProviderName };
+
+export function testHsmOptions(provider: ProviderName = 'software'): EngineOptions['hsm'] {
+  return provider === 'pkcs11' ? { pkcs11: softHsmToken().options } : { passphrase: TEST_PASSPHRASE };
+}
 
 export function openTestEngine(dir: string, options: TestEngineOptions = {}): Promise<Engine> {
-  return Engine.open({ purgeIntervalMs: 0, ...options, dir, hsm: options.hsm ?? { passphrase: TEST_PASSPHRASE } });
+  const { provider, ...rest } = options;
+  return Engine.open({ purgeIntervalMs: 0, ...rest, dir, hsm: options.hsm ?? testHsmOptions(provider) });
 }
 
 /** An HSM instance with a root key, and (unless `authorize: false`) blockvault's Reader authorization on it. */

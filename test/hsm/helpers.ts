@@ -7,15 +7,26 @@ import { AuditLog } from '../../src/audit/index.js';
 import { ManualClock } from '../../src/clock.js';
 import { isBlockvaultError, type ErrorCode } from '../../src/errors.js';
 import { SoftHsm, type SoftHsmOptions } from '../../src/hsm/index.js';
+import type { KeyProvider, ProviderInventory } from '../../src/hsm/provider.js';
 import type { CallerContext } from '../../src/hsm/types.js';
+import type { ProviderName } from '../helpers/providers.js';
+import { softHsmToken } from '../helpers/softhsm.js';
 
 export const PASSPHRASE = 'correct horse battery staple';
 /** Cheaper scrypt for tests; one test opens with the default cost. */
 export const TEST_SCRYPT_N = 1 << 10;
 export const STORAGE: CallerContext = { sourceService: 'blockvault', sourceInstance: 'engine-1', initiator: 'blockvault-engine' };
 
+export { PROVIDERS, type ProviderCase, type ProviderName } from '../helpers/providers.js';
+
+/** The HSM options that open `provider`: the test passphrase, or the process's SoftHSM2 token. */
+export function providerSecret(provider: ProviderName): Partial<SoftHsmOptions> {
+  return provider === 'pkcs11' ? { pkcs11: softHsmToken().options } : { passphrase: PASSPHRASE };
+}
+
 export interface Harness {
   dir: string;
+  provider: ProviderName;
   clock: ManualClock;
   root: RootDatabase;
   audit: AuditLog;
@@ -26,14 +37,19 @@ export interface Harness {
   cleanup(): Promise<void>;
 }
 
-export async function openHarness(options: Partial<SoftHsmOptions> = {}, existingDir?: string): Promise<Harness> {
+export async function openHarness(options: Partial<SoftHsmOptions> = {}, existingDir?: string, provider: ProviderName = 'software'): Promise<Harness> {
   const dir = existingDir ?? mkdtempSync(join(tmpdir(), 'bv-hsm-'));
   const clock = (options.clock as ManualClock | undefined) ?? new ManualClock(Date.UTC(2026, 0, 1));
-  const h = { dir, clock, closed: true } as Harness & { closed: boolean };
+  const h = { dir, clock, provider, closed: true } as Harness & { closed: boolean };
   const start = async (extra: Partial<SoftHsmOptions>): Promise<void> => {
     h.root = open({ path: join(dir, 'engine.lmdb') });
     h.audit = await AuditLog.open({ root: h.root, clock });
-    const secret = extra.keyFile !== undefined ? { keyFile: extra.keyFile } : { passphrase: extra.passphrase ?? PASSPHRASE };
+    const secret =
+      extra.keyFile !== undefined
+        ? { keyFile: extra.keyFile }
+        : provider === 'pkcs11' && extra.passphrase === undefined
+          ? { pkcs11: extra.pkcs11 ?? softHsmToken().options }
+          : { passphrase: extra.passphrase ?? PASSPHRASE };
     try {
       h.hsm = await SoftHsm.open({ root: h.root, dir, clock, audit: h.audit, scryptN: TEST_SCRYPT_N, ...extra, ...secret });
     } catch (error) {
@@ -60,6 +76,11 @@ export async function openHarness(options: Partial<SoftHsmOptions> = {}, existin
   };
   await start(options);
   return h;
+}
+
+/** What the harness's key provider stores (key versions, import-token keys), read through the provider itself. */
+export function providerInventory(h: Harness): Promise<ProviderInventory> {
+  return (h.hsm as unknown as { core: { provider: KeyProvider } }).core.provider.inventory();
 }
 
 /** Awaits `promise` and checks it failed with a BlockvaultError of `code`; returns the error. */

@@ -10,24 +10,29 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
-import { Engine } from '../../src/engine.js';
+import { Engine, type EngineOptions } from '../../src/engine.js';
 import { KeyState } from '../../src/hsm/types.js';
 import { markerPattern, runNeedle } from '../../src/shred/markers.js';
 import { scanForNeedles } from '../../src/shred/scan.js';
 import { checkAfterRestart } from '../../src/shred/verify-restart.js';
+import { testHsmOptions } from '../helpers/engine.js';
 import { runChildUntilKilled } from '../helpers/kill-child.js';
+import { PROVIDERS, type ProviderName } from '../helpers/providers.js';
+import { softHsmToken } from '../helpers/softhsm.js';
 import { makeTempDir, removeTempDirs } from '../helpers/temp-dir.js';
-import { MIB, sealedKeyFiles } from './helpers.js';
+import { MIB, expectStoredVersions } from './helpers.js';
 
 afterAll(() => removeTempDirs());
 
 const CHILD = fileURLToPath(new URL('./fixtures/shred-child.ts', import.meta.url));
 
 /** Run the child; SIGKILL it `delayMs` after it prints `line`. Resolves with what it printed. */
-async function runAndKill(args: string[], line: 'deleting' | 'deleted', delayMs: number): Promise<string[]> {
+async function runAndKill(p: Prepared, seed: number, line: 'deleting' | 'deleted', delayMs: number): Promise<string[]> {
   const lines: string[] = [];
-  await runChildUntilKilled(CHILD, args, {
+  await runChildUntilKilled(CHILD, [p.dir, p.keyFile, p.keyCrn, String(seed)], {
     name: 'shred child',
+    // SOFTHSM2_CONF is in process.env once the token exists (test/helpers/softhsm.ts).
+    ...(p.provider === 'pkcs11' ? { env: { ...process.env, BLOCKVAULT_TEST_HSM: JSON.stringify(p.hsm) } } : {}),
     onLine: (printed, control) => {
       lines.push(printed);
       if (printed === line) control.kill(delayMs);
@@ -37,6 +42,9 @@ async function runAndKill(args: string[], line: 'deleting' | 'deleted', delayMs:
 }
 
 interface Prepared {
+  provider: ProviderName;
+  /** What opens the engine: the key file (software) or the token. */
+  hsm: EngineOptions['hsm'];
   dir: string;
   keyFile: string;
   keyCrn: string;
@@ -47,12 +55,13 @@ interface Prepared {
   softId: string;
 }
 
-async function prepare(seed: number): Promise<Prepared> {
+async function prepare(seed: number, provider: ProviderName): Promise<Prepared> {
   const root = makeTempDir('bv-shred-crash-');
   const keyFile = join(root, 'hsm.key');
   writeFileSync(keyFile, randomBytes(32), { mode: 0o600 });
   const dir = join(root, 'engine');
-  const engine = await Engine.open({ dir, hsm: { keyFile }, purgeIntervalMs: 0 });
+  const hsm: EngineOptions['hsm'] = provider === 'pkcs11' ? testHsmOptions(provider) : { keyFile };
+  const engine = await Engine.open({ dir, hsm, purgeIntervalMs: 0 });
   try {
     const instance = await engine.hsm.createInstance({ name: 'crash' });
     await engine.hsm.authorize({ sourceService: 'blockvault', targetInstance: instance.id, role: 'Reader' });
@@ -68,14 +77,14 @@ async function prepare(seed: number): Promise<Prepared> {
       ids.push(vol.info().id);
     }
     await engine.deleteVolume('c');
-    return { dir, keyFile, keyCrn: key.crn, keyId: key.id, material, prefix, ids, softId: ids[2]! };
+    return { provider, hsm, dir, keyFile, keyCrn: key.crn, keyId: key.id, material, prefix, ids, softId: ids[2]! };
   } finally {
     await engine.close();
   }
 }
 
 async function keyStateAfterReopen(p: Prepared): Promise<{ state: number; volumeStates: string[] }> {
-  const engine = await Engine.open({ dir: p.dir, hsm: { keyFile: p.keyFile }, purgeIntervalMs: 0 });
+  const engine = await Engine.open({ dir: p.dir, hsm: p.hsm, purgeIntervalMs: 0 });
   try {
     const key = await engine.hsm.getKey(p.keyCrn);
     return { state: key.state, volumeStates: engine.listVolumes().map((v) => v.state) };
@@ -86,19 +95,21 @@ async function keyStateAfterReopen(p: Prepared): Promise<{ state: number; volume
 
 /** The shredded outcome: locked everywhere, nothing readable by any API, no plaintext or key material in any file. */
 async function expectShredded(p: Prepared, seed: number): Promise<void> {
-  const report = await checkAfterRestart({ dir: p.dir, hsm: { keyFile: p.keyFile }, cipher: undefined, keyCrn: p.keyCrn, volumeIds: p.ids, softDeletedId: p.softId });
+  const report = await checkAfterRestart({ dir: p.dir, hsm: p.hsm, cipher: undefined, keyCrn: p.keyCrn, volumeIds: p.ids, softDeletedId: p.softId });
   expect(report).toMatchObject({ volumes: 3, volumesLocked: 3, metadataReadable: true, dataReadable: 0 });
   expect(Object.values(report.refusals).every((code) => code === 'VOLUME_LOCKED' || code === 'KEY_DESTROYED')).toBe(true);
-  expect(sealedKeyFiles(p.dir, p.keyId)).toEqual([]);
+  await expectStoredVersions(p.dir, p.keyId, p.provider, []);
   const scan = scanForNeedles(p.dir, [runNeedle(seed), p.material]);
   expect(scan.hits).toBe(0);
+  // On PKCS#11 the imported material went into the token: it must not lie in its files in the clear.
+  if (p.provider === 'pkcs11') expect(scanForNeedles(softHsmToken().tokenDir, [p.material]).hits).toBe(0);
 }
 
-describe('cryptoshredding survives SIGKILL', () => {
-  it('killed right after deleteKey returns: on reopen every volume is locked and nothing is readable', async () => {
+describe.each(PROVIDERS)('cryptoshredding survives SIGKILL ($title)', ({ provider, available }) => {
+  it.skipIf(!available)('killed right after deleteKey returns: on reopen every volume is locked and nothing is readable', async () => {
     for (const seed of [1, 2]) {
-      const p = await prepare(seed);
-      const lines = await runAndKill([p.dir, p.keyFile, p.keyCrn, String(seed)], 'deleted', 0);
+      const p = await prepare(seed, provider);
+      const lines = await runAndKill(p, seed, 'deleted', 0);
       expect(lines).toContain('deleted');
       const after = await keyStateAfterReopen(p);
       expect(after).toEqual({ state: KeyState.Destroyed, volumeStates: ['locked', 'locked', 'locked'] });
@@ -106,12 +117,12 @@ describe('cryptoshredding survives SIGKILL', () => {
     }
   });
 
-  it('killed at a random moment during the delete: all or nothing on reopen', async () => {
+  it.skipIf(!available)('killed at a random moment during the delete: all or nothing on reopen', async () => {
     const outcomes: string[] = [];
     for (const [trial, delayMs] of [0, 1, 3, 6, 10, 20].entries()) {
       const seed = 100 + trial;
-      const p = await prepare(seed);
-      await runAndKill([p.dir, p.keyFile, p.keyCrn, String(seed)], 'deleting', delayMs);
+      const p = await prepare(seed, provider);
+      await runAndKill(p, seed, 'deleting', delayMs);
       const after = await keyStateAfterReopen(p);
       if (after.state === KeyState.Destroyed) {
         outcomes.push('shredded');
@@ -120,7 +131,7 @@ describe('cryptoshredding survives SIGKILL', () => {
       } else {
         outcomes.push('intact');
         expect(after).toEqual({ state: KeyState.Active, volumeStates: ['active', 'active', 'deleted'] });
-        const engine = await Engine.open({ dir: p.dir, hsm: { keyFile: p.keyFile }, purgeIntervalMs: 0 });
+        const engine = await Engine.open({ dir: p.dir, hsm: p.hsm, purgeIntervalMs: 0 });
         try {
           for (const name of ['a', 'b']) {
             const vol = await engine.openVolume(name);
@@ -133,6 +144,6 @@ describe('cryptoshredding survives SIGKILL', () => {
     }
     // Both outcomes are legitimate; which one a kill lands in depends on timing.
     expect(outcomes).toHaveLength(6);
-    console.info(`shred crash trials: ${outcomes.join(", ")}`);
+    console.info(`shred crash trials (${provider}): ${outcomes.join(", ")}`);
   });
 });

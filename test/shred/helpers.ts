@@ -6,7 +6,9 @@
 import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { open } from 'lmdb';
-import { vi } from 'vitest';
+import { expect, vi } from 'vitest';
+import type { ProviderName } from '../helpers/providers.js';
+import { tokenKeyVersions } from '../helpers/softhsm.js';
 import { KeyRing } from '../../src/volume/data-key.js';
 import type { VolumeRecord } from '../../src/volume/record.js';
 import { VolumeReencryptTarget } from '../../src/volume/reencrypt-target.js';
@@ -60,6 +62,15 @@ export function sealedKeyFiles(engineDir: string, keyId: string): string[] {
   const keysDir = join(engineDir, 'hsm', 'keys');
   if (!existsSync(keysDir)) return [];
   return readdirSync(keysDir).filter((name) => name.startsWith(`${keyId}.`));
+}
+
+/**
+ * The versions of a root key whose material is still stored, for either provider: the sealed
+ * files by name (software keystore), or the objects on the token (PKCS#11).
+ */
+export async function expectStoredVersions(engineDir: string, keyId: string, provider: ProviderName, versions: number[]): Promise<void> {
+  if (provider === 'software') expect(sealedKeyFiles(engineDir, keyId).sort()).toEqual(versions.map((v) => `${keyId}.v${v}.sealed`));
+  else expect(await tokenKeyVersions(engineDir, keyId)).toEqual(versions);
 }
 
 export type Outcome<T> = { status: 'ok'; value: T; atMs: number } | { status: 'error'; code: string; atMs: number };

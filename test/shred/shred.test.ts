@@ -14,9 +14,10 @@ import { BlockvaultError, isBlockvaultError } from '../../src/errors.js';
 import { KeyState } from '../../src/hsm/types.js';
 import { RotationPool } from '../../src/rotation/worker-pool.js';
 import { cipherBackends } from '../helpers/cipher-backends.js';
+import { PROVIDERS } from '../helpers/providers.js';
 import { openTestEngine, rootKey } from '../helpers/engine.js';
 import { makeTempDir, removeTempDirs } from '../helpers/temp-dir.js';
-import { MIB, allZero, captureDataKeys, codeOf, observe, readVolumeRecord, sealedKeyFiles, settleAll, type Outcome } from './helpers.js';
+import { MIB, allZero, captureDataKeys, codeOf, observe, expectStoredVersions, readVolumeRecord, settleAll, type Outcome } from './helpers.js';
 import { engineInternals } from '../../src/engine-internals.js';
 
 afterAll(() => removeTempDirs());
@@ -32,11 +33,12 @@ function useProbingWorkers(delayMs: number): void {
   vi.spyOn(RotationPool, 'create').mockImplementation((options = {}) => create({ ...options, clusterOpsModule: url }));
 }
 
-for (const { backend, skipReason } of cipherBackends()) {
-  describe.skipIf(skipReason !== null)(`cryptoshredding [${backend}]`, () => {
+// Every cipher backend with every key provider (test/helpers/providers.ts).
+for (const { backend, skipReason, provider, available, title } of cipherBackends().flatMap((c) => PROVIDERS.map((p) => ({ ...c, ...p })))) {
+  describe.skipIf(skipReason !== null || !available)(`cryptoshredding [${backend}, ${title}]`, () => {
     it('destroys every version, locks every volume before returning, zeroizes keys, audits; after a restart nothing reads', async () => {
       const dir = makeTempDir('bv-shred-');
-      let engine: Engine = await openTestEngine(dir, { cipher: backend, rotation: { workers: 1 } });
+      let engine: Engine = await openTestEngine(dir, { provider, cipher: backend, rotation: { workers: 1 } });
       const otherKey = await rootKey(engine, { name: 'other' });
       const other = await engine.createVolume({ name: 'other', sizeBytes: MIB, diskEncryptionKeyCrn: otherKey.crn });
       const otherData = randomBytes(64 * 1024);
@@ -50,7 +52,7 @@ for (const { backend, skipReason } of cipherBackends()) {
       // Two key versions: the volumes' data keys move to v2 (rewrap), v1 stays for unwrap.
       for (const task of await engine.hsm.rotateKey(key.crn, { rewrapOnly: true })) await engine.tasks.wait(task.id);
       await engine.deleteVolume('c'); // soft-deleted: still registered, must be locked too
-      expect(sealedKeyFiles(dir, key.id).sort()).toEqual([`${key.id}.v1.sealed`, `${key.id}.v2.sealed`]);
+      await expectStoredVersions(dir, key.id, provider, [1, 2]);
       const ids = [a, b, c].map((v) => v.info().id);
 
       // I/O in flight when the delete is called, and more while it runs.
@@ -84,7 +86,7 @@ for (const { backend, skipReason } of cipherBackends()) {
       // Material: every version destroyed, the sealed files gone; data keys zeroized in memory.
       const destroyed = await engine.hsm.getKey(key.crn);
       expect(destroyed.versions.map((v) => v.destroyedAtMs !== null && v.destroyedAtMs !== undefined)).toEqual([true, true]);
-      expect(sealedKeyFiles(dir, key.id)).toEqual([]);
+      await expectStoredVersions(dir, key.id, provider, []);
       expect(keys.ringKeys.length).toBeGreaterThanOrEqual(3);
       expect(allZero(keys.ringKeys)).toBe(true);
       keys.restore();
@@ -101,7 +103,7 @@ for (const { backend, skipReason } of cipherBackends()) {
       // After a restart: locked, metadata readable, data unreachable through every door.
       const record = (await readVolumeRecord(dir, ids[0]!))!;
       expect(record.generations.length).toBeGreaterThan(0);
-      engine = await openTestEngine(dir, { cipher: backend });
+      engine = await openTestEngine(dir, { provider, cipher: backend });
       try {
         const infos = Object.fromEntries(engine.listVolumes().map((v) => [v.name, v]));
         expect(infos.a).toMatchObject({ state: 'locked', sizeBytes: 4 * MIB, sectorSize: 4096, diskEncryptionKeyCrn: key.crn, keyVersion: 2, platformManaged: false, lockReason: expect.any(String) });
@@ -123,7 +125,7 @@ for (const { backend, skipReason } of cipherBackends()) {
         for (const generation of record.generations) {
           expect(await codeOf(engine.hsm.unwrap(key.crn, generation.wrapped, generation.keyVersion, CALLER))).toBe('KEY_DESTROYED');
         }
-        expect(sealedKeyFiles(dir, key.id)).toEqual([]);
+        await expectStoredVersions(dir, key.id, provider, []);
         const stillThere = await engine.openVolume('other');
         expect(Buffer.from(await stillThere.read(0, otherData.length)).equals(otherData)).toBe(true);
       } finally {
@@ -134,7 +136,7 @@ for (const { backend, skipReason } of cipherBackends()) {
     it('stops a running rotation: the task fails with KEY_DESTROYED, runner and worker keys are zeroized', async () => {
       useProbingWorkers(2);
       const dir = makeTempDir('bv-shred-rot-');
-      const engine = await openTestEngine(dir, { cipher: backend, rotation: { workers: 1, rotationBatchSectorsMax: 64, progressIntervalMs: 0, backend } });
+      const engine = await openTestEngine(dir, { provider, cipher: backend, rotation: { workers: 1, rotationBatchSectorsMax: 64, progressIntervalMs: 0, backend } });
       try {
         const keys = captureDataKeys();
         const key = await rootKey(engine);
@@ -179,7 +181,7 @@ for (const { backend, skipReason } of cipherBackends()) {
 
     it("a task whose own open finds the key destroyed locks the volume and fails (no wait on itself)", async () => {
       const dir = makeTempDir('bv-shred-self-');
-      const engine = await openTestEngine(dir, { cipher: backend, rotation: { workers: 1 } });
+      const engine = await openTestEngine(dir, { provider, cipher: backend, rotation: { workers: 1 } });
       try {
         const key = await rootKey(engine);
         const vol = await engine.createVolume({ name: 'closed', sizeBytes: MIB, diskEncryptionKeyCrn: key.crn });
@@ -199,7 +201,7 @@ for (const { backend, skipReason } of cipherBackends()) {
 
     it('preventKeyDeletion blocks even a forced delete, and nothing is locked', async () => {
       const dir = makeTempDir('bv-shred-prevent-');
-      const engine = await openTestEngine(dir, { cipher: backend });
+      const engine = await openTestEngine(dir, { provider, cipher: backend });
       try {
         const key = await rootKey(engine);
         const kept = await engine.createVolume({ name: 'kept', sizeBytes: MIB, diskEncryptionKeyCrn: key.crn });
@@ -214,7 +216,7 @@ for (const { backend, skipReason } of cipherBackends()) {
         expect(engine.listVolumes().map((v) => v.state)).toEqual(['active', 'active']);
         expect(Buffer.from(await kept.read(0, data.length)).equals(data)).toBe(true);
         await plain.write(0, data);
-        expect(sealedKeyFiles(dir, key.id)).toHaveLength(1);
+        await expectStoredVersions(dir, key.id, provider, [1]);
         const [refused] = engine.events.list({ action: 'hs-crypto.secrets.delete', keyCrn: key.crn });
         expect(refused).toMatchObject({ outcome: 'failure', code: 'KEY_DELETION_PREVENTED' });
         expect(engine.events.list({ action: 'blockvault.volume.lock' })).toHaveLength(0);
@@ -225,7 +227,7 @@ for (const { backend, skipReason } of cipherBackends()) {
 
     it('an unwrap that passed before the delete but returns after the lock (open, restore) never brings a data key back', async () => {
       const dir = makeTempDir('bv-shred-race-');
-      const engine = await openTestEngine(dir, { cipher: backend });
+      const engine = await openTestEngine(dir, { provider, cipher: backend });
       try {
         const keys = captureDataKeys();
         const key = await rootKey(engine);
@@ -270,7 +272,7 @@ for (const { backend, skipReason } of cipherBackends()) {
 
     it('opens and restores racing the delete at random points end locked with every key zeroized', async () => {
       const dir = makeTempDir('bv-shred-race-');
-      const engine = await openTestEngine(dir, { cipher: backend });
+      const engine = await openTestEngine(dir, { provider, cipher: backend });
       try {
         const keys = captureDataKeys();
         for (let trial = 0; trial < 8; trial++) {

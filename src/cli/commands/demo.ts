@@ -20,6 +20,7 @@ import { lockDir } from '../dir-lock.js';
 import { openEngine, type EngineApi, type TaskInfo, type VolumeHandle, type VolumeInfo } from '../engine-port.js';
 import { isoTime, type Output } from '../output.js';
 import { PASSPHRASE_ENV, resolveHsmSecret, type HsmSecret } from '../passphrase.js';
+import { PKCS11_PIN_ENV, type Pkcs11CliOptions } from '../pkcs11-secret.js';
 import { progressGroup } from '../progress.js';
 import { formatBytes, parseSize } from '../size.js';
 import { CliFailure } from '../usage-error.js';
@@ -42,7 +43,7 @@ interface StepRecord {
   [detail: string]: unknown;
 }
 
-interface DemoOptions {
+interface DemoOptions extends Pkcs11CliOptions {
   dir?: string;
   json?: boolean;
   keyFile?: string;
@@ -62,6 +63,8 @@ export function registerDemoCommand(program: Command, ctx: CliContext): void {
       `
 --dir: a fresh (new or empty) directory; default a new temporary one (printed), never $BLOCKVAULT_DIR.
 --key-file: default $${PASSPHRASE_ENV} if set, else a new random key file beside the directory.
+--pkcs11 <module> with --pkcs11-token <label> (or --pkcs11-slot <id>): root keys on that PKCS#11
+  token instead; the PIN from $${PKCS11_PIN_ENV} or --pkcs11-pin-file <path>.
 --json: a structured summary as one JSON document.`,
     )
     .action(globalAction(async (options: DemoOptions) => {
@@ -100,12 +103,20 @@ function freshDir(requested: string | undefined): string {
  * it generates a random key file beside the directory instead of prompting.
  */
 async function demoSecret(ctx: CliContext, options: DemoOptions, dir: string): Promise<{ secret: HsmSecret; generatedKeyFile: string | null }> {
-  if (options.keyFile !== undefined || ctx.env[PASSPHRASE_ENV] !== undefined) {
-    return { secret: await resolveHsmSecret({ keyFile: options.keyFile, env: ctx.env, stdin: ctx.stdin, stderr: ctx.stderr }), generatedKeyFile: null };
+  if (options.pkcs11 !== undefined || options.keyFile !== undefined || ctx.env[PASSPHRASE_ENV] !== undefined) {
+    return { secret: await resolveHsmSecret({ keyFile: options.keyFile, pkcs11: options, env: ctx.env, stdin: ctx.stdin, stderr: ctx.stderr }), generatedKeyFile: null };
   }
   const keyFile = `${dir}.hsm-key`;
   writeFileSync(keyFile, randomBytes(32), { mode: 0o600, flag: 'wx' });
   return { secret: { keyFile }, generatedKeyFile: keyFile };
+}
+
+function describeSecret(secret: HsmSecret): string {
+  if ('pkcs11' in secret) {
+    const token = secret.pkcs11.tokenLabel !== undefined ? `token ${JSON.stringify(secret.pkcs11.tokenLabel)}` : `slot ${secret.pkcs11.slot}`;
+    return `none: root keys on the PKCS#11 ${token} of ${secret.pkcs11.module}`;
+  }
+  return 'keyFile' in secret ? `key file ${secret.keyFile}` : `passphrase from $${PASSPHRASE_ENV}`;
 }
 
 class Steps {
@@ -130,7 +141,7 @@ async function runDemo(out: Output, dir: string, secret: HsmSecret, sizeBytes: n
   const steps = new Steps(out);
   out.line('blockvault demo: bring your own key, rotate it online, then cryptoshred');
   out.line(`Engine directory: ${dir}`);
-  out.line(`HSM master key:   ${'keyFile' in secret ? `key file ${secret.keyFile}` : `passphrase from $${PASSPHRASE_ENV}`}`);
+  out.line(`HSM master key:   ${describeSecret(secret)}`);
 
   let engine: EngineApi = await openEngine({ dir, hsm: secret });
   try {

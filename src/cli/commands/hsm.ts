@@ -37,14 +37,17 @@ export function registerHsmCommands(program: Command, ctx: CliContext): void {
           { ...options, ...(keyFile !== undefined ? { keyFile } : {}) },
           async ({ engine, out, dir, secret }) => {
             const status = await collectStatus(engine, dir);
-            const sealedWith = 'keyFile' in secret ? 'keyFile' : 'passphrase';
+            const sealedWith = 'pkcs11' in secret ? 'pkcs11' : 'keyFile' in secret ? 'keyFile' : 'passphrase';
             out.result(
               { created: !existed, sealedWith, ...('keyFile' in secret ? { keyFile: secret.keyFile } : {}), keyFileCreated: options.newKeyFile !== undefined, ...status },
               (o) => {
-                o.line(existed ? `Engine directory ${dir} already exists; the ${sealedWith === 'keyFile' ? 'key file' : 'passphrase'} unseals it.` : `Initialized ${dir}.`);
-                o.line(`HSM keystore sealed with ${'keyFile' in secret ? `the key file ${secret.keyFile}` : 'the passphrase'}.`);
+                const opener = sealedWith === 'pkcs11' ? 'PKCS#11 token' : sealedWith === 'keyFile' ? 'key file' : 'passphrase';
+                o.line(existed ? `Engine directory ${dir} already exists; the ${opener} unseals it.` : `Initialized ${dir}.`);
+                if ('pkcs11' in secret) o.line(`Root keys live on the PKCS#11 token of ${secret.pkcs11.module}; the directory keeps no keystore.`);
+                else o.line(`HSM keystore sealed with ${'keyFile' in secret ? `the key file ${secret.keyFile}` : 'the passphrase'}.`);
                 if (options.newKeyFile !== undefined) o.line('Keep the key file safe and apart from the data: without it nothing in the directory can be unsealed.');
-                o.line(`Next: blockvault instance create --name <name>${'keyFile' in secret ? ` --key-file ${secret.keyFile}` : ''}`);
+                const again = 'keyFile' in secret ? ` --key-file ${secret.keyFile}` : 'pkcs11' in secret ? ` --pkcs11 ${secret.pkcs11.module} ${secret.pkcs11.tokenLabel !== undefined ? `--pkcs11-token ${JSON.stringify(secret.pkcs11.tokenLabel)}` : `--pkcs11-slot ${secret.pkcs11.slot}`}` : '';
+                o.line(`Next: blockvault instance create --name <name>${again}`);
               },
             );
           },

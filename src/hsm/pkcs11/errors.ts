@@ -1,0 +1,37 @@
+import { BlockvaultError } from '../../errors.js';
+
+/**
+ * PKCS#11 return values (CKR_*) as blockvault's typed errors. pkcs11js throws a Pkcs11Error whose
+ * `message` is the CKR name and `code` its number; anything else passes through unchanged.
+ */
+const UNAVAILABLE = new Set([
+  'CKR_TOKEN_NOT_PRESENT',
+  'CKR_TOKEN_NOT_RECOGNIZED',
+  'CKR_DEVICE_REMOVED',
+  'CKR_DEVICE_ERROR',
+  'CKR_SLOT_ID_INVALID',
+  'CKR_SESSION_CLOSED',
+  'CKR_SESSION_HANDLE_INVALID',
+  'CKR_CRYPTOKI_NOT_INITIALIZED',
+  'CKR_USER_NOT_LOGGED_IN',
+]);
+const FULL = new Set(['CKR_DEVICE_MEMORY']);
+const WRONG_PIN = new Set(['CKR_PIN_INCORRECT', 'CKR_PIN_LEN_RANGE', 'CKR_PIN_INVALID']);
+
+/** The CKR name of a pkcs11js error, or null for any other value. */
+export function ckrName(error: unknown): string | null {
+  if (error instanceof Error && error.name === 'Pkcs11Error' && /^CKR_[A-Z0-9_]+$/.test(error.message)) return error.message;
+  return null;
+}
+
+/** Map a failed C_* call; `what` names the operation in the message ("wrap under key k1 v2"). */
+export function mapPkcs11Error(error: unknown, what: string): unknown {
+  const name = ckrName(error);
+  if (name === null) return error;
+  const details = { pkcs11: name };
+  if (FULL.has(name)) return new BlockvaultError('HSM_FULL', `the PKCS#11 token is full (${name}) during ${what}; delete keys or use a token with more room`, details, { cause: error });
+  if (WRONG_PIN.has(name)) return new BlockvaultError('WRONG_PASSPHRASE', `the PKCS#11 token refuses the PIN (${name}); give the token's user PIN`, details, { cause: error });
+  if (name === 'CKR_PIN_LOCKED') return new BlockvaultError('HSM_UNAVAILABLE', 'the PKCS#11 token\'s user PIN is locked after too many wrong PINs; the security officer must reset it', details, { cause: error });
+  if (UNAVAILABLE.has(name)) return new BlockvaultError('HSM_UNAVAILABLE', `the PKCS#11 token is not available (${name}) during ${what}; check that the token is present and the module configured`, details, { cause: error });
+  return new BlockvaultError('HSM_UNAVAILABLE', `the PKCS#11 module failed ${what} with ${name}`, details, { cause: error });
+}
