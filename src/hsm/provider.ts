@@ -14,6 +14,7 @@
  *   (a wrapped key that does not authenticate, material of the wrong size, a reused version),
  *   KEYSTORE_CORRUPT (stored material fails authentication).
  */
+import { BlockvaultError } from '../errors.js';
 export interface KeyVersionRef {
   /** The root key's id ([A-Za-z0-9._-], at most 64 characters). */
   keyId: string;
@@ -23,6 +24,38 @@ export interface KeyVersionRef {
 
 /** Material handed over for import: in the clear, or encrypted to a transport (import-token) key. */
 export type ImportMaterial = { material: Uint8Array } | { transportKeyId: string; encryptedMaterial: Uint8Array };
+
+/** A root key is AES-256, in every provider. */
+export const ROOT_KEY_BYTES = 32;
+
+/**
+ * Import material as a fresh 32-byte Buffer the caller owns and zeroizes, checked the same way in
+ * every provider. `decrypt` opens an import token (each provider holds its transport keys its own
+ * way); the plaintext it returns is wiped here.
+ */
+export function acceptRootMaterial(input: ImportMaterial, decrypt: (transportKeyId: string, encrypted: Uint8Array) => Buffer): Buffer {
+  let plain: Buffer;
+  let ownsPlain: boolean;
+  if (input !== null && typeof input === 'object' && 'transportKeyId' in input) {
+    plain = decrypt(input.transportKeyId, input.encryptedMaterial);
+    ownsPlain = true;
+  } else {
+    if (input === null || typeof input !== 'object' || !(input.material instanceof Uint8Array)) throw new BlockvaultError('INVALID_ARGUMENT', 'material must be a Uint8Array of 32 bytes');
+    plain = Buffer.from(input.material.buffer, input.material.byteOffset, input.material.byteLength);
+    ownsPlain = false;
+  }
+  try {
+    if (plain.length !== ROOT_KEY_BYTES) {
+      throw new BlockvaultError('INVALID_ARGUMENT', `a root key is AES-256: the material must be exactly ${ROOT_KEY_BYTES} bytes, got ${plain.length}`);
+    }
+    if (plain.every((byte) => byte === 0)) throw new BlockvaultError('INVALID_ARGUMENT', 'the material is all zeros; import a random 32-byte key');
+    const material = Buffer.alloc(ROOT_KEY_BYTES);
+    plain.copy(material);
+    return material;
+  } finally {
+    if (ownsPlain) plain.fill(0);
+  }
+}
 
 export interface ProviderInventory {
   keyVersions: KeyVersionRef[];

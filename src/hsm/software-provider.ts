@@ -12,7 +12,7 @@ import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { BlockvaultError, assert } from '../errors.js';
 import { KeyUnwrapError, kwpUnwrap, kwpWrap } from './kwp.js';
-import type { ImportMaterial, KeyProvider, KeyVersionRef, ProviderInventory } from './provider.js';
+import { ROOT_KEY_BYTES, acceptRootMaterial, type ImportMaterial, type KeyProvider, type KeyVersionRef, type ProviderInventory } from './provider.js';
 import { UnsealError, seal, unseal } from './seal.js';
 import { TEMP_SUFFIX, listDirectorySync, shredFileSync, writeFileAtomicSync } from './secure-files.js';
 
@@ -30,7 +30,7 @@ import { TEMP_SUFFIX, listDirectorySync, shredFileSync, writeFileAtomicSync } fr
  * In memory, material lives in Buffers this module allocated (never the shared pool) and fills
  * with zeros on destroy, eviction and close. A bounded cache holds the versions in use.
  */
-export const ROOT_KEY_BYTES = 32;
+export { ROOT_KEY_BYTES };
 const ID_PATTERN = /^[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}$/;
 const KEY_FILE_PATTERN = /^([A-Za-z0-9_-][A-Za-z0-9._-]{0,63})\.v([1-9][0-9]{0,8})\.sealed$/;
 const TRANSPORT_FILE_PATTERN = /^([A-Za-z0-9_-][A-Za-z0-9._-]{0,63})\.sealed$/;
@@ -152,27 +152,7 @@ export class SoftwareKeyProvider implements KeyProvider {
 
   /** Turn import material into a fresh 32-byte Buffer this class owns. */
   private acceptMaterial(input: ImportMaterial): Buffer {
-    let plain: Buffer;
-    let ownsPlain: boolean;
-    if ('transportKeyId' in input) {
-      plain = this.decryptWithTransportKey(input.transportKeyId, input.encryptedMaterial);
-      ownsPlain = true;
-    } else {
-      if (!(input.material instanceof Uint8Array)) throw new BlockvaultError('INVALID_ARGUMENT', 'material must be a Uint8Array of 32 bytes');
-      plain = Buffer.from(input.material.buffer, input.material.byteOffset, input.material.byteLength);
-      ownsPlain = false;
-    }
-    try {
-      if (plain.length !== ROOT_KEY_BYTES) {
-        throw new BlockvaultError('INVALID_ARGUMENT', `a root key is AES-256: the material must be exactly ${ROOT_KEY_BYTES} bytes, got ${plain.length}`);
-      }
-      if (plain.every((byte) => byte === 0)) throw new BlockvaultError('INVALID_ARGUMENT', 'the material is all zeros; import a random 32-byte key');
-      const material = Buffer.alloc(ROOT_KEY_BYTES);
-      plain.copy(material);
-      return material;
-    } finally {
-      if (ownsPlain) plain.fill(0);
-    }
+    return acceptRootMaterial(input, (id, encrypted) => this.decryptWithTransportKey(id, encrypted));
   }
 
   private decryptWithTransportKey(id: string, encrypted: Uint8Array): Buffer {

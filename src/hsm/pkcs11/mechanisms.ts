@@ -24,7 +24,7 @@ export const DATA_KEY_BYTES_MIN = 16;
 export const DATA_KEY_BYTES_MAX = 4096;
 /** KWP adds one 64-bit block (the alternative IV) to a padded plaintext. */
 export const KWP_OVERHEAD_BYTES = 8;
-export const ROOT_KEY_BYTES = 32;
+export { ROOT_KEY_BYTES } from '../provider.js';
 export const METADATA_KEY_BYTES = 32;
 
 /** Labels of the objects this provider owns, scoped by the engine directory's namespace. */

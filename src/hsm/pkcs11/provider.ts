@@ -2,7 +2,7 @@ import { constants, createPrivateKey, createHash, generateKeyPair, privateDecryp
 import type { Template } from 'pkcs11js';
 import { BlockvaultError, assert } from '../../errors.js';
 import { kwpWrap } from '../kwp.js';
-import type { ImportMaterial, KeyProvider, KeyVersionRef, ProviderInventory } from '../provider.js';
+import { acceptRootMaterial, type ImportMaterial, type KeyProvider, type KeyVersionRef, type ProviderInventory } from '../provider.js';
 import { ckrName, mapPkcs11Error } from './errors.js';
 import { readPkcs11Marker, writePkcs11Marker, type Pkcs11Marker } from './marker.js';
 import {
@@ -221,27 +221,7 @@ export class Pkcs11KeyProvider implements KeyProvider {
 
   /** Import material as a fresh 32-byte Buffer; the caller zeroizes it. */
   private async acceptMaterial(session: Buffer, input: ImportMaterial): Promise<Buffer> {
-    let plain: Buffer;
-    let ownsPlain: boolean;
-    if (input !== null && typeof input === 'object' && 'transportKeyId' in input) {
-      plain = this.decryptWithTransportKey(session, input.transportKeyId, input.encryptedMaterial);
-      ownsPlain = true;
-    } else {
-      if (input === null || typeof input !== 'object' || !(input.material instanceof Uint8Array)) throw new BlockvaultError('INVALID_ARGUMENT', 'material must be a Uint8Array of 32 bytes');
-      plain = Buffer.from(input.material.buffer, input.material.byteOffset, input.material.byteLength);
-      ownsPlain = false;
-    }
-    try {
-      if (plain.length !== ROOT_KEY_BYTES) {
-        throw new BlockvaultError('INVALID_ARGUMENT', `a root key is AES-256: the material must be exactly ${ROOT_KEY_BYTES} bytes, got ${plain.length}`);
-      }
-      if (plain.every((byte) => byte === 0)) throw new BlockvaultError('INVALID_ARGUMENT', 'the material is all zeros; import a random 32-byte key');
-      const material = Buffer.alloc(ROOT_KEY_BYTES);
-      plain.copy(material);
-      return material;
-    } finally {
-      if (ownsPlain) plain.fill(0);
-    }
+    return acceptRootMaterial(input, (id, encrypted) => this.decryptWithTransportKey(session, id, encrypted));
   }
 
   private decryptWithTransportKey(session: Buffer, id: string, encrypted: Uint8Array): Buffer {
