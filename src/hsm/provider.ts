@@ -14,6 +14,7 @@
  *   (a wrapped key that does not authenticate, material of the wrong size, a reused version),
  *   KEYSTORE_CORRUPT (stored material fails authentication).
  */
+import { constants, createPrivateKey, privateDecrypt, type KeyObject } from 'node:crypto';
 import { BlockvaultError } from '../errors.js';
 export interface KeyVersionRef {
   /** The root key's id ([A-Za-z0-9._-], at most 64 characters). */
@@ -105,4 +106,28 @@ export interface KeyProvider {
 
   /** Zeroize every copy of material held in memory. The provider is unusable afterwards. */
   close(): Promise<void>;
+}
+
+/**
+ * Open an import token in node:crypto: RSA-OAEP with SHA-256 under the token's private key, given
+ * as PKCS#8 DER, which is wiped here. Every provider decrypts here; SoftHSM 2.6.1 cannot do
+ * OAEP with SHA-256 in the token (pkcs11/mechanisms.ts).
+ */
+export function decryptImportToken(id: string, der: Buffer, encrypted: Uint8Array): Buffer {
+  let privateKey: KeyObject;
+  try {
+    privateKey = createPrivateKey({ key: der, format: 'der', type: 'pkcs8' });
+  } catch {
+    throw new BlockvaultError('KEYSTORE_CORRUPT', `the import-token key ${id} is damaged; create a new import token`);
+  } finally {
+    der.fill(0);
+  }
+  try {
+    return privateDecrypt({ key: privateKey, padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: 'sha256' }, encrypted);
+  } catch {
+    throw new BlockvaultError(
+      'INVALID_ARGUMENT',
+      'encryptedMaterial does not decrypt with this import token; encrypt the 32-byte key with RSA-OAEP (SHA-256) to the public key from getImportToken',
+    );
+  }
 }

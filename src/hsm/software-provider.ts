@@ -1,9 +1,6 @@
 import {
-  constants,
-  createPrivateKey,
   generateKeyPair,
   hkdfSync,
-  privateDecrypt,
   randomFillSync,
   timingSafeEqual,
   type KeyObject,
@@ -12,7 +9,7 @@ import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { BlockvaultError, assert } from '../errors.js';
 import { KeyUnwrapError, kwpUnwrap, kwpWrap } from './kwp.js';
-import { ROOT_KEY_BYTES, acceptRootMaterial, type ImportMaterial, type KeyProvider, type KeyVersionRef, type ProviderInventory } from './provider.js';
+import { ROOT_KEY_BYTES, acceptRootMaterial, decryptImportToken, type ImportMaterial, type KeyProvider, type KeyVersionRef, type ProviderInventory } from './provider.js';
 import { UnsealError, seal, unseal } from './seal.js';
 import { TEMP_SUFFIX, listDirectorySync, shredFileSync, writeFileAtomicSync } from './secure-files.js';
 
@@ -176,20 +173,7 @@ export class SoftwareKeyProvider implements KeyProvider {
       if (error instanceof UnsealError) throw new BlockvaultError('KEYSTORE_CORRUPT', `the sealed import-token key ${id} fails authentication; create a new import token`);
       throw error;
     }
-    let privateKey: KeyObject;
-    try {
-      privateKey = createPrivateKey({ key: der, format: 'der', type: 'pkcs8' });
-    } finally {
-      der.fill(0);
-    }
-    try {
-      return privateDecrypt({ key: privateKey, padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: 'sha256' }, encrypted);
-    } catch {
-      throw new BlockvaultError(
-        'INVALID_ARGUMENT',
-        'encryptedMaterial does not decrypt with this import token; encrypt the 32-byte key with RSA-OAEP (SHA-256) to the public key from getImportToken',
-      );
-    }
+    return decryptImportToken(id, der, encrypted);
   }
 
   private existingVersions(keyId: string): number[] {

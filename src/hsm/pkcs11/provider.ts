@@ -1,8 +1,8 @@
-import { constants, createPrivateKey, createHash, generateKeyPair, privateDecrypt, timingSafeEqual, type KeyObject } from 'node:crypto';
+import { createHash, generateKeyPair, timingSafeEqual, type KeyObject } from 'node:crypto';
 import type { Template } from 'pkcs11js';
 import { BlockvaultError, assert } from '../../errors.js';
 import { kwpWrap } from '../kwp.js';
-import { acceptRootMaterial, type ImportMaterial, type KeyProvider, type KeyVersionRef, type ProviderInventory } from '../provider.js';
+import { acceptRootMaterial, decryptImportToken, type ImportMaterial, type KeyProvider, type KeyVersionRef, type ProviderInventory } from '../provider.js';
 import { ckrName, mapPkcs11Error } from './errors.js';
 import { readPkcs11Marker, writePkcs11Marker, type Pkcs11Marker } from './marker.js';
 import {
@@ -237,23 +237,8 @@ export class Pkcs11KeyProvider implements KeyProvider {
     } catch (error) {
       throw mapPkcs11Error(error, 'reading the import token key');
     }
-    let privateKey: KeyObject;
-    try {
-      privateKey = createPrivateKey({ key: der, format: 'der', type: 'pkcs8' });
-    } catch {
-      throw new BlockvaultError('KEYSTORE_CORRUPT', `the import-token key ${id} on the token is damaged; create a new import token`);
-    } finally {
-      der.fill(0);
-    }
-    try {
-      // node:crypto, not the token: SoftHSM 2.6.1 fails CKM_RSA_PKCS_OAEP with SHA-256 (mechanisms.ts).
-      return privateDecrypt({ key: privateKey, padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: 'sha256' }, encrypted);
-    } catch {
-      throw new BlockvaultError(
-        'INVALID_ARGUMENT',
-        'encryptedMaterial does not decrypt with this import token; encrypt the 32-byte key with RSA-OAEP (SHA-256) to the public key from getImportToken',
-      );
-    }
+    // node:crypto, not the token: SoftHSM 2.6.1 fails CKM_RSA_PKCS_OAEP with SHA-256 (mechanisms.ts).
+    return decryptImportToken(id, der, encrypted);
   }
 
   /** C_CreateObject of BYOK material with the root-key attributes; material never touches a file. */
