@@ -4,12 +4,14 @@
  *
  * Fixed setups:
  *  - blockvault: Engine.open in a temp dir (native cipher when built), one volume of SIZE bytes,
- *    4096-byte sectors, default layout, served by engine.serveNbd on a Unix socket (this process).
+ *    4096-byte sectors, default layout, served by engine.serveNbd on a Unix socket (this process)
+ *    with its default write-back acknowledgement (a write answered once applied; FLUSH and FUA
+ *    make it durable); "blockvault write-through" is a second such volume exported with
+ *    writeThrough (a write answered once its LMDB transaction committed), for comparison.
  *  - qemu-nbd + LUKS: `qemu-img create -f luks` (cipher aes-256 xts plain64, iter-time 200 ms so
  *    creating it is quick; it only affects opening), served by `qemu-nbd --image-opts
  *    driver=luks,...` on a Unix socket; qemu-nbd + raw: a sparse raw file. Both with qemu-nbd's
- *    defaults (cache=writeback: a write is acknowledged once in the page cache, no fsync, where
- *    blockvault acknowledges a write once its LMDB transaction committed).
+ *    defaults (cache=writeback: a write is acknowledged once in the page cache, no fsync).
  *  - Each target is filled once with 1 MiB sequential writes (untimed), then per round each case
  *    runs for SECONDS on every target, the target order rotating each round: random 4 KiB write,
  *    random 4 KiB read, sequential 1 MiB write, sequential 1 MiB read; fio --ioengine=nbd,
@@ -118,9 +120,8 @@ async function main(): Promise<void> {
   try {
     const engine = await Engine.open({ dir: join(dir, 'engine'), hsm: { passphrase: PASSPHRASE }, purgeIntervalMs: 0 });
     stops.push(() => engine.close());
-    const vol = await engine.createVolume({ name: 'bench', sizeBytes: SIZE, sectorSize: 4096 });
-    await vol.close();
-    const served = await engine.serveNbd({ socketPath: join(dir, 'bv.sock') }, [{ volume: 'bench' }]);
+    for (const name of ['bench', 'bench-wt']) await (await engine.createVolume({ name, sizeBytes: SIZE, sectorSize: 4096 })).close();
+    const served = await engine.serveNbd({ socketPath: join(dir, 'bv.sock') }, [{ volume: 'bench' }, { volume: 'bench-wt', writeThrough: true }]);
 
     const luks = join(dir, 'disk.luks');
     const secret = `secret,id=sec0,data=${LUKS_SECRET}`;
@@ -132,6 +133,7 @@ async function main(): Promise<void> {
 
     const targets: Array<{ name: string; uri: string }> = [
       { name: 'blockvault', uri: served.uri },
+      { name: 'blockvault write-through', uri: served.exports[1]!.uri },
       { name: 'qemu-nbd + LUKS', uri: `nbd+unix:///luks?socket=${join(dir, 'luks.sock')}` },
       { name: 'qemu-nbd + raw', uri: `nbd+unix:///raw?socket=${join(dir, 'raw.sock')}` },
     ];
@@ -171,13 +173,14 @@ async function main(): Promise<void> {
       '',
       `${machine.date}, ${machine.cpuModel}, ${machine.logicalCpus} logical CPUs (load ${machine.loadAverage1m} at start), ${machine.memoryGiB} GiB, Node ${machine.node}, ${machine.platform}; ${nativeCipherStatus().available ? 'native' : 'ts'} cipher; ${seconds} s.`,
       `A ${SIZE / MIB} MiB disk per target, filled once; fio --ioengine=nbd, iodepth 16, ${SECONDS} s per case, ${ROUNDS} rounds (target order rotating); MB/s is the mean over rounds.`,
-      'qemu-nbd runs with its defaults (cache=writeback: writes acknowledged from the page cache, no fsync); blockvault acknowledges a write once its LMDB transaction committed.',
+      'qemu-nbd runs with its defaults (cache=writeback: writes acknowledged from the page cache, no fsync); blockvault answers a write once applied (write-back: FLUSH and FUA make it durable), blockvault write-through once its LMDB transaction committed.',
       '',
       markdownTable(
-        ['case', 'blockvault MB/s', 'qemu-nbd + LUKS MB/s', 'qemu-nbd + raw MB/s', 'vs LUKS', 'vs raw', 'target vs LUKS', ''],
+        ['case', 'blockvault MB/s', 'write-through MB/s', 'qemu-nbd + LUKS MB/s', 'qemu-nbd + raw MB/s', 'vs LUKS', 'vs raw', 'target vs LUKS', ''],
         rows.map((r) => [
           r.case,
           formatNumber(r.mbps['blockvault']),
+          formatNumber(r.mbps['blockvault write-through']),
           formatNumber(r.mbps['qemu-nbd + LUKS']),
           formatNumber(r.mbps['qemu-nbd + raw']),
           `${r.ratioVsLuks.toFixed(2)}x`,

@@ -32,6 +32,7 @@ export const ERROR_CODES = [
   'LISTEN_FAILED', // the NBD server cannot listen on the address given (in use, no permission, no such directory)
   'HSM_UNAVAILABLE', // the PKCS#11 module does not load, or the slot or token named is missing or not present
   'HSM_FULL', // the PKCS#11 token has no room for another object (CKR_DEVICE_MEMORY)
+  'WRITE_LOST', // a write-back write was acknowledged but its commit failed; every later flush says so
 ] as const;
 
 export type ErrorCode = (typeof ERROR_CODES)[number];

@@ -24,6 +24,8 @@ export interface NbdExport {
   readonly name: string;
   readonly volume: NbdVolume;
   readonly readOnly: boolean;
+  /** Answer writes at their commit, not once applied (the write-back default; see serve.ts). */
+  readonly writeThrough: boolean;
   readonly sizeBytes: number;
   /** Advertised as the preferred block size: I/O aligned to it needs no read-modify-write. */
   readonly sectorSize: number;

@@ -17,6 +17,12 @@ export interface NbdExportOptions {
   name?: string;
   /** Refuse writes, trims and zeroing with EPERM (and advertise NBD_FLAG_READ_ONLY). */
   readOnly?: boolean;
+  /**
+   * Answer a write only once it has committed to LMDB. By default the server is a write-back
+   * cache, as a disk with a volatile cache (and qemu-nbd's default): a write is answered once the
+   * volume has applied it (every read sees it), and a FLUSH or FUA write makes it durable.
+   */
+  writeThrough?: boolean;
 }
 
 export interface NbdServeOptions {
@@ -86,6 +92,7 @@ export async function startNbdServer(
         name,
         volume,
         readOnly: spec.readOnly === true,
+        writeThrough: spec.writeThrough === true,
         sizeBytes: info.sizeBytes,
         sectorSize: info.sectorSize,
         description: `blockvault volume ${info.name} (${info.id})`,
@@ -142,5 +149,6 @@ function checkExports(exports: unknown): asserts exports is NbdExportOptions[] {
     if (typeof s.volume !== 'string' || s.volume.length === 0) bad('volume must be a volume id or name');
     if (s.name !== undefined && (typeof s.name !== 'string' || Buffer.byteLength(s.name) > STRING_BYTES_MAX)) bad(`name must be a string of at most ${STRING_BYTES_MAX} bytes`);
     if (s.readOnly !== undefined && typeof s.readOnly !== 'boolean') bad('readOnly must be a boolean');
+    if (s.writeThrough !== undefined && typeof s.writeThrough !== 'boolean') bad('writeThrough must be a boolean');
   }
 }

@@ -10,6 +10,14 @@
  *
  * Every request is one volume call (a FUA write is one write with `durable`), so a read or write
  * is one cipher batch however many sectors it spans.
+ *
+ * Writes, trims and zeroing are answered once the volume has applied them (`writeBack`): later
+ * reads on any connection see them, and the FLUSH that follows waits for their commits and the
+ * fsync. That is a disk with a volatile write cache, which NBD_FLAG_SEND_FLUSH tells the client to
+ * flush (the Linux client and qemu do). Answering at the commit instead would make each write wait
+ * for an LMDB transaction; an export with `writeThrough` does just that. A commit that fails after
+ * its write was answered fails every later FLUSH (WRITE_LOST, EIO), so the loss is not hidden; a
+ * volume locked after a write was answered fails every later request, as before.
  */
 import type { Socket } from 'node:net';
 import { isBlockvaultError } from '../errors.js';
@@ -193,12 +201,13 @@ export class Transmission {
     }
     const offset = Number(request.offset);
     const durable = (request.flags & NBD_CMD_FLAG_FUA) !== 0;
+    const writeBack = !this.#session.export.writeThrough;
     switch (request.type) {
       case NBD_CMD_READ:
         if (request.length > PAYLOAD_BYTES_MAX) throw new RequestError(NBD_EINVAL, `a read of ${request.length} bytes, more than the ${PAYLOAD_BYTES_MAX} advertised`);
         return volume.read(offset, request.length).then((data) => ({ kind: 'data', data }));
       case NBD_CMD_WRITE:
-        return volume.write(offset, payload!, { durable }).then(() => OK);
+        return volume.write(offset, payload!, { durable, writeBack }).then(() => OK);
       case NBD_CMD_FLUSH: {
         // Volume.flush waits for the commits of what was written, which is still possible once
         // the key is gone; a client must hear that its disk is gone on every request, flushes too.
@@ -207,9 +216,9 @@ export class Transmission {
         return volume.flush().then(() => OK);
       }
       case NBD_CMD_TRIM:
-        return volume.trim(offset, request.length, { durable }).then(() => OK);
+        return volume.trim(offset, request.length, { durable, writeBack }).then(() => OK);
       case NBD_CMD_WRITE_ZEROES:
-        return volume.writeZeroes(offset, request.length, { durable, allocate: (request.flags & NBD_CMD_FLAG_NO_HOLE) !== 0 }).then(() => OK);
+        return volume.writeZeroes(offset, request.length, { durable, writeBack, allocate: (request.flags & NBD_CMD_FLAG_NO_HOLE) !== 0 }).then(() => OK);
       case NBD_CMD_CACHE:
         // Not advertised; some clients send it anyway. There is no cache to warm: a no-op.
         return Promise.resolve(OK);

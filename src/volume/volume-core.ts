@@ -13,6 +13,9 @@
  * Durability: a write's promise resolves when its LMDB transaction has committed. With the
  * engine's LMDB settings (overlappingSync, see src/engine.ts) every commit is also fsynced, but
  * just after the write lock is released; `flush()` waits for that fsync (`root.flushed`).
+ * A write-back write (`writeBack`, what the NBD server uses) resolves once its step has issued
+ * its puts, so reads see it, without waiting for the commit; should that commit fail, the write
+ * is lost and every later flush() says so (`lostWrite`), as a disk whose write-back cache failed.
  */
 import type { Database, RootDatabase } from 'lmdb';
 import { BlockvaultError, assert } from '../errors.js';
@@ -56,6 +59,8 @@ export class VolumeCore {
   readonly store: ClusterStore;
   private readonly geometry: ClusterGeometry;
   private closedError: BlockvaultError | null = null;
+  /** The first write-back write whose commit failed: every flush from then on rejects with it. */
+  private lostWrite: BlockvaultError | null = null;
   /**
    * Buffer views of the data keys, made once per key: the native cipher takes Buffers and would
    * otherwise wrap a plain Uint8Array key on every call. A view shares the key's memory, so
@@ -226,6 +231,30 @@ export class VolumeCore {
     return (writes.length === 1 ? writes[0]! : Promise.all(writes)).then(this.afterCommit);
   }
 
+  /**
+   * How a write, trim or zeroing resolves: at its commit, or (write-back) now, its commit failure
+   * then kept in `lostWrite` for every later flush. A volume locked meanwhile needs no record: every
+   * later request fails anyway.
+   */
+  private finish(writes: Promise<boolean>[], writeBack: boolean): Promise<void> {
+    const committed = this.completion(writes);
+    if (!writeBack) return committed;
+    committed.catch(this.recordLostWrite);
+    return SETTLED;
+  }
+
+  private readonly recordLostWrite = (cause: unknown): void => {
+    if (this.lostWrite !== null || this.currentRecord.lockedAtMs !== null) return;
+    const record = this.currentRecord;
+    const reason = cause instanceof Error ? cause.message : String(cause);
+    this.lostWrite = new BlockvaultError(
+      'WRITE_LOST',
+      `volume ${record.name} (${record.id}) lost acknowledged write-back writes: their LMDB commit failed (${reason}); what was flushed before is intact, close and reopen the volume to go on`,
+      { volumeId: record.id },
+      { cause },
+    );
+  };
+
   /** After a write's commit: a volume locked meanwhile fails the write (made once, not per write). */
   private readonly afterCommit = (): void => {
     if (this.currentRecord.lockedAtMs !== null) this.checkIo();
@@ -337,7 +366,7 @@ export class VolumeCore {
   // Write.
 
   /** `offset` and `data` are validated by the caller (in range, integer). */
-  write(offset: number, data: Uint8Array): Promise<void> {
+  write(offset: number, data: Uint8Array, writeBack = false): Promise<void> {
     if (data.length === 0) return this.queue.submitOne(() => (this.checkIo(), SETTLED));
     const end = offset + data.length;
     const stepBytes = this.deps.writeStepBytesMax;
@@ -350,7 +379,7 @@ export class VolumeCore {
       } catch (error) {
         return Promise.reject(error);
       }
-      return this.completion(writes);
+      return this.finish(writes, writeBack);
     }
     let cursor = offset;
     const writes: Promise<boolean>[] = [];
@@ -359,7 +388,7 @@ export class VolumeCore {
       const stepEnd = Math.min(end, (Math.floor(cursor / stepBytes) + 1) * stepBytes);
       this.writeNow(cursor, data.subarray(cursor - offset, stepEnd - offset), writes);
       cursor = stepEnd;
-      return cursor < end ? stepPending() : { done: true, result: this.completion(writes) };
+      return cursor < end ? stepPending() : { done: true, result: this.finish(writes, writeBack) };
     });
   }
 
@@ -406,7 +435,7 @@ export class VolumeCore {
   // -------------------------------------------------------------------------------------------
   // Trim: whole sectors are removed; the covered part of a partial sector is zeroed.
 
-  trim(offset: number, length: number): Promise<void> {
+  trim(offset: number, length: number, writeBack = false): Promise<void> {
     if (length === 0) return this.queue.submitOne(() => (this.checkIo(), SETTLED));
     const ss = this.geometry.sectorSize;
     const cs = this.geometry.clusterSectors;
@@ -428,14 +457,14 @@ export class VolumeCore {
           } else {
             this.zeroPartial(offset, end, writes);
           }
-          return { done: true, result: this.completion(writes) };
+          return { done: true, result: this.finish(writes, writeBack) };
         }
         if (offset % ss !== 0) this.zeroPartial(offset, fullFirst * ss, writes);
         if (end % ss !== 0) this.zeroPartial(fullEnd * ss, end, writes);
         cursor = Math.floor(fullFirst / cs);
       }
       cursor = this.trimClusters(cursor, lastCluster, fullFirst, fullEnd - 1, writes);
-      return cursor > lastCluster ? { done: true, result: this.completion(writes) } : stepPending();
+      return cursor > lastCluster ? { done: true, result: this.finish(writes, writeBack) } : stepPending();
     });
   }
 
@@ -542,6 +571,7 @@ export class VolumeCore {
       await this.store.settled();
       await this.deps.root.flushed;
       const failure = this.store.takeFailure();
+      if (this.lostWrite !== null) throw this.lostWrite;
       if (failure !== null) throw failure;
     });
   }

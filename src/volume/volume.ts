@@ -17,6 +17,14 @@ export interface WriteOptions {
    * after it (a disk's forced unit access, NBD's FUA flag).
    */
   durable?: boolean;
+  /**
+   * Resolve once the change is applied (every later read of this volume sees it) instead of once
+   * it has committed: a write-back cache in front of LMDB, for servers that offer one with a
+   * flush (the NBD server). A flush() called afterwards makes it durable. Should its commit fail,
+   * the change is lost and that flush and every later one reject with WRITE_LOST. Ignored with
+   * `durable`.
+   */
+  writeBack?: boolean;
 }
 
 export interface WriteZeroesOptions extends WriteOptions {
@@ -83,14 +91,16 @@ export class Volume {
   }
 
   /**
-   * Write `data` at `offset`. Resolves when the write has committed; call flush() to make it
-   * durable against power loss. Writes that overlap take effect in call order.
+   * Write `data` at `offset`. Resolves when the write has committed (with `writeBack`, once it is
+   * applied); call flush() to make it durable against power loss. Writes that overlap take effect
+   * in call order.
    */
   write(offset: number, data: Uint8Array, options?: WriteOptions): Promise<void> {
     if (options?.durable === true) return this.write(offset, data).then(() => this.flush());
+    const writeBack = options?.writeBack === true;
     // Fast path for valid calls, as in read(); anything else gets its typed error below.
     if (data instanceof Uint8Array && !(data.buffer instanceof SharedArrayBuffer) && this.#usableFor(offset, data.length)) {
-      return this.#core.write(offset, data).catch(this.#nameVolume);
+      return this.#core.write(offset, data, writeBack).catch(this.#nameVolume);
     }
     return this.#guard(() => {
       if (!(data instanceof Uint8Array)) {
@@ -102,7 +112,7 @@ export class Volume {
         throw new BlockvaultError('INVALID_ARGUMENT', 'write(offset, data): data must not be a view of a SharedArrayBuffer (another thread could change it during the write); copy it into a Buffer first');
       }
       this.#checkRange('write', offset, data.length);
-      return this.#core.write(offset, data);
+      return this.#core.write(offset, data, writeBack);
     });
   }
 
@@ -110,7 +120,7 @@ export class Volume {
   trim(offset: number, length: number, options?: WriteOptions): Promise<void> {
     const done = this.#guard(() => {
       this.#checkRange('trim', offset, length);
-      return this.#core.trim(offset, length);
+      return this.#core.trim(offset, length, options?.durable !== true && options?.writeBack === true);
     });
     return options?.durable === true ? done.then(() => this.flush()) : done;
   }
@@ -126,9 +136,10 @@ export class Volume {
       zeroChunk ??= Buffer.alloc(ZERO_CHUNK_BYTES);
       // Chunks are issued together (the volume's queue keeps their order and its write budget
       // bounds what is buffered); each is one cipher batch.
+      const writeBack = options.durable !== true && options.writeBack === true;
       const writes: Promise<void>[] = [];
       for (let at = offset; at < offset + length; at += ZERO_CHUNK_BYTES) {
-        writes.push(this.#core.write(at, zeroChunk.subarray(0, Math.min(ZERO_CHUNK_BYTES, offset + length - at))));
+        writes.push(this.#core.write(at, zeroChunk.subarray(0, Math.min(ZERO_CHUNK_BYTES, offset + length - at)), writeBack));
       }
       if (writes.length === 0) writes.push(this.#core.write(offset, new Uint8Array(0)));
       await Promise.all(writes);

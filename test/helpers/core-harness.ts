@@ -25,6 +25,8 @@ export interface CoreHarnessOptions {
   writeStepBytesMax?: number;
   trimStepClustersMax?: number;
   metaCacheClustersMax?: number;
+  /** Stand in front of the clusters and sectors databases (fault injection). */
+  wrapDatabase?: (db: Database<Buffer, Buffer>) => Database<Buffer, Buffer>;
 }
 
 export class CoreHarness {
@@ -74,10 +76,11 @@ export class CoreHarness {
     this.root = open({ path: join(this.options.dir, 'engine.lmdb'), maxDbs: 8, pageSize: 4096, compression: false });
     this.clusters = this.root.openDB<Buffer, Buffer>('clusters', { keyEncoding: 'binary', encoding: 'binary', compression: false, cache: false });
     this.sectors = this.root.openDB<Buffer, Buffer>('sectors', { keyEncoding: 'binary', encoding: 'binary', compression: false, cache: false });
+    const wrap = this.options.wrapDatabase ?? ((db: Database<Buffer, Buffer>) => db);
     this.core = new VolumeCore(this.record, {
       root: this.root,
-      clusters: this.clusters,
-      sectors: this.sectors,
+      clusters: wrap(this.clusters),
+      sectors: wrap(this.sectors),
       budget: (this.budget = new WriteBudget(this.options.writeBufferBytesMax ?? 64 * 1024 * 1024)),
       cipher: this.cipher,
       writeStepBytesMax: this.options.writeStepBytesMax ?? 4 * 1024 * 1024,

@@ -59,7 +59,7 @@ describe('bytes in flight per connection', () => {
   it('stops reading at IN_FLIGHT_BYTES_MAX and resumes when calls settle', async () => {
     const size = 1024 * MiB;
     const held = heldVolume(size);
-    server = new NbdServer([{ name: 'm', volume: held.volume, readOnly: false, sizeBytes: size, sectorSize: 4096, description: 'model' }]);
+    server = new NbdServer([{ name: 'm', volume: held.volume, readOnly: false, writeThrough: false, sizeBytes: size, sectorSize: 4096, description: 'model' }]);
     const socketPath = join(tempDir(), 'bp.sock');
     await server.listen({ socketPath });
     raw = await RawClient.connect(socketPath);
@@ -90,7 +90,7 @@ describe('bytes in flight per connection', () => {
   it('a maximal read is one volume call', async () => {
     const size = 64 * MiB;
     const held = heldVolume(size);
-    server = new NbdServer([{ name: 'm', volume: held.volume, readOnly: false, sizeBytes: size, sectorSize: 512, description: 'model' }]);
+    server = new NbdServer([{ name: 'm', volume: held.volume, readOnly: false, writeThrough: false, sizeBytes: size, sectorSize: 512, description: 'model' }]);
     const socketPath = join(tempDir(), 'bp2.sock');
     await server.listen({ socketPath });
     raw = await RawClient.connect(socketPath);

@@ -1,8 +1,10 @@
 /**
  * `blockvault volume serve` as a user runs it: a child process that prints the NBD URI, serves
  * until SIGTERM, then flushes, closes and exits 0, removing its socket. What a client wrote is in
- * the volume afterwards (read back with `volume export`).
+ * the volume afterwards (read back with `volume export`), also after the server is killed: what
+ * a FLUSH answered (write-back, the default) or every answered write (--write-through).
  */
+import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -62,6 +64,35 @@ describe('blockvault volume serve', () => {
     expect((await raw.reply()).error).toBe(1); // EPERM
     raw.close();
     expect(await server.stop('SIGINT')).toBe(0);
+  });
+
+  // A real crash (SIGKILL of the server process): what a FLUSH answered is in the volume, and so,
+  // with --write-through, is every answered write without a flush.
+  it.each([
+    { mode: 'write-back (default): writes answered before a FLUSH', args: [] as string[], flush: true },
+    { mode: '--write-through: every answered write, no FLUSH sent', args: ['--write-through'], flush: false },
+  ])('$mode survive a SIGKILL of the server', async ({ args, flush }) => {
+    const dir = join(tempDir(), 'engine');
+    expect((await runBlockvault(['hsm', 'init', '--dir', dir])).code).toBe(0);
+    expect((await runBlockvault(['volume', 'create', '--dir', dir, '--name', 'crash', '--size', '64MiB'])).code).toBe(0);
+    const socketPath = join(dir, 'crash.sock');
+    server = await startCliServer(['crash', '--dir', dir, '--socket', socketPath, ...args]);
+    raw = await RawClient.connect(socketPath);
+    await raw.go('crash');
+    // 48 MiB pipelined: answered (write-back) far faster than LMDB commits it, so without the
+    // FLUSH waiting for the commits much of it would be lost (checked: it is, without the FLUSH).
+    const blockBytes = 256 * 1024;
+    const blocks = 192;
+    const data = randomBytes(blocks * blockBytes);
+    for (let i = 0; i < blocks; i++) raw.request(CMD.WRITE, BigInt(i), i * blockBytes, blockBytes, 0, data.subarray(i * blockBytes, (i + 1) * blockBytes));
+    if (flush) raw.request(CMD.FLUSH, BigInt(blocks), 0, 0);
+    for (let i = 0; i < blocks + (flush ? 1 : 0); i++) expect((await raw.reply()).error).toBe(0);
+    server.child.kill('SIGKILL');
+    await new Promise((resolve) => server!.child.once('exit', resolve));
+    raw.close();
+    const exported = await runBlockvault(['volume', 'export', 'crash', '--dir', dir, '--length', String(data.length)]);
+    expect(exported.stderr).toBe('');
+    expect(exported.stdout.equals(data)).toBe(true);
   });
 
   it('--socket with --port is a usage error', async () => {

@@ -1,5 +1,5 @@
 /**
- * `blockvault volume serve <volume> [--socket PATH | --port N] [--host H] [--name N] [--read-only]`:
+ * `blockvault volume serve <volume> [--socket PATH | --port N] [--host H] [--name N] [--read-only] [--write-through]`:
  * exports a volume over NBD (src/nbd) until SIGINT or SIGTERM, printing the NBD URI to give to
  * clients (nbdinfo, qemu-img, nbdcopy, nbdfuse, nbd-client). Shutdown answers the requests in
  * flight, flushes and closes the volume and the engine, and removes the socket file.
@@ -18,6 +18,7 @@ interface ServeOptions extends CommonOptions {
   host?: string;
   name?: string;
   readOnly?: boolean;
+  writeThrough?: boolean;
 }
 
 export function registerServeCommand(volume: Command, ctx: CliContext): void {
@@ -28,6 +29,7 @@ export function registerServeCommand(volume: Command, ctx: CliContext): void {
     .option('--host <address>', `TCP address to listen on (default ${DEFAULT_NBD_HOST}: NBD has no authentication, think before exposing it)`)
     .option('--name <name>', 'export name clients ask for (default: the volume name)')
     .option('--read-only', 'refuse writes, trims and zeroing (clients see a read-only disk)')
+    .option('--write-through', 'answer each write only once committed to LMDB (default: once applied; FLUSH and FUA make writes durable)')
     .action(globalAction(async (idOrName: string, options: ServeOptions) => {
       if (options.socket !== undefined && (options.port !== undefined || options.host !== undefined)) {
         throw new UsageError('give either --socket or --port/--host, not both');
@@ -37,7 +39,7 @@ export function registerServeCommand(volume: Command, ctx: CliContext): void {
         const listen = options.socket !== undefined
           ? { socketPath: options.socket }
           : { host: options.host ?? DEFAULT_NBD_HOST, port: options.port ?? NBD_DEFAULT_PORT };
-        const server = await engine.serveNbd(listen, [{ volume: id, ...(options.name !== undefined ? { name: options.name } : {}), readOnly: options.readOnly === true }], {
+        const server = await engine.serveNbd(listen, [{ volume: id, ...(options.name !== undefined ? { name: options.name } : {}), readOnly: options.readOnly === true, writeThrough: options.writeThrough === true }], {
           onConnectionEvent: (event) => out.note(`nbd: connection closed: ${event.message}`),
         });
         const signal = waitForSignal();
