@@ -45,6 +45,8 @@ export interface RotationOptions {
   progressIntervalMs?: number;
   /** Cipher backend for the workers: 'native', 'ts', or the cipher's default. */
   backend?: string;
+  /** Nice increment of the worker threads, 0..19 (Unix; default 10, see RotationPool). */
+  niceIncrement?: number;
 }
 
 export interface TaskManagerOptions {
@@ -421,7 +423,7 @@ export class TaskManager extends EventEmitter<TaskManagerEvents> {
 
   private ensurePool(): Promise<RotationPool> {
     if (this.pool === null) {
-      const pool = RotationPool.create({ workers: this.rotation.workers, clusterOpsModule: this.clusterOpsModule, backend: this.rotation.backend });
+      const pool = RotationPool.create({ workers: this.rotation.workers, clusterOpsModule: this.clusterOpsModule, backend: this.rotation.backend, niceIncrement: this.rotation.niceIncrement });
       this.pool = pool;
       // A pool that failed to start is not cached: the next task tries again.
       pool.catch(() => {
@@ -552,6 +554,10 @@ export function validateRotationOptions(options: RotationOptions): RotationOptio
   positiveInt('inFlightBatchesMax', 4096);
   positiveInt('commitBatchesMax', 4096);
   positiveInt('commitsInFlightMax', 16);
+  const nice = options.niceIncrement;
+  if (nice !== undefined && (typeof nice !== 'number' || !Number.isInteger(nice) || nice < 0 || nice > 19)) {
+    throw invalid(`rotation.niceIncrement must be an integer in 0..19, got ${String(nice)}.`);
+  }
   const cap = options.bandwidthBytesPerSecond;
   if (cap !== undefined && cap !== null && (typeof cap !== 'number' || !Number.isFinite(cap) || cap <= 0)) {
     throw invalid(`rotation.bandwidthBytesPerSecond must be a number > 0 or null, got ${String(cap)}.`);

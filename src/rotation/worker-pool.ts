@@ -13,7 +13,22 @@ export interface RotationPoolOptions {
   backend?: string;
   /** Idle threads exit after this long; the pool starts them again on demand. */
   idleTimeoutMs?: number;
+  /**
+   * How much lower than the process the worker threads run (Unix nice increment, 0..19; default
+   * ROTATION_NICE_INCREMENT). Re-encryption is background work: the threads that answer I/O and
+   * lock volumes for a cryptoshred must win the CPU when cores are scarce.
+   */
+  niceIncrement?: number;
 }
+
+/**
+ * The default nice increment of rotation threads. On Linux a thread's nice value is its own
+ * (piscina calls nice() from inside each worker thread, through its optional @napi-rs/nice), so
+ * only the workers are lowered; the main thread keeps the process's priority. Measured by
+ * bench/shred-lock.bench.ts: with workers at the process's priority, a rotation running beside a
+ * cryptoshred put the lock's worst runs above 10 ms on 2 cores.
+ */
+export const ROTATION_NICE_INCREMENT = 10;
 
 /** A piscina pool of rotation workers shared by every task of an engine. */
 export class RotationPool {
@@ -32,6 +47,8 @@ export class RotationPool {
   static async create(options: RotationPoolOptions = {}): Promise<RotationPool> {
     const size = options.workers ?? RotationPool.defaultWorkers();
     if (!Number.isInteger(size) || size < 1 || size > 256) throw new RangeError(`rotation workers must be an integer in 1..256, got ${size}`);
+    const niceIncrement = options.niceIncrement ?? ROTATION_NICE_INCREMENT;
+    if (!Number.isInteger(niceIncrement) || niceIncrement < 0 || niceIncrement > 19) throw new RangeError(`rotation niceIncrement must be an integer in 0..19, got ${niceIncrement}`);
     const opsModuleUrl = options.clusterOpsModule === undefined ? defaultClusterOpsUrl() : toModuleUrl(options.clusterOpsModule);
     // Load the ops module (and with it the cipher's native addon) on the main thread first: a
     // napi addon first loaded by a worker thread is unloaded when that thread exits, and loading
@@ -47,6 +64,8 @@ export class RotationPool {
       idleTimeout: options.idleTimeoutMs ?? 30_000,
       concurrentTasksPerWorker: 1,
       workerData,
+      // Windows has no nice values (piscina would map it to thread priorities): left alone there.
+      niceIncrement: process.platform === 'win32' ? 0 : niceIncrement,
       name: 'default',
     });
     return new RotationPool(piscina, size);
