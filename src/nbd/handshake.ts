@@ -4,6 +4,11 @@
  * NBD_OPT_EXPORT_NAME) or leaves (NBD_OPT_ABORT). Unknown options get NBD_REP_ERR_UNSUP and the
  * negotiation goes on; a frame that breaks the protocol (bad magic, option data over the limit,
  * unknown client flags) ends the connection, as proto.md allows.
+ *
+ * TLS (proto.md "TLS support"): with a TLS setup, NBD_OPT_STARTTLS is answered with ACK and the
+ * connection goes on inside TLS from the next byte; in TLS-only mode (the default once TLS is
+ * set up) every option but STARTTLS and ABORT is refused with NBD_REP_ERR_TLS_REQD until then, and
+ * NBD_OPT_EXPORT_NAME, which cannot be refused, ends the connection.
  */
 import type { Socket } from 'node:net';
 import { ExportTable, transmissionFlags, type NbdExport } from './export.js';
@@ -24,10 +29,12 @@ import {
   NBD_OPT_LIST,
   NBD_OPT_LIST_META_CONTEXT,
   NBD_OPT_SET_META_CONTEXT,
+  NBD_OPT_STARTTLS,
   NBD_OPT_STRUCTURED_REPLY,
   NBD_REP_ACK,
   NBD_REP_ERR_INVALID,
   NBD_REP_ERR_SHUTDOWN,
+  NBD_REP_ERR_TLS_REQD,
   NBD_REP_ERR_TOO_BIG,
   NBD_REP_ERR_UNKNOWN,
   NBD_REP_ERR_UNSUP,
@@ -68,12 +75,24 @@ export class ProtocolViolation extends Error {
 
 const KNOWN_CLIENT_FLAGS = NBD_FLAG_C_FIXED_NEWSTYLE | NBD_FLAG_C_NO_ZEROES;
 
+/** What negotiation needs for NBD_OPT_STARTTLS (null: the server has no TLS set up). */
+export interface TlsUpgrade {
+  /** Refuse everything but STARTTLS and ABORT before TLS (proto.md's TLS-only mode). */
+  readonly required: boolean;
+  /**
+   * Called once the ACK has been written: runs the TLS handshake on the connection and returns the
+   * TLS socket and its reader, which carry the rest of the session. Rejects with ProtocolViolation.
+   */
+  upgrade(): Promise<{ socket: Socket; reader: SocketReader }>;
+}
+
 /**
  * Runs the handshake; resolves with the session, or null when the client aborted. Rejects with
  * ProtocolViolation or the reader's ConnectionEnded.
  */
-export async function negotiate(socket: Socket, reader: SocketReader, exports: ExportTable, shuttingDown: () => boolean): Promise<Session | null> {
+export async function negotiate(socket: Socket, reader: SocketReader, exports: ExportTable, shuttingDown: () => boolean, tls: TlsUpgrade | null = null): Promise<Session | null> {
   socket.write(encodeGreeting());
+  let inTls = false;
   const clientFlags = (await reader.read(4)).readUInt32BE(0);
   if ((clientFlags & ~KNOWN_CLIENT_FLAGS) !== 0) throw new ProtocolViolation(`unknown client flags 0x${clientFlags.toString(16)}`);
   const noZeroes = (clientFlags & NBD_FLAG_C_NO_ZEROES) !== 0;
@@ -94,6 +113,11 @@ export async function negotiate(socket: Socket, reader: SocketReader, exports: E
     if (shuttingDown() && option !== NBD_OPT_ABORT) {
       if (option === NBD_OPT_EXPORT_NAME) throw new ProtocolViolation('the server is shutting down');
       fail(NBD_REP_ERR_SHUTDOWN, 'the server is shutting down');
+      continue;
+    }
+    if (tls !== null && tls.required && !inTls && option !== NBD_OPT_STARTTLS && option !== NBD_OPT_ABORT) {
+      if (option === NBD_OPT_EXPORT_NAME) throw new ProtocolViolation('NBD_OPT_EXPORT_NAME before NBD_OPT_STARTTLS on a server that requires TLS');
+      fail(NBD_REP_ERR_TLS_REQD, 'this server requires TLS: send NBD_OPT_STARTTLS first');
       continue;
     }
 
@@ -140,6 +164,28 @@ export async function negotiate(socket: Socket, reader: SocketReader, exports: E
         }
         break;
       }
+      case NBD_OPT_STARTTLS: {
+        if (tls === null) {
+          fail(NBD_REP_ERR_UNSUP, 'this server has no TLS set up (serveNbd option tls)');
+          break;
+        }
+        if (inTls) {
+          fail(NBD_REP_ERR_INVALID, 'TLS is already in use on this connection');
+          break;
+        }
+        if (dataBytes !== 0) {
+          fail(NBD_REP_ERR_INVALID, 'NBD_OPT_STARTTLS carries no data');
+          break;
+        }
+        // Written before the handover, so it goes out in clear, as the client expects.
+        await new Promise<void>((resolve) => socket.write(encodeOptionReply(option, NBD_REP_ACK), () => resolve()));
+        ({ socket, reader } = await tls.upgrade());
+        inTls = true;
+        // Nothing negotiated in clear counts inside TLS (proto.md): start over.
+        structuredReplies = false;
+        allocationFor = null;
+        break;
+      }
       case NBD_OPT_STRUCTURED_REPLY:
         if (dataBytes !== 0) fail(NBD_REP_ERR_INVALID, 'NBD_OPT_STRUCTURED_REPLY carries no data');
         else if (structuredReplies) fail(NBD_REP_ERR_INVALID, 'structured replies are already negotiated');
@@ -183,8 +229,7 @@ export async function negotiate(socket: Socket, reader: SocketReader, exports: E
         break;
       }
       default:
-        // Also NBD_OPT_STARTTLS (no TLS yet) and NBD_OPT_EXTENDED_HEADERS (not supported): the
-        // client goes on without them.
+        // Also NBD_OPT_EXTENDED_HEADERS (not supported): the client goes on without it.
         fail(NBD_REP_ERR_UNSUP, `option ${option} is not supported by this server`);
     }
   }

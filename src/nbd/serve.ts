@@ -4,11 +4,12 @@
  * with the address, the URIs to give to clients (the NBD URI standard of the NetworkBlockDevice
  * project's doc/uri.md: nbd://host:port/name, nbd+unix:///name?socket=path), and close().
  */
+import { createSecureContext } from 'node:tls';
 import { BlockvaultError } from '../errors.js';
 import type { Volume } from '../volume/volume.js';
 import type { NbdExport } from './export.js';
 import { STRING_BYTES_MAX } from './protocol.js';
-import { NbdServer, type ConnectionEvent, type NbdAddress, type NbdListenOptions } from './server.js';
+import { NbdServer, type ConnectionEvent, type NbdAddress, type NbdListenOptions, type NbdServerTls } from './server.js';
 
 export interface NbdExportOptions {
   /** The volume's id or name. */
@@ -25,9 +26,26 @@ export interface NbdExportOptions {
   writeThrough?: boolean;
 }
 
+export interface NbdTlsOptions {
+  /** The server's private key and certificate chain, PEM. */
+  key: string | Buffer;
+  cert: string | Buffer;
+  /** CA certificates (PEM) that client certificates must chain to; needed with requestClientCert. */
+  ca?: string | Buffer;
+  /** Refuse clients without a certificate signed by `ca` (mutual TLS). Default false. */
+  requestClientCert?: boolean;
+  /**
+   * TLS-only mode (default true): before NBD_OPT_STARTTLS every option but ABORT is refused with
+   * NBD_REP_ERR_TLS_REQD, so no export is reachable in clear. false lets clients choose.
+   */
+  required?: boolean;
+}
+
 export interface NbdServeOptions {
   /** Called with what went wrong on a connection (protocol violations, clients gone mid-frame). */
   onConnectionEvent?: (event: ConnectionEvent) => void;
+  /** Offer TLS (NBD_OPT_STARTTLS, node:tls, TLS 1.2 or later); URIs become nbds:// and nbds+unix://. */
+  tls?: NbdTlsOptions;
 }
 
 export interface NbdExportInfo {
@@ -53,12 +71,13 @@ export interface NbdServerHandle {
   close(): Promise<void>;
 }
 
-/** An NBD URI for an export at an address (doc/uri.md). */
-export function nbdUri(address: NbdAddress, exportName: string): string {
+/** An NBD URI for an export at an address (doc/uri.md); `tls` gives the nbds schemes. */
+export function nbdUri(address: NbdAddress, exportName: string, tls = false): string {
   const name = encodeURIComponent(exportName);
-  if ('socketPath' in address) return `nbd+unix:///${name}?socket=${encodeURIComponent(address.socketPath).replace(/%2F/g, '/')}`;
+  const scheme = tls ? 'nbds' : 'nbd';
+  if ('socketPath' in address) return `${scheme}+unix:///${name}?socket=${encodeURIComponent(address.socketPath).replace(/%2F/g, '/')}`;
   const host = address.host.includes(':') ? `[${address.host}]` : address.host;
-  return `nbd://${host}:${address.port}/${name}`;
+  return `${scheme}://${host}:${address.port}/${name}`;
 }
 
 export async function startNbdServer(
@@ -69,6 +88,7 @@ export async function startNbdServer(
 ): Promise<NbdServerHandle> {
   checkListen(listen);
   checkExports(exports);
+  const tls = options.tls === undefined ? undefined : serverTls(options.tls);
   const opened: Volume[] = [];
   const closeVolumes = async (): Promise<void> => {
     for (const vol of opened) {
@@ -98,14 +118,17 @@ export async function startNbdServer(
         description: `blockvault volume ${info.name} (${info.id})`,
       });
     }
-    server = new NbdServer(table, options.onConnectionEvent === undefined ? {} : { onConnectionEvent: options.onConnectionEvent });
+    server = new NbdServer(table, {
+      ...(options.onConnectionEvent === undefined ? {} : { onConnectionEvent: options.onConnectionEvent }),
+      ...(tls === undefined ? {} : { tls }),
+    });
     await server.listen(listen);
   } catch (error) {
     await closeVolumes();
     throw error;
   }
   const address = server.address;
-  const infos = table.map((e) => ({ name: e.name, volumeId: e.volume.info().id, readOnly: e.readOnly, sizeBytes: e.sizeBytes, uri: nbdUri(address, e.name) }));
+  const infos = table.map((e) => ({ name: e.name, volumeId: e.volume.info().id, readOnly: e.readOnly, sizeBytes: e.sizeBytes, uri: nbdUri(address, e.name, tls !== undefined) }));
   let closing: Promise<void> | null = null;
   return {
     address,
@@ -119,6 +142,32 @@ export async function startNbdServer(
       return closing;
     },
   };
+}
+
+/** The TLS options checked and made into a secure context (bad PEM is the caller's error). */
+function serverTls(options: NbdTlsOptions): NbdServerTls {
+  const bad = (why: string, cause?: unknown): never => {
+    throw new BlockvaultError('INVALID_ARGUMENT', `serveNbd(..., { tls }): ${why}`, undefined, cause === undefined ? undefined : { cause });
+  };
+  if (typeof options !== 'object' || options === null) bad('tls must be an object { key, cert, ca?, requestClientCert?, required? }');
+  const pem = (name: 'key' | 'cert' | 'ca', value: unknown, needed: boolean): void => {
+    if (value === undefined && !needed) return;
+    if (!(typeof value === 'string' || Buffer.isBuffer(value)) || value.length === 0) bad(`${name} must be PEM text (a string or Buffer)`);
+  };
+  const requestCert = options.requestClientCert ?? false;
+  if (typeof requestCert !== 'boolean') bad('requestClientCert must be a boolean');
+  const required = options.required ?? true;
+  if (typeof required !== 'boolean') bad('required must be a boolean');
+  pem('key', options.key, true);
+  pem('cert', options.cert, true);
+  pem('ca', options.ca, requestCert);
+  let context: NbdServerTls['context'];
+  try {
+    context = createSecureContext({ key: options.key, cert: options.cert, ...(options.ca === undefined ? {} : { ca: options.ca }), minVersion: 'TLSv1.2' });
+  } catch (error) {
+    return bad(`the key, certificate or CA is not usable: ${error instanceof Error ? error.message : String(error)}`, error);
+  }
+  return { context, requestCert, required };
 }
 
 function checkListen(listen: unknown): asserts listen is NbdListenOptions {

@@ -6,12 +6,16 @@
  *
  * close(): no new connections; connections still negotiating get NBD_REP_ERR_SHUTDOWN and are
  * closed; connections in transmission stop reading, answer what they have in flight, and close.
+ *
+ * TLS: with `tls`, a client's NBD_OPT_STARTTLS turns the connection into a node:tls server socket
+ * (handshake.ts says what is refused before); the TLS socket and a new reader carry the rest.
  */
 import { rmSync } from 'node:fs';
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
+import { TLSSocket, type SecureContext } from 'node:tls';
 import { BlockvaultError } from '../errors.js';
 import { ExportTable, type NbdExport } from './export.js';
-import { negotiate, ProtocolViolation } from './handshake.js';
+import { negotiate, ProtocolViolation, type TlsUpgrade } from './handshake.js';
 import { ConnectionEnded, SocketReader } from './socket-reader.js';
 import { Transmission } from './transmission.js';
 
@@ -26,6 +30,17 @@ export const DEFAULT_NBD_HOST = '127.0.0.1';
 export const CONNECTIONS_MAX = 64;
 /** How long close() lets connections answer their in-flight requests before it cuts them. */
 export const CLOSE_GRACE_MS = 10_000;
+/** How long a client may take over its TLS handshake after NBD_OPT_STARTTLS. */
+export const TLS_HANDSHAKE_MS_MAX = 10_000;
+
+/** The server's TLS setup (serve.ts builds it from the caller's PEM key and certificates). */
+export interface NbdServerTls {
+  context: SecureContext;
+  /** Ask for a client certificate and refuse clients without one the CA signed. */
+  requestCert: boolean;
+  /** TLS-only mode: nothing but STARTTLS and ABORT before TLS. */
+  required: boolean;
+}
 
 /** Something the server saw go wrong on one connection (for logs; the server goes on). */
 export interface ConnectionEvent {
@@ -49,9 +64,12 @@ export class NbdServer {
   #address: NbdAddress | null = null;
   #closing = false;
 
-  constructor(exports: readonly NbdExport[], options: { onConnectionEvent?: (event: ConnectionEvent) => void } = {}) {
+  readonly #tls: NbdServerTls | null;
+
+  constructor(exports: readonly NbdExport[], options: { onConnectionEvent?: (event: ConnectionEvent) => void; tls?: NbdServerTls } = {}) {
     this.#exports = new ExportTable(exports);
     this.#onEvent = options.onConnectionEvent ?? (() => undefined);
+    this.#tls = options.tls ?? null;
     this.#server = createServer({ noDelay: true }, (socket) => this.#accept(socket));
   }
 
@@ -134,16 +152,19 @@ export class NbdServer {
   }
 
   async #serve(connection: Connection): Promise<void> {
-    const { socket, reader } = connection;
-    const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()));
+    const raw = connection.socket;
+    const closed = new Promise<void>((resolve) => raw.once('close', () => resolve()));
     try {
-      const session = await negotiate(socket, reader, this.#exports, () => this.#closing);
+      const session = await negotiate(raw, connection.reader, this.#exports, () => this.#closing, this.#tlsUpgrade(connection));
+      // After STARTTLS the connection's socket and reader are the TLS ones.
+      const { socket, reader } = connection;
       if (session !== null) {
         connection.transmission = new Transmission(socket, reader, session);
         await connection.transmission.run(() => this.#closing);
       }
       socket.end();
     } catch (error) {
+      const { socket, reader } = connection;
       if (error instanceof ProtocolViolation) this.#onEvent({ kind: 'protocol', message: error.message });
       else if (error instanceof ConnectionEnded) {
         if (error.bufferedBytes > 0) this.#onEvent({ kind: 'ended', message: error.message });
@@ -155,5 +176,37 @@ export class NbdServer {
       await connection.transmission?.drain();
     }
     await closed;
+  }
+
+  /** STARTTLS for this connection: the TLS handshake on its socket, then a reader on the TLS socket. */
+  #tlsUpgrade(connection: Connection): TlsUpgrade | null {
+    const tls = this.#tls;
+    if (tls === null) return null;
+    return {
+      required: tls.required,
+      upgrade: async () => {
+        if (!connection.reader.detach()) throw new ProtocolViolation('the client sent data after NBD_OPT_STARTTLS before the server answered it');
+        const secure = new TLSSocket(connection.socket, { isServer: true, secureContext: tls.context, requestCert: tls.requestCert, rejectUnauthorized: tls.requestCert });
+        secure.on('error', () => undefined);
+        // Cut by close() from here on too (it destroys connection.socket).
+        connection.socket = secure;
+        await new Promise<void>((resolve, reject) => {
+          const timer = setTimeout(() => fail(new Error(`no TLS handshake within ${TLS_HANDSHAKE_MS_MAX} ms`)), TLS_HANDSHAKE_MS_MAX);
+          const fail = (error: Error): void => {
+            clearTimeout(timer);
+            reject(new ProtocolViolation(`TLS handshake failed: ${error.message}`));
+          };
+          secure.once('secure', () => {
+            clearTimeout(timer);
+            secure.off('error', fail);
+            resolve();
+          });
+          secure.once('error', fail);
+          secure.once('close', () => fail(new Error('the client closed the connection')));
+        });
+        connection.reader = new SocketReader(secure);
+        return { socket: secure, reader: connection.reader };
+      },
+    };
   }
 }

@@ -32,12 +32,29 @@ export class SocketReader {
   #ended: ConnectionEnded | null = null;
   #stopped = false;
 
+  readonly #listeners: { data: (chunk: Buffer) => void; end: () => void; close: () => void; error: (error: Error) => void };
+
   constructor(socket: Socket) {
     this.#socket = socket;
-    socket.on('data', (chunk: Buffer) => this.#onData(chunk));
-    socket.on('end', () => this.#onEnd());
-    socket.on('close', () => this.#onEnd());
-    socket.on('error', (error) => this.#onEnd(error));
+    this.#listeners = {
+      data: (chunk) => this.#onData(chunk),
+      end: () => this.#onEnd(),
+      close: () => this.#onEnd(),
+      error: (error) => this.#onEnd(error),
+    };
+    for (const [event, listener] of Object.entries(this.#listeners)) socket.on(event, listener);
+  }
+
+  /**
+   * Hand the socket over (NBD_OPT_STARTTLS: a TLS socket takes over its stream). Returns false,
+   * and keeps the socket, when bytes beyond what was read are buffered: the client did not wait
+   * for the server's answer, so they belong to no layer that can read them.
+   */
+  detach(): boolean {
+    if (this.#bufferedBytes !== 0 || this.#pending !== null) return false;
+    this.#socket.pause();
+    for (const [event, listener] of Object.entries(this.#listeners)) this.#socket.off(event, listener);
+    return true;
   }
 
   /** Exactly `bytes` bytes (a fresh buffer or a view the caller owns); rejects with ConnectionEnded. */

@@ -1,10 +1,13 @@
 /**
- * `blockvault volume serve <volume> [--socket PATH | --port N] [--host H] [--name N] [--read-only] [--write-through]`:
+ * `blockvault volume serve <volume> [--socket PATH | --port N] [--host H] [--name N] [--read-only] [--write-through]
+ *   [--tls-cert PEM --tls-key PEM [--tls-ca PEM] [--tls-verify-client] [--tls-optional]]`:
  * exports a volume over NBD (src/nbd) until SIGINT or SIGTERM, printing the NBD URI to give to
  * clients (nbdinfo, qemu-img, nbdcopy, nbdfuse, nbd-client). Shutdown answers the requests in
  * flight, flushes and closes the volume and the engine, and removes the socket file.
  */
+import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
+import type { NbdTlsOptions } from '../../nbd/serve.js';
 import { DEFAULT_NBD_HOST } from '../../nbd/server.js';
 import { findVolume, globalAction, withEngine, type CliContext, type CommonOptions } from '../context.js';
 import { UsageError } from '../usage-error.js';
@@ -19,6 +22,11 @@ interface ServeOptions extends CommonOptions {
   name?: string;
   readOnly?: boolean;
   writeThrough?: boolean;
+  tlsCert?: string;
+  tlsKey?: string;
+  tlsCa?: string;
+  tlsVerifyClient?: boolean;
+  tlsOptional?: boolean;
 }
 
 export function registerServeCommand(volume: Command, ctx: CliContext): void {
@@ -29,11 +37,17 @@ export function registerServeCommand(volume: Command, ctx: CliContext): void {
     .option('--host <address>', `TCP address to listen on (default ${DEFAULT_NBD_HOST}: NBD has no authentication, think before exposing it)`)
     .option('--name <name>', 'export name clients ask for (default: the volume name)')
     .option('--read-only', 'refuse writes, trims and zeroing (clients see a read-only disk)')
+    .option('--tls-cert <file>', 'offer TLS (NBD_OPT_STARTTLS) with this PEM certificate chain; clients then connect to nbds:// URIs')
+    .option('--tls-key <file>', 'the PEM private key of --tls-cert')
+    .option('--tls-ca <file>', 'PEM CA certificates that client certificates must chain to (with --tls-verify-client)')
+    .option('--tls-verify-client', 'refuse clients without a certificate signed by --tls-ca (mutual TLS)')
+    .option('--tls-optional', 'also serve clients that do not start TLS (default with --tls-cert: TLS required)')
     .option('--write-through', 'answer each write only once committed to LMDB (default: once applied; FLUSH and FUA make writes durable)')
     .action(globalAction(async (idOrName: string, options: ServeOptions) => {
       if (options.socket !== undefined && (options.port !== undefined || options.host !== undefined)) {
         throw new UsageError('give either --socket or --port/--host, not both');
       }
+      const tls = tlsOptions(options);
       await withEngine(ctx, options, async ({ engine, out }) => {
         const { id } = findVolume(engine, idOrName);
         const listen = options.socket !== undefined
@@ -41,6 +55,7 @@ export function registerServeCommand(volume: Command, ctx: CliContext): void {
           : { host: options.host ?? DEFAULT_NBD_HOST, port: options.port ?? NBD_DEFAULT_PORT };
         const server = await engine.serveNbd(listen, [{ volume: id, ...(options.name !== undefined ? { name: options.name } : {}), readOnly: options.readOnly === true, writeThrough: options.writeThrough === true }], {
           onConnectionEvent: (event) => out.note(`nbd: connection closed: ${event.message}`),
+          ...(tls === undefined ? {} : { tls }),
         });
         const signal = waitForSignal();
         const exp = server.exports[0]!;
@@ -53,6 +68,31 @@ export function registerServeCommand(volume: Command, ctx: CliContext): void {
         await server.close();
       });
     }));
+}
+
+/** The --tls-* options as serveNbd's tls, the files read now (a missing file is a usage error). */
+function tlsOptions(options: ServeOptions): NbdTlsOptions | undefined {
+  const { tlsCert, tlsKey, tlsCa } = options;
+  if (tlsCert === undefined && tlsKey === undefined) {
+    if (tlsCa !== undefined || options.tlsVerifyClient === true || options.tlsOptional === true) throw new UsageError('--tls-ca, --tls-verify-client and --tls-optional need --tls-cert and --tls-key');
+    return undefined;
+  }
+  if (tlsCert === undefined || tlsKey === undefined) throw new UsageError('give both --tls-cert and --tls-key');
+  if (options.tlsVerifyClient === true && tlsCa === undefined) throw new UsageError('--tls-verify-client needs --tls-ca (the CA that signs client certificates)');
+  const read = (flag: string, file: string): Buffer => {
+    try {
+      return readFileSync(file);
+    } catch (error) {
+      throw new UsageError(`${flag} ${file}: ${(error as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (error as Error).message}`);
+    }
+  };
+  return {
+    cert: read('--tls-cert', tlsCert),
+    key: read('--tls-key', tlsKey),
+    ...(tlsCa === undefined ? {} : { ca: read('--tls-ca', tlsCa) }),
+    requestClientCert: options.tlsVerifyClient === true,
+    required: options.tlsOptional !== true,
+  };
 }
 
 function parsePort(text: string): number {

@@ -5,7 +5,7 @@
 import { join } from 'node:path';
 import type { Engine } from '../../../src/engine.js';
 import type { RootKeyInfo } from '../../../src/hsm/types.js';
-import type { NbdExportOptions, NbdServerHandle } from '../../../src/nbd/serve.js';
+import type { NbdExportOptions, NbdServeOptions, NbdServerHandle } from '../../../src/nbd/serve.js';
 import type { ConnectionEvent } from '../../../src/nbd/server.js';
 import { openTestEngine, rootKey } from '../../helpers/engine.js';
 
@@ -25,6 +25,7 @@ export async function serveVolumes(
   dir: string,
   volumes: ReadonlyArray<{ name: string; sizeBytes: number; sectorSize?: 512 | 4096 }>,
   exports?: NbdExportOptions[],
+  serveOptions: Omit<NbdServeOptions, 'onConnectionEvent'> = {},
 ): Promise<Served> {
   const engine = await openTestEngine(dir);
   try {
@@ -35,7 +36,7 @@ export async function serveVolumes(
     }
     const socketPath = join(dir, 'nbd.sock');
     const events: ConnectionEvent[] = [];
-    const server = await engine.serveNbd({ socketPath }, exports ?? volumes.map((v) => ({ volume: v.name })), { onConnectionEvent: (e) => events.push(e) });
+    const server = await engine.serveNbd({ socketPath }, exports ?? volumes.map((v) => ({ volume: v.name })), { ...serveOptions, onConnectionEvent: (e) => events.push(e) });
     return {
       engine,
       dir,
