@@ -27,6 +27,11 @@ export interface WriteOptions {
   writeBack?: boolean;
 }
 
+/** Whether a change resolves once applied: write-back asked for, and not durable (which waits anyway). */
+function writesBack(options: WriteOptions | undefined): boolean {
+  return options?.writeBack === true && options.durable !== true;
+}
+
 export interface WriteZeroesOptions extends WriteOptions {
   /**
    * Keep the range stored (written as encrypted zeros) instead of making whole sectors holes:
@@ -97,7 +102,7 @@ export class Volume {
    */
   write(offset: number, data: Uint8Array, options?: WriteOptions): Promise<void> {
     if (options?.durable === true) return this.write(offset, data).then(() => this.flush());
-    const writeBack = options?.writeBack === true;
+    const writeBack = writesBack(options);
     // Fast path for valid calls, as in read(); anything else gets its typed error below.
     if (data instanceof Uint8Array && !(data.buffer instanceof SharedArrayBuffer) && this.#usableFor(offset, data.length)) {
       return this.#core.write(offset, data, writeBack).catch(this.#nameVolume);
@@ -120,7 +125,7 @@ export class Volume {
   trim(offset: number, length: number, options?: WriteOptions): Promise<void> {
     const done = this.#guard(() => {
       this.#checkRange('trim', offset, length);
-      return this.#core.trim(offset, length, options?.durable !== true && options?.writeBack === true);
+      return this.#core.trim(offset, length, writesBack(options));
     });
     return options?.durable === true ? done.then(() => this.flush()) : done;
   }
@@ -136,7 +141,7 @@ export class Volume {
       zeroChunk ??= Buffer.alloc(ZERO_CHUNK_BYTES);
       // Chunks are issued together (the volume's queue keeps their order and its write budget
       // bounds what is buffered); each is one cipher batch.
-      const writeBack = options.durable !== true && options.writeBack === true;
+      const writeBack = writesBack(options);
       const writes: Promise<void>[] = [];
       for (let at = offset; at < offset + length; at += ZERO_CHUNK_BYTES) {
         writes.push(this.#core.write(at, zeroChunk.subarray(0, Math.min(ZERO_CHUNK_BYTES, offset + length - at)), writeBack));
