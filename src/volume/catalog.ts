@@ -144,15 +144,30 @@ export class VolumeCatalog {
     return () => this.#reservedNames.delete(name);
   }
 
-  /** The next u32 store id: never reused, so a purge of an old volume never meets a new one's clusters. */
+  /**
+   * The next u32 store id: never reused, so a purge of an old volume never meets a new one's
+   * clusters. The counter itself is not authenticated, so it is checked against the authenticated
+   * records: one edited back to a live volume's store id would give the new volume that volume's
+   * clusters (garbage to read, and its writes would destroy the other's data).
+   */
   allocateStoreId(): Promise<number> {
     const meta = this.#deps.meta;
     return meta.transaction(() => {
       const next = meta.get('nextStoreId');
-      assert(typeof next === 'number' && Number.isSafeInteger(next) && next >= 1 && next < 0xffff_ffff, 'nextStoreId is a u32');
+      if (typeof next !== 'number' || !Number.isSafeInteger(next) || next < 1 || next >= 0xffff_ffff) {
+        throw storeIdCorrupt(`is ${JSON.stringify(next)}, not a store id`);
+      }
+      for (const record of this.#records.values()) {
+        if (record.storeId >= next) throw storeIdCorrupt(`(${next}) is not above the store id ${record.storeId} of volume ${record.name} (${record.id})`);
+      }
       meta.putSync('nextStoreId', next + 1);
       return next;
     });
+  }
+
+  /** The engine closed: zero the record key (a secret derived from the HSM's master key). */
+  close(): void {
+    this.#deps.recordKey.fill(0);
   }
 
   /** Replace (or add) a record in memory, synchronously: every step that runs after this sees it. */
@@ -201,4 +216,12 @@ export function checkVolumeName(name: unknown): string {
     );
   }
   return name;
+}
+
+function storeIdCorrupt(why: string): BlockvaultError {
+  return new BlockvaultError(
+    'VOLUME_CORRUPT',
+    `the engine's next volume store id ${why}: the engine directory's metadata was changed outside blockvault; restore the directory from a backup`,
+    { place: 'engine-meta/nextStoreId' },
+  );
 }
