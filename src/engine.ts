@@ -518,6 +518,7 @@ export class Engine {
     this.#scheduler?.stop();
     await this.#purger.settled();
     await this.#volumes.closeAll(this.#closedError());
+    this.#catalog.close();
     await this.#root.flushed;
     await this.hsm.close();
     this.events.close();
