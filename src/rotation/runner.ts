@@ -100,6 +100,8 @@ interface Batch {
 }
 
 const END_OF_SCAN = Number.MAX_SAFE_INTEGER;
+/** How often a task paused by a refused root key checks whether access is back. */
+export const ACCESS_POLL_MS = 50;
 
 export class RotationRunner {
   readonly stats: RunnerStats = {
@@ -302,8 +304,16 @@ export class RotationRunner {
     };
 
     for (;;) {
-      // After a failure or an abort nothing more is committed; a cancel or pause commits what is done.
-      const commitsStopped = failure !== null || this.stopKind === 'abort';
+      // The root key suspended or its authorization revoked: nothing is dispatched or committed
+      // until access returns (a stop request still ends the wait).
+      const refused = (target.accessRefusal?.() ?? null) !== null;
+      if (refused && failure === null && this.stopKind === null) {
+        await this.waitForAccess();
+        continue;
+      }
+      // After a failure or an abort nothing more is committed; a cancel or pause commits what is
+      // done (unless the key is refused: then it stays for the next run to redo).
+      const commitsStopped = failure !== null || this.stopKind === 'abort' || refused;
       if (!commitsStopped) {
         startCommit();
         startCommit();
@@ -340,6 +350,15 @@ export class RotationRunner {
     if (failure !== null) throw (failure as { error: unknown }).error;
     if (this.stopKind === null) await this.update({ checkpointClusterIndex: Math.max(scanIndex, fromIndex) }, false);
     return found;
+  }
+
+  /** One poll interval while the key is refused (the gate has no event to wait on; a stop ends it). */
+  private async waitForAccess(): Promise<void> {
+    try {
+      await sleep(ACCESS_POLL_MS, undefined, { signal: this.stopController.signal });
+    } catch {
+      // Stopped while waiting: the caller sees stopKind.
+    }
   }
 
   private async throttle(snapshots: ClusterSnapshot[]): Promise<void> {

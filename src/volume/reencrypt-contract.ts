@@ -66,6 +66,13 @@ export interface ReencryptTarget {
 
   /** Counts for progress: stored clusters and sectors in total. */
   storedClusterCount(): number;
+
+  /**
+   * Why the volume's root key may not be used now (Suspended, Reader authorization revoked), or
+   * null. While it answers non-null the runner dispatches and commits nothing and waits: the
+   * customer's switch stops re-encryption as it stops foreground I/O. Optional (tests' targets).
+   */
+  accessRefusal?(): unknown;
 }
 
 /**

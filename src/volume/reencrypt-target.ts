@@ -53,6 +53,10 @@ export class VolumeReencryptTarget implements ReencryptTarget {
     return this.core.record.writeGeneration;
   }
 
+  accessRefusal(): unknown {
+    return this.core.accessRefusal();
+  }
+
   async beginGeneration(expectedPrevious: number): Promise<number> {
     this.checkUsable();
     const current = this.core.record.writeGeneration;

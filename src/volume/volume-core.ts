@@ -148,14 +148,21 @@ export class VolumeCore {
         { volumeId: record.id, purgeAtMs: record.purgeAtMs },
       );
     }
-    const refusal = this.deps.keyAccess?.refusal(record.diskEncryptionKeyCrn) ?? null;
-    if (refusal !== null) return accessRefusedError(record, refusal);
+    const refusal = this.accessRefusal();
+    if (refusal !== null) return refusal;
     if (!this.keys.has(record.writeGeneration)) {
       return new BlockvaultError('KEY_STATE', `volume ${record.name} (${record.id}) has no data key loaded; reopen it with engine.openVolume`, {
         volumeId: record.id,
       });
     }
     return null;
+  }
+
+  /** Why the storage service may not use this volume's root key now (suspended, revoked), or null. */
+  accessRefusal(): BlockvaultError | null {
+    const record = this.currentRecord;
+    const refusal = this.deps.keyAccess?.refusal(record.diskEncryptionKeyCrn) ?? null;
+    return refusal === null ? null : accessRefusedError(record, refusal);
   }
 
   private checkIo(): void {
