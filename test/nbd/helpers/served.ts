@@ -8,6 +8,7 @@ import type { RootKeyInfo } from '../../../src/hsm/types.js';
 import type { NbdExportOptions, NbdServerHandle } from '../../../src/nbd/serve.js';
 import type { ConnectionEvent } from '../../../src/nbd/server.js';
 import { openTestEngine, rootKey } from '../../helpers/engine.js';
+import type { ProviderName } from '../../helpers/providers.js';
 
 export interface Served {
   engine: Engine;
@@ -25,8 +26,9 @@ export async function serveVolumes(
   dir: string,
   volumes: ReadonlyArray<{ name: string; sizeBytes: number; sectorSize?: 512 | 4096 }>,
   exports?: NbdExportOptions[],
+  provider: ProviderName = 'software',
 ): Promise<Served> {
-  const engine = await openTestEngine(dir);
+  const engine = await openTestEngine(dir, { provider });
   try {
     const key = await rootKey(engine);
     for (const v of volumes) {
