@@ -2,10 +2,15 @@
  * Parsing, usage errors and the passphrase rules: all decided before an engine is opened, so
  * most run in-process; a few go through a real child process to check the exit statuses.
  */
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { decodeKeyMaterial } from '../../src/cli/commands/shared.js';
 import { resolveHsmSecret } from '../../src/cli/passphrase.js';
 import { Readable, Writable } from 'node:stream';
+import { KeyState } from '../../src/hsm/types.js';
+import { openTestEngine } from '../helpers/engine.js';
+import { softHsmCheck, softHsmToken, tokenKeyVersions } from '../helpers/softhsm.js';
 import { runBlockvault, runInProcess, tempDir } from './helpers.js';
 
 describe('usage errors exit 2', () => {
@@ -126,6 +131,33 @@ describe('bench and stress shred', () => {
       } else {
         expect(result.code).toBe(1);
         expect(result.jsonError().error).toMatchObject({ code: 'STRESS_FAILED', message: expect.stringContaining(String(report.violations[0]).split(' ')[0] ?? '') });
+      }
+    } finally {
+      cleanup();
+    }
+  });
+  it.skipIf(!softHsmCheck.ok)(`stress shred takes the global --pkcs11 options and shreds on the token${softHsmCheck.ok ? '' : ` (skipped: ${softHsmCheck.reason})`}`, async () => {
+    const token = softHsmToken(); // sets SOFTHSM2_CONF, which the child inherits
+    const { dir, cleanup } = tempDir();
+    try {
+      const engineDir = `${dir}/engine`;
+      const flags = ['--pkcs11', token.options.module, '--pkcs11-token', token.options.tokenLabel as string];
+      const env = { BLOCKVAULT_PASSPHRASE: undefined, BLOCKVAULT_PKCS11_PIN: token.options.pin };
+      const args = ['stress', 'shred', '--dir', engineDir, '--volumes', '2', '--writers', '2', '--readers', '2', '--duration', '2s', '--size', '1MiB', '--seed', '11', '--json'];
+      const result = await runBlockvault([...args, ...flags], { env, timeoutMs: 55_000 });
+      expect(result.code, result.stderr).toBe(0);
+      expect(result.json()).toMatchObject({ seed: 11, ok: true, violations: [] });
+      // The run was on the token, not on a software keystore: the directory has the token marker
+      // and no keystore, and the shredded key has no object left on the token.
+      expect(existsSync(join(engineDir, 'hsm', 'pkcs11.json'))).toBe(true);
+      expect(existsSync(join(engineDir, 'hsm', 'keystore.json'))).toBe(false);
+      const engine = await openTestEngine(engineDir, { provider: 'pkcs11' });
+      try {
+        const shredded = (await engine.hsm.listKeys()).filter((k) => k.state === KeyState.Destroyed);
+        expect(shredded).toHaveLength(1);
+        expect(await tokenKeyVersions(engineDir, shredded[0]!.id)).toEqual([]);
+      } finally {
+        await engine.close();
       }
     } finally {
       cleanup();

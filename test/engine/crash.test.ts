@@ -7,10 +7,12 @@ import { randomBytes } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, expect, it } from 'vitest';
 import { Engine } from '../../src/engine.js';
 import { cipherBackends } from '../helpers/cipher-backends.js';
+import { testHsmOptions } from '../helpers/engine.js';
 import { runChildUntilKilled } from '../helpers/kill-child.js';
+import { forEachProvider, type ProviderName } from '../helpers/providers.js';
 import { makeTempDir, removeTempDirs } from '../helpers/temp-dir.js';
 import { crashOp } from './fixtures/crash-ops.js';
 
@@ -25,12 +27,13 @@ interface ChildRun {
 }
 
 /** Run the writer until it has reported `flushesBeforeKill` flushes, then SIGKILL it mid-batch. */
-async function runAndKill(args: string[], backend: string, flushesBeforeKill: number): Promise<ChildRun> {
+async function runAndKill(args: string[], backend: string, provider: ProviderName, flushesBeforeKill: number): Promise<ChildRun> {
   let flushedOps = 0;
   let flushes = 0;
   await runChildUntilKilled(WRITER, args, {
     name: 'writer',
-    env: { ...process.env, BLOCKVAULT_CIPHER: backend },
+    // SOFTHSM2_CONF is in process.env once the token exists (test/helpers/softhsm.ts).
+    env: { ...process.env, BLOCKVAULT_CIPHER: backend, ...(provider === 'pkcs11' ? { BLOCKVAULT_TEST_HSM: JSON.stringify(testHsmOptions(provider)) } : {}) },
     onLine: (line, control) => {
       const match = /^flushed (\d+)$/.exec(line);
       if (match === null) return;
@@ -74,21 +77,23 @@ function verify(actual: Buffer, seed: number, flushedOps: number, sectorSize: nu
 }
 
 for (const { backend, skipReason } of cipherBackends()) {
-  describe.skipIf(skipReason !== null)(`crash safety [${backend}]`, () => {
+  forEachProvider(`crash safety [${backend}]`, (provider) => {
+    /** The software keystore under a fresh key file, or the process's SoftHSM2 token. */
+    const hsmOf = (keyFile: string) => (provider === 'pkcs11' ? testHsmOptions(provider) : { keyFile });
     for (const sectorSize of [4096, 512] as const) {
       it(`keeps every flushed write through SIGKILL (${sectorSize}-byte sectors)`, async () => {
         for (const seed of [1, 2]) {
           const dir = makeTempDir('bv-crash-');
           const keyFile = join(dir, 'hsm.key');
           writeFileSync(keyFile, randomBytes(32), { mode: 0o600 });
-          const setup = await Engine.open({ dir: join(dir, 'engine'), hsm: { keyFile }, purgeIntervalMs: 0, cipher: backend });
+          const setup = await Engine.open({ dir: join(dir, 'engine'), hsm: hsmOf(keyFile), purgeIntervalMs: 0, cipher: backend });
           await setup.createVolume({ name: 'crash', sizeBytes: SIZE, sectorSize });
           await setup.close();
 
-          const run = await runAndKill([join(dir, 'engine'), keyFile, 'crash', String(seed), String(BATCH)], backend, 6 + seed * 3);
+          const run = await runAndKill([join(dir, 'engine'), keyFile, 'crash', String(seed), String(BATCH)], backend, provider, 6 + seed * 3);
           expect(run.flushedOps).toBeGreaterThanOrEqual(6 * BATCH);
 
-          const engine = await Engine.open({ dir: join(dir, 'engine'), hsm: { keyFile }, purgeIntervalMs: 0, cipher: backend });
+          const engine = await Engine.open({ dir: join(dir, 'engine'), hsm: hsmOf(keyFile), purgeIntervalMs: 0, cipher: backend });
           try {
             const vol = await engine.openVolume('crash');
             const actual = Buffer.from(await vol.read(0, SIZE));
@@ -107,5 +112,5 @@ for (const { backend, skipReason } of cipherBackends()) {
         }
       });
     }
-  });
+  }, skipReason);
 }

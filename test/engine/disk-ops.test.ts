@@ -4,8 +4,9 @@
  * against a byte model, on both cipher backends and both sector sizes, plus bad input and a
  * locked volume.
  */
-import { describe, expect, it } from 'vitest';
+import { expect, it } from 'vitest';
 import { cipherBackends } from '../helpers/cipher-backends.js';
+import { forEachProvider } from '../helpers/providers.js';
 import { openTestEngine, rootKey } from '../helpers/engine.js';
 import { useTempDirs } from '../helpers/temp-dir.js';
 import { xorshiftBytes } from '../helpers/xorshift.js';
@@ -15,10 +16,10 @@ const KiB = 1024;
 const SIZE = 1024 * KiB;
 
 for (const { backend, skipReason } of cipherBackends()) {
-  describe.skipIf(skipReason !== null)(`disk operations [${backend}]${skipReason === null ? '' : ` (skipped: ${skipReason})`}`, () => {
+  forEachProvider(`disk operations [${backend}]`, (provider) => {
     for (const sectorSize of [4096, 512] as const) {
       it(`allocationMap follows writes, trims and writeZeroes (${sectorSize}-byte sectors)`, async () => {
-        const engine = await openTestEngine(tempDir(), { cipher: backend });
+        const engine = await openTestEngine(tempDir(), { provider, cipher: backend });
         try {
           const vol = await engine.createVolume({ name: 'v', sizeBytes: SIZE, sectorSize });
           const model = Buffer.alloc(SIZE);
@@ -66,7 +67,7 @@ for (const { backend, skipReason } of cipherBackends()) {
     }
 
     it('bad ranges are OUT_OF_RANGE and change nothing; a locked volume refuses with VOLUME_LOCKED', async () => {
-      const engine = await openTestEngine(tempDir(), { cipher: backend });
+      const engine = await openTestEngine(tempDir(), { provider, cipher: backend });
       try {
         const key = await rootKey(engine);
         const vol = await engine.createVolume({ name: 'v', sizeBytes: SIZE, sectorSize: 4096, diskEncryptionKeyCrn: key.crn });
@@ -85,5 +86,5 @@ for (const { backend, skipReason } of cipherBackends()) {
         await engine.close();
       }
     });
-  });
+  }, skipReason);
 }

@@ -3,8 +3,9 @@
  * and call order, persistence across reopen, closed handles and engines.
  */
 import { randomBytes } from 'node:crypto';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, expect, it } from 'vitest';
 import { cipherBackends } from '../helpers/cipher-backends.js';
+import { forEachProvider } from '../helpers/providers.js';
 import { openTestEngine } from '../helpers/engine.js';
 import { makeTempDir, removeTempDirs } from '../helpers/temp-dir.js';
 
@@ -21,10 +22,10 @@ async function codeOf(promise: Promise<unknown>): Promise<string | null> {
 }
 
 for (const { backend, skipReason } of cipherBackends()) {
-  describe.skipIf(skipReason !== null)(`volume I/O [${backend}]`, () => {
+  forEachProvider(`volume I/O [${backend}]`, (provider) => {
     for (const sectorSize of [4096, 512] as const) {
       it(`refuses bad ranges with OUT_OF_RANGE and writes nothing (${sectorSize})`, async () => {
-        const engine = await openTestEngine(makeTempDir('bv-io-'), { cipher: backend });
+        const engine = await openTestEngine(makeTempDir('bv-io-'), { provider, cipher: backend });
         try {
           const vol = await engine.createVolume({ name: 'v', sizeBytes: SIZE, sectorSize });
           const bad: [number, number][] = [
@@ -63,7 +64,7 @@ for (const { backend, skipReason } of cipherBackends()) {
     }
 
     it('applies overlapping writes from concurrent callers in call order; reads see earlier calls', async () => {
-      const engine = await openTestEngine(makeTempDir('bv-io-'), { cipher: backend });
+      const engine = await openTestEngine(makeTempDir('bv-io-'), { provider, cipher: backend });
       try {
         const vol = await engine.createVolume({ name: 'v', sizeBytes: SIZE });
         const model = Buffer.alloc(SIZE);
@@ -92,7 +93,7 @@ for (const { backend, skipReason } of cipherBackends()) {
 
     it('keeps data across close and reopen; handles share a volume; closed handles and engines refuse', async () => {
       const dir = makeTempDir('bv-io-');
-      let engine = await openTestEngine(dir, { cipher: backend });
+      let engine = await openTestEngine(dir, { provider, cipher: backend });
       const vol = await engine.createVolume({ name: 'keep', sizeBytes: SIZE, sectorSize: 512 });
       const data = randomBytes(100_000);
       await vol.write(777, data);
@@ -107,7 +108,7 @@ for (const { backend, skipReason } of cipherBackends()) {
       expect(await codeOf(second.read(0, 1))).toBe('ENGINE_CLOSED');
       await expect(engine.openVolume('keep')).rejects.toMatchObject({ code: 'ENGINE_CLOSED' });
 
-      engine = await openTestEngine(dir, { cipher: backend });
+      engine = await openTestEngine(dir, { provider, cipher: backend });
       try {
         const again = await engine.openVolume(vol.info().id);
         expect(Buffer.from(await again.read(777, data.length)).equals(data)).toBe(true);
@@ -119,7 +120,7 @@ for (const { backend, skipReason } of cipherBackends()) {
     });
 
     it('handles large writes in bounded steps under a small write buffer', async () => {
-      const engine = await openTestEngine(makeTempDir('bv-io-'), { cipher: backend, writeBufferBytesMax: 1024 * 1024 });
+      const engine = await openTestEngine(makeTempDir('bv-io-'), { provider, cipher: backend, writeBufferBytesMax: 1024 * 1024 });
       try {
         const size = 24 * 1024 * 1024;
         const vol = await engine.createVolume({ name: 'big', sizeBytes: size });
@@ -133,5 +134,5 @@ for (const { backend, skipReason } of cipherBackends()) {
         await engine.close();
       }
     });
-  });
+  }, skipReason);
 }

@@ -6,12 +6,12 @@
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { open } from 'lmdb';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, expect, it } from 'vitest';
 import { MS_PER_DAY, ManualClock } from '../../src/clock.js';
 import { storeKeyRange } from '../../src/volume/cluster-format.js';
 import type { VolumeRecord } from '../../src/volume/record.js';
 import { cipherBackends } from '../helpers/cipher-backends.js';
-import { PROVIDERS } from '../helpers/providers.js';
+import { forEachProvider } from '../helpers/providers.js';
 import { openTestEngine, rootKey } from '../helpers/engine.js';
 import { makeTempDir, removeTempDirs } from '../helpers/temp-dir.js';
 import { engineInternals } from '../../src/engine-internals.js';
@@ -52,8 +52,8 @@ async function readRecord(dir: string, id: string): Promise<VolumeRecord | undef
 }
 
 // Every cipher backend with every key provider (test/helpers/providers.ts).
-for (const { backend, skipReason, provider, available, title } of cipherBackends().flatMap((c) => PROVIDERS.map((p) => ({ ...c, ...p })))) {
-  describe.skipIf(skipReason !== null || !available)(`volume lifecycle [${backend}, ${title}]`, () => {
+for (const { backend, skipReason } of cipherBackends()) {
+  forEachProvider(`volume lifecycle [${backend}]`, (provider) => {
     it('soft-deletes, refuses I/O with VOLUME_DELETED, restores with data intact', async () => {
       const clock = new ManualClock();
       const engine = await openTestEngine(makeTempDir('bv-life-'), { provider, cipher: backend, clock });
@@ -240,5 +240,5 @@ for (const { backend, skipReason, provider, available, title } of cipherBackends
         await engine.close();
       }
     });
-  });
+  }, skipReason);
 }

@@ -4,10 +4,11 @@
  * it does two (meta, then body). Counted on lmdb-js's getBinaryFast for the 'clusters' database.
  */
 import { randomBytes } from 'node:crypto';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, expect, it } from 'vitest';
 import type { Engine } from '../../src/engine.js';
 import { BlockvaultError } from '../../src/errors.js';
 import { openTestEngine } from '../helpers/engine.js';
+import { forEachProvider, type ProviderName } from '../helpers/providers.js';
 import { makeTempDir, removeTempDirs } from '../helpers/temp-dir.js';
 
 afterAll(() => removeTempDirs());
@@ -33,8 +34,8 @@ function countClusterGets(engine: Engine): () => void {
 
 const SIZE = 4 * 1024 * 1024; // 128 clusters of 8 x 4096-byte sectors
 
-async function clusterGetsForReads(metaCacheClustersMax: number | undefined): Promise<number> {
-  const engine = await openTestEngine(makeTempDir('bv-mc-'), metaCacheClustersMax === undefined ? {} : { metaCacheClustersMax });
+async function clusterGetsForReads(provider: ProviderName, metaCacheClustersMax: number | undefined): Promise<number> {
+  const engine = await openTestEngine(makeTempDir('bv-mc-'), metaCacheClustersMax === undefined ? { provider } : { provider, metaCacheClustersMax });
   const restore = countClusterGets(engine);
   try {
     const vol = await engine.createVolume({ name: 'v', sizeBytes: SIZE });
@@ -58,21 +59,22 @@ async function clusterGetsForReads(metaCacheClustersMax: number | undefined): Pr
   }
 }
 
-describe('Engine.open metaCacheClustersMax', () => {
+// On each key provider: reopening a volume unwraps its data key through the provider.
+forEachProvider('Engine.open metaCacheClustersMax', (provider) => {
   it('by default caches every cluster of a small volume: the second pass reads no meta from LMDB', async () => {
-    expect(await clusterGetsForReads(undefined)).toBe(128);
+    expect(await clusterGetsForReads(provider, undefined)).toBe(128);
   });
 
   it('0 turns the cache off; a bound below the volume keeps missing; every read stays correct', async () => {
-    expect(await clusterGetsForReads(0)).toBe(256);
+    expect(await clusterGetsForReads(provider, 0)).toBe(256);
     // 16 clusters (two generations of 8): reading 128 clusters in order evicts each before reuse.
-    expect(await clusterGetsForReads(16)).toBe(256);
-    expect(await clusterGetsForReads(1024)).toBe(128);
+    expect(await clusterGetsForReads(provider, 16)).toBe(256);
+    expect(await clusterGetsForReads(provider, 1024)).toBe(128);
   });
 
   it('refuses values that are not whole numbers from 0 to 2^24', async () => {
     for (const bad of [-1, 1.5, 2 ** 24 + 1, Number.NaN, '8' as unknown as number]) {
-      const error = await openTestEngine(makeTempDir('bv-mc-'), { metaCacheClustersMax: bad }).then(
+      const error = await openTestEngine(makeTempDir('bv-mc-'), { provider, metaCacheClustersMax: bad }).then(
         async (engine) => {
           await engine.close();
           return null;

@@ -7,9 +7,11 @@ import { randomBytes } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import fc from 'fast-check';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, expect, it } from 'vitest';
 import { Engine, type Volume } from '../../src/index.js';
 import { cipherBackends } from '../helpers/cipher-backends.js';
+import { testHsmOptions } from '../helpers/engine.js';
+import { forEachProvider } from '../helpers/providers.js';
 import { makeTempDir, removeTempDirs } from '../helpers/temp-dir.js';
 import { xorshiftBytes } from '../helpers/xorshift.js';
 
@@ -59,7 +61,9 @@ const configs = [
 ];
 
 for (const { backend, skipReason } of cipherBackends()) {
-  describe.skipIf(skipReason !== null)(`engine vs an in-memory model [${backend}]`, () => {
+  forEachProvider(`engine vs an in-memory model [${backend}]`, (provider) => {
+    /** The software keystore under a fresh key file, or the process's SoftHSM2 token. */
+    const hsmOf = (keyFile: string) => (provider === 'pkcs11' ? testHsmOptions(provider) : { keyFile });
     for (const { sectorSize, layout } of configs) {
       it(`sector ${sectorSize}, ${layout}`, async () => {
         const sizeBytes = 200 * 1024 + 3 * sectorSize;
@@ -68,7 +72,7 @@ for (const { backend, skipReason } of cipherBackends()) {
             const dir = makeTempDir('bv-engine-model-');
             const keyFile = join(dir, 'hsm.key');
             writeFileSync(keyFile, randomBytes(32), { mode: 0o600 });
-            const open = () => Engine.open({ dir: join(dir, 'engine'), hsm: { keyFile }, cipher: backend, purgeIntervalMs: 0, volumeLayout: layout });
+            const open = () => Engine.open({ dir: join(dir, 'engine'), hsm: hsmOf(keyFile), cipher: backend, purgeIntervalMs: 0, volumeLayout: layout });
             let engine = await open();
             let vol: Volume = await engine.createVolume({ name: 'model', sizeBytes, sectorSize });
             expect(vol.info().layout).toBe(layout);
@@ -122,5 +126,5 @@ for (const { backend, skipReason } of cipherBackends()) {
         );
       });
     }
-  });
+  }, skipReason);
 }

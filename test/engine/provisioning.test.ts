@@ -5,14 +5,14 @@
  */
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, expect, it } from 'vitest';
 import { open } from 'lmdb';
 import { XtsCipher } from '../../src/cipher/index.js';
 import { clusterKey } from '../../src/volume/cluster-format.js';
 import type { Engine } from '../../src/engine.js';
 import { KeyState } from '../../src/hsm/types.js';
 import { cipherBackends } from '../helpers/cipher-backends.js';
-import { PROVIDERS, type ProviderName } from '../helpers/providers.js';
+import { forEachProvider, type ProviderName } from '../helpers/providers.js';
 import { openTestEngine, rootKey } from '../helpers/engine.js';
 import { makeTempDir, removeTempDirs } from '../helpers/temp-dir.js';
 
@@ -47,8 +47,8 @@ async function withEngine<T>(backend: 'native' | 'ts', provider: ProviderName, r
 }
 
 // Every cipher backend with every key provider (test/helpers/providers.ts).
-for (const { backend, skipReason, provider, available, title } of cipherBackends().flatMap((c) => PROVIDERS.map((p) => ({ ...c, ...p })))) {
-  describe.skipIf(skipReason !== null || !available)(`provisioning [${backend}, ${title}]`, () => {
+for (const { backend, skipReason } of cipherBackends()) {
+  forEachProvider(`provisioning [${backend}]`, (provider) => {
     it('creates a volume with a customer key: registration with the key version, metadata, usable I/O', async () => {
       await withEngine(backend, provider, async (engine) => {
         const key = await rootKey(engine);
@@ -197,5 +197,5 @@ for (const { backend, skipReason, provider, available, title } of cipherBackends
         expect(bytes.includes(sector.subarray(0, 64)), file).toBe(false);
       }
     });
-  });
+  }, skipReason);
 }

@@ -4,9 +4,10 @@
  * stays writable, retirement of the old generation, and the result surviving a restart.
  */
 import { randomBytes } from 'node:crypto';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, expect, it } from 'vitest';
 import { reencryptCluster } from '../../src/volume/cluster-format.js';
 import { cipherBackends } from '../helpers/cipher-backends.js';
+import { forEachProvider } from '../helpers/providers.js';
 import { openTestEngine, rootKey } from '../helpers/engine.js';
 import { makeTempDir, removeTempDirs } from '../helpers/temp-dir.js';
 import { engineInternals } from '../../src/engine-internals.js';
@@ -16,11 +17,11 @@ afterAll(() => removeTempDirs());
 const MIB = 1024 * 1024;
 
 for (const { backend, skipReason } of cipherBackends()) {
-  describe.skipIf(skipReason !== null)(`engine.reencryptTarget [${backend}]`, () => {
+  forEachProvider(`engine.reencryptTarget [${backend}]`, (provider) => {
     for (const sectorSize of [4096, 512] as const) {
       it(`rotates a volume's data key online (${sectorSize}-byte sectors)`, async () => {
         const dir = makeTempDir('bv-rot-');
-        let engine = await openTestEngine(dir, { cipher: backend });
+        let engine = await openTestEngine(dir, { provider, cipher: backend });
         const key = await rootKey(engine);
         const vol = await engine.createVolume({ name: 'rot', sizeBytes: 2 * MIB, sectorSize, diskEncryptionKeyCrn: key.crn });
         const model = randomBytes(2 * MIB);
@@ -66,7 +67,7 @@ for (const { backend, skipReason } of cipherBackends()) {
         await target.close();
         await engine.close();
 
-        engine = await openTestEngine(dir, { cipher: backend });
+        engine = await openTestEngine(dir, { provider, cipher: backend });
         try {
           const again = await engine.openVolume('rot');
           expect(again.info()).toMatchObject({ dataKeyGeneration: 2, dataKeyGenerations: 1, keyVersion: 2 });
@@ -78,7 +79,7 @@ for (const { backend, skipReason } of cipherBackends()) {
     }
 
     it('refuses a target for a deleted or locked volume', async () => {
-      const engine = await openTestEngine(makeTempDir('bv-rot-'), { cipher: backend });
+      const engine = await openTestEngine(makeTempDir('bv-rot-'), { provider, cipher: backend });
       try {
         const a = await engine.createVolume({ name: 'a', sizeBytes: MIB });
         await engine.deleteVolume('a');
@@ -93,5 +94,5 @@ for (const { backend, skipReason } of cipherBackends()) {
         await engine.close();
       }
     });
-  });
+  }, skipReason);
 }

@@ -7,12 +7,12 @@
  */
 import { randomBytes } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
-import { describe, expect, it } from 'vitest';
+import { expect, it } from 'vitest';
 import { ManualClock, MS_PER_HOUR } from '../../src/clock.js';
 import type { Engine } from '../../src/engine.js';
 import type { Volume } from '../../src/volume/volume.js';
 import { cipherBackends } from '../helpers/cipher-backends.js';
-import { PROVIDERS, type ProviderName } from '../helpers/providers.js';
+import { forEachProvider, type ProviderName } from '../helpers/providers.js';
 import { openTestEngine, rootKey, testHsmOptions } from '../helpers/engine.js';
 import { runChildUntilKilled } from '../helpers/kill-child.js';
 import { useTempDirs } from '../helpers/temp-dir.js';
@@ -33,51 +33,51 @@ async function fill(volume: Volume, seed: number): Promise<Buffer> {
 }
 
 // Every cipher backend with every key provider (test/helpers/providers.ts).
-const backendsAndProviders = cipherBackends().flatMap((c) => PROVIDERS.map((p) => ({ ...c, ...p })));
+for (const { backend, skipReason } of cipherBackends()) {
+  forEachProvider(`rotation through the engine [${backend}]`, (provider) => {
+    it('re-encrypts every volume on the key while they stay online, then retires the old data key', async () => {
+      const engine = await openTestEngine(tempDir(), { provider, cipher: backend, rotation: { workers: 2 } });
+      try {
+        const key = await rootKey(engine);
+        const a = await engine.createVolume({ name: 'a', sizeBytes: 1 << 20, diskEncryptionKeyCrn: key.crn });
+        const b = await engine.createVolume({ name: 'b', sizeBytes: 1 << 19, sectorSize: 512, diskEncryptionKeyCrn: key.crn });
+        const other = await engine.createVolume({ name: 'other', sizeBytes: 1 << 16 }); // platform key: not rotated
+        const dataA = await fill(a, 1);
+        const dataB = await fill(b, 2);
+        const before = a.info().dataKeyGeneration;
 
-describe.each(backendsAndProviders)('rotation through the engine ($backend, $title)', ({ backend, skipReason, provider, available }) => {
-  it.skipIf(skipReason !== null || !available)('re-encrypts every volume on the key while they stay online, then retires the old data key', async () => {
-    const engine = await openTestEngine(tempDir(), { provider, cipher: backend, rotation: { workers: 2 } });
-    try {
-      const key = await rootKey(engine);
-      const a = await engine.createVolume({ name: 'a', sizeBytes: 1 << 20, diskEncryptionKeyCrn: key.crn });
-      const b = await engine.createVolume({ name: 'b', sizeBytes: 1 << 19, sectorSize: 512, diskEncryptionKeyCrn: key.crn });
-      const other = await engine.createVolume({ name: 'other', sizeBytes: 1 << 16 }); // platform key: not rotated
-      const dataA = await fill(a, 1);
-      const dataB = await fill(b, 2);
-      const before = a.info().dataKeyGeneration;
+        const tasks = await engine.hsm.rotateKey(key.crn);
+        expect(tasks.map((t) => t.volumeId).sort()).toEqual([a.info().id, b.info().id].sort());
+        // Online: a write racing the task lands and is read back after it.
+        const fresh = randomBytes(4096);
+        await a.write(8192, fresh);
+        fresh.copy(dataA, 8192);
+        for (const task of tasks) await engine.tasks.wait(task.id, { timeoutMs: 60_000 });
 
-      const tasks = await engine.hsm.rotateKey(key.crn);
-      expect(tasks.map((t) => t.volumeId).sort()).toEqual([a.info().id, b.info().id].sort());
-      // Online: a write racing the task lands and is read back after it.
-      const fresh = randomBytes(4096);
-      await a.write(8192, fresh);
-      fresh.copy(dataA, 8192);
-      for (const task of tasks) await engine.tasks.wait(task.id, { timeoutMs: 60_000 });
-
-      for (const task of tasks) {
-        const done = engine.tasks.get(task.id);
-        expect(done?.state).toBe('completed');
-        expect(done?.toKeyVersion).toBe(2);
+        for (const task of tasks) {
+          const done = engine.tasks.get(task.id);
+          expect(done?.state).toBe('completed');
+          expect(done?.toKeyVersion).toBe(2);
+        }
+        expect(Buffer.from(await a.read(0, dataA.length)).equals(dataA)).toBe(true);
+        expect(Buffer.from(await b.read(0, dataB.length)).equals(dataB)).toBe(true);
+        expect(a.info()).toMatchObject({ state: 'active', keyVersion: 2, dataKeyGenerations: 1 });
+        expect(a.info().dataKeyGeneration).toBeGreaterThan(before);
+        expect(other.info().keyVersion).toBe(1);
+        const registrations = await engine.hsm.listRegistrations({ keyCrn: key.crn });
+        expect(registrations.map((r) => r.keyVersion)).toEqual([2, 2]);
+        const actions = engine.events.list({ keyCrn: key.crn }).map((e) => e.action);
+        expect(actions).toContain('hs-crypto.secrets.rotate');
+        expect(actions.filter((a) => a === 'blockvault.rotation.complete')).toHaveLength(2);
+      } finally {
+        await engine.close();
       }
-      expect(Buffer.from(await a.read(0, dataA.length)).equals(dataA)).toBe(true);
-      expect(Buffer.from(await b.read(0, dataB.length)).equals(dataB)).toBe(true);
-      expect(a.info()).toMatchObject({ state: 'active', keyVersion: 2, dataKeyGenerations: 1 });
-      expect(a.info().dataKeyGeneration).toBeGreaterThan(before);
-      expect(other.info().keyVersion).toBe(1);
-      const registrations = await engine.hsm.listRegistrations({ keyCrn: key.crn });
-      expect(registrations.map((r) => r.keyVersion)).toEqual([2, 2]);
-      const actions = engine.events.list({ keyCrn: key.crn }).map((e) => e.action);
-      expect(actions).toContain('hs-crypto.secrets.rotate');
-      expect(actions.filter((a) => a === 'blockvault.rotation.complete')).toHaveLength(2);
-    } finally {
-      await engine.close();
-    }
-  });
-});
+    });
+  }, skipReason);
+}
 
-describe.each(PROVIDERS)('rotation modes and policy ($title)', ({ provider, available }) => {
-  it.skipIf(!available)('rewrap-only rotation moves the data key to the new key version without re-encrypting', async () => {
+forEachProvider('rotation modes and policy', (provider) => {
+  it('rewrap-only rotation moves the data key to the new key version without re-encrypting', async () => {
     const engine = await openTestEngine(tempDir(), { provider, rotation: { workers: 1 } });
     try {
       const key = await rootKey(engine);
@@ -94,7 +94,7 @@ describe.each(PROVIDERS)('rotation modes and policy ($title)', ({ provider, avai
     }
   });
 
-  it.skipIf(!available)('a rotation policy rotates the key when the scheduler runs after the interval, and starts the tasks', async () => {
+  it('a rotation policy rotates the key when the scheduler runs after the interval, and starts the tasks', async () => {
     const clock = new ManualClock();
     const dir = tempDir();
     let engine: Engine = await openTestEngine(dir, { provider, clock, rotation: { workers: 1 } });
@@ -144,9 +144,9 @@ async function runChildAndKill(dir: string, keyCrn: string, seed: number, killAf
   return { acked, lastCounter };
 }
 
-describe.each(PROVIDERS)('rotation survives SIGKILL at random points and resumes on open ($title)', ({ provider, available }) => {
+forEachProvider('rotation survives SIGKILL at random points and resumes on open', (provider) => {
   const trials = Number(process.env.ENGINE_ROTATION_CRASH_TRIALS ?? 10);
-  it.skipIf(!available)(`${trials} kill/reopen/resume trials on the product format`, async () => {
+  it(`${trials} kill/reopen/resume trials on the product format`, async () => {
     const dir = tempDir();
     let engine = await openTestEngine(dir, { provider, rotation: { workers: 1 } });
     const key = await rootKey(engine);

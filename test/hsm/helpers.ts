@@ -2,14 +2,14 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { open, type RootDatabase } from 'lmdb';
-import { expect } from 'vitest';
+import { afterEach, beforeEach, expect } from 'vitest';
 import { AuditLog } from '../../src/audit/index.js';
 import { ManualClock } from '../../src/clock.js';
 import { isBlockvaultError, type ErrorCode } from '../../src/errors.js';
 import { SoftHsm, type SoftHsmOptions } from '../../src/hsm/index.js';
 import type { KeyProvider, ProviderInventory } from '../../src/hsm/provider.js';
 import type { CallerContext } from '../../src/hsm/types.js';
-import type { ProviderName } from '../helpers/providers.js';
+import { forEachProvider, type ProviderName } from '../helpers/providers.js';
 import { softHsmToken } from '../helpers/softhsm.js';
 
 export const PASSPHRASE = 'correct horse battery staple';
@@ -17,7 +17,7 @@ export const PASSPHRASE = 'correct horse battery staple';
 export const TEST_SCRYPT_N = 1 << 10;
 export const STORAGE: CallerContext = { sourceService: 'blockvault', sourceInstance: 'engine-1', initiator: 'blockvault-engine' };
 
-export { PROVIDERS, type ProviderCase, type ProviderName } from '../helpers/providers.js';
+export { PROVIDERS, forEachProvider, type ProviderCase, type ProviderName } from '../helpers/providers.js';
 
 /** The HSM options that open `provider`: the test passphrase, or the process's SoftHSM2 token. */
 export function providerSecret(provider: ProviderName): Partial<SoftHsmOptions> {
@@ -76,6 +76,31 @@ export async function openHarness(options: Partial<SoftHsmOptions> = {}, existin
   };
   await start(options);
   return h;
+}
+
+/**
+ * forEachProvider with a fresh harness per test on that provider: opened in beforeEach, closed and
+ * removed in afterEach. `h` stands for the running test's harness (a proxy that forwards to it),
+ * so the cases read `h.hsm`, `h.reopen()`, ... as with a `let h` set in beforeEach.
+ */
+export function forEachProviderHarness(name: string, body: (h: Harness, provider: ProviderName) => void): void {
+  forEachProvider(name, (provider) => {
+    let current: Harness | null = null;
+    beforeEach(async () => {
+      current = await openHarness({}, undefined, provider);
+    });
+    afterEach(async () => {
+      await current?.cleanup();
+      current = null;
+    });
+    const h = new Proxy({} as Harness, {
+      get(_target, property) {
+        if (current === null) throw new Error('the harness exists only while a test runs (beforeEach to afterEach)');
+        return Reflect.get(current, property);
+      },
+    });
+    body(h, provider);
+  });
 }
 
 /** What the harness's key provider stores (key versions, import-token keys), read through the provider itself. */

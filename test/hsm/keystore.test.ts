@@ -9,7 +9,7 @@ import { ManualClock } from '../../src/clock.js';
 import { KeyState, SoftHsm } from '../../src/hsm/index.js';
 import { HSM_DB_NAME } from '../../src/hsm/metadata-store.js';
 import { SoftwareKeyProvider } from '../../src/hsm/software-provider.js';
-import { PASSPHRASE, PROVIDERS, STORAGE, expectCode, openHarness, setupKey, volumeCrn, type Harness } from './helpers.js';
+import { PASSPHRASE, STORAGE, expectCode, openHarness, forEachProvider, setupKey, volumeCrn, type Harness } from './helpers.js';
 
 const harnesses: Harness[] = [];
 async function harness(...args: Parameters<typeof openHarness>): Promise<Harness> {
@@ -164,52 +164,50 @@ describe('keystore at rest', () => {
 
 describe('persistence', () => {
   // On each key provider (test/helpers/providers.ts).
-  for (const { provider, available, title } of PROVIDERS) {
-    describe.skipIf(!available)(title, () => {
-      it('instances, keys, versions, states, policies, authorizations and registrations survive close and reopen', async () => {
-        const h = await harness({}, undefined, provider);
-        const { instance, key } = await setupKey(h.hsm, { dualAuthDelete: true });
-        const dek = randomBytes(64);
-        const v1 = await h.hsm.wrap(key.crn, dek, STORAGE);
-        await h.hsm.rotateKey(key.crn);
-        await h.hsm.createRegistration({ keyCrn: key.crn, resourceCrn: volumeCrn('a'), keyVersion: 1, preventKeyDeletion: true }, STORAGE);
-        const suspended = await h.hsm.createRootKey(instance.id, { name: 'suspended' });
-        await h.hsm.disableKey(suspended.crn);
-        const gone = await h.hsm.createRootKey(instance.id, { name: 'gone' });
-        await h.hsm.deleteKey(gone.crn);
-        await h.hsm.setKeyForDeletion(key.crn, { initiator: 'alice' });
-        const before = {
-          instances: await h.hsm.listInstances(),
-          keys: await h.hsm.listKeys(),
-          authorizations: await h.hsm.listAuthorizations(),
-          registrations: await h.hsm.listRegistrations(),
-        };
-        const eventCount = h.audit.list({ limit: 10_000 }).length;
-        await h.reopen();
-        expect({
-          instances: await h.hsm.listInstances(),
-          keys: await h.hsm.listKeys(),
-          authorizations: await h.hsm.listAuthorizations(),
-          registrations: await h.hsm.listRegistrations(),
-        }).toEqual(before);
-        const unwrapped = await h.hsm.unwrap(key.crn, v1.wrapped, 1, STORAGE);
-        expect(Buffer.from(unwrapped.plaintext).equals(dek)).toBe(true);
-        expect(unwrapped.rewrapRecommended).toBe(true);
-        expect(h.audit.list({ limit: 10_000 }).length).toBe(eventCount + 1);
-        expect(h.audit.verify()).toMatchObject({ ok: true });
-      });
-
-      it('the HSM refuses use after close with ENGINE_CLOSED and close is idempotent', async () => {
-        const h = await harness({}, undefined, provider);
-        const { key } = await setupKey(h.hsm);
-        await h.hsm.close();
-        await h.hsm.close();
-        await expectCode(h.hsm.getKey(key.crn), 'ENGINE_CLOSED');
-        await expectCode(h.hsm.wrap(key.crn, randomBytes(64), STORAGE), 'ENGINE_CLOSED');
-        await expectCode(h.hsm.createInstance({ name: 'x' }), 'ENGINE_CLOSED');
-      });
+  forEachProvider('survives close and reopen', (provider) => {
+    it('instances, keys, versions, states, policies, authorizations and registrations survive close and reopen', async () => {
+      const h = await harness({}, undefined, provider);
+      const { instance, key } = await setupKey(h.hsm, { dualAuthDelete: true });
+      const dek = randomBytes(64);
+      const v1 = await h.hsm.wrap(key.crn, dek, STORAGE);
+      await h.hsm.rotateKey(key.crn);
+      await h.hsm.createRegistration({ keyCrn: key.crn, resourceCrn: volumeCrn('a'), keyVersion: 1, preventKeyDeletion: true }, STORAGE);
+      const suspended = await h.hsm.createRootKey(instance.id, { name: 'suspended' });
+      await h.hsm.disableKey(suspended.crn);
+      const gone = await h.hsm.createRootKey(instance.id, { name: 'gone' });
+      await h.hsm.deleteKey(gone.crn);
+      await h.hsm.setKeyForDeletion(key.crn, { initiator: 'alice' });
+      const before = {
+        instances: await h.hsm.listInstances(),
+        keys: await h.hsm.listKeys(),
+        authorizations: await h.hsm.listAuthorizations(),
+        registrations: await h.hsm.listRegistrations(),
+      };
+      const eventCount = h.audit.list({ limit: 10_000 }).length;
+      await h.reopen();
+      expect({
+        instances: await h.hsm.listInstances(),
+        keys: await h.hsm.listKeys(),
+        authorizations: await h.hsm.listAuthorizations(),
+        registrations: await h.hsm.listRegistrations(),
+      }).toEqual(before);
+      const unwrapped = await h.hsm.unwrap(key.crn, v1.wrapped, 1, STORAGE);
+      expect(Buffer.from(unwrapped.plaintext).equals(dek)).toBe(true);
+      expect(unwrapped.rewrapRecommended).toBe(true);
+      expect(h.audit.list({ limit: 10_000 }).length).toBe(eventCount + 1);
+      expect(h.audit.verify()).toMatchObject({ ok: true });
     });
-  }
+
+    it('the HSM refuses use after close with ENGINE_CLOSED and close is idempotent', async () => {
+      const h = await harness({}, undefined, provider);
+      const { key } = await setupKey(h.hsm);
+      await h.hsm.close();
+      await h.hsm.close();
+      await expectCode(h.hsm.getKey(key.crn), 'ENGINE_CLOSED');
+      await expectCode(h.hsm.wrap(key.crn, randomBytes(64), STORAGE), 'ENGINE_CLOSED');
+      await expectCode(h.hsm.createInstance({ name: 'x' }), 'ENGINE_CLOSED');
+    });
+  });
 
   // Software keystore files; the PKCS#11 counterpart is in pkcs11-provider.test.ts.
   it('finishes a destruction interrupted by a crash, and shreds stray material on open', async () => {
@@ -244,61 +242,59 @@ describe('persistence', () => {
 
 describe('authenticated metadata (issue 13)', () => {
   // On each key provider (test/helpers/providers.ts).
-  for (const { provider, available, title } of PROVIDERS) {
-    describe.skipIf(!available)(title, () => {
-      /** Edit the HSM's LMDB records of a closed HSM. */
-      async function editMetadata(dir: string, edit: (db: import('lmdb').Database<{ r: Record<string, unknown>; m: string }, string[]>) => void): Promise<void> {
-        const root = open({ path: join(dir, 'engine.lmdb') });
-        const db = root.openDB<{ r: Record<string, unknown>; m: string }, string[]>(HSM_DB_NAME, { encoding: 'json' });
-        root.transactionSync(() => edit(db));
-        await root.close();
-      }
+  forEachProvider('refuses edited metadata', (provider) => {
+    /** Edit the HSM's LMDB records of a closed HSM. */
+    async function editMetadata(dir: string, edit: (db: import('lmdb').Database<{ r: Record<string, unknown>; m: string }, string[]>) => void): Promise<void> {
+      const root = open({ path: join(dir, 'engine.lmdb') });
+      const db = root.openDB<{ r: Record<string, unknown>; m: string }, string[]>(HSM_DB_NAME, { encoding: 'json' });
+      root.transactionSync(() => edit(db));
+      await root.close();
+    }
 
-      it('a Suspended key edited back to Active on disk is refused at open with KEYSTORE_CORRUPT', async () => {
-        const h = await harness({}, undefined, provider);
-        const { key } = await setupKey(h.hsm);
-        await h.hsm.disableKey(key.crn);
-        await h.close();
-        await editMetadata(h.dir, (db) => {
-          const stored = db.get(['key', key.id])!;
-          db.putSync(['key', key.id], { ...stored, r: { ...stored.r, state: KeyState.Active } });
-        });
-        const error = await expectCode(h.reopen(), 'KEYSTORE_CORRUPT');
-        expect(error.message).toContain(key.id);
+    it('a Suspended key edited back to Active on disk is refused at open with KEYSTORE_CORRUPT', async () => {
+      const h = await harness({}, undefined, provider);
+      const { key } = await setupKey(h.hsm);
+      await h.hsm.disableKey(key.crn);
+      await h.close();
+      await editMetadata(h.dir, (db) => {
+        const stored = db.get(['key', key.id])!;
+        db.putSync(['key', key.id], { ...stored, r: { ...stored.r, state: KeyState.Active } });
       });
-
-      it('an older genuine record put back (a replay), a removed record, or a record moved to another key are refused', async () => {
-        const h = await harness({}, undefined, provider);
-        const { key } = await setupKey(h.hsm);
-        await h.hsm.createRegistration({ keyCrn: key.crn, resourceCrn: volumeCrn('a'), keyVersion: 1 }, STORAGE);
-        await h.close();
-        let activeRecord: { r: Record<string, unknown>; m: string } | undefined;
-        await editMetadata(h.dir, (db) => void (activeRecord = db.get(['key', key.id])));
-        await h.reopen();
-        await h.hsm.disableKey(key.crn);
-        await h.close();
-        await editMetadata(h.dir, (db) => db.putSync(['key', key.id], activeRecord!));
-        const replay = await expectCode(h.reopen(), 'KEYSTORE_CORRUPT');
-        expect(replay.message).toMatch(/older version|removed|added/);
-
-        const h2 = await harness({}, undefined, provider);
-        const { key: key2 } = await setupKey(h2.hsm);
-        await h2.hsm.createRegistration({ keyCrn: key2.crn, resourceCrn: volumeCrn('b'), keyVersion: 1 }, STORAGE);
-        await h2.close();
-        await editMetadata(h2.dir, (db) => db.removeSync(['reg', key2.id, volumeCrn('b')]));
-        await expectCode(h2.reopen(), 'KEYSTORE_CORRUPT');
-
-        const h3 = await harness({}, undefined, provider);
-        const { key: key3 } = await setupKey(h3.hsm);
-        await h3.close();
-        await editMetadata(h3.dir, (db) => {
-          const stored = db.get(['key', key3.id])!;
-          db.putSync(['key', 'other-id'], stored);
-        });
-        await expectCode(h3.reopen(), 'KEYSTORE_CORRUPT');
-      });
+      const error = await expectCode(h.reopen(), 'KEYSTORE_CORRUPT');
+      expect(error.message).toContain(key.id);
     });
-  }
+
+    it('an older genuine record put back (a replay), a removed record, or a record moved to another key are refused', async () => {
+      const h = await harness({}, undefined, provider);
+      const { key } = await setupKey(h.hsm);
+      await h.hsm.createRegistration({ keyCrn: key.crn, resourceCrn: volumeCrn('a'), keyVersion: 1 }, STORAGE);
+      await h.close();
+      let activeRecord: { r: Record<string, unknown>; m: string } | undefined;
+      await editMetadata(h.dir, (db) => void (activeRecord = db.get(['key', key.id])));
+      await h.reopen();
+      await h.hsm.disableKey(key.crn);
+      await h.close();
+      await editMetadata(h.dir, (db) => db.putSync(['key', key.id], activeRecord!));
+      const replay = await expectCode(h.reopen(), 'KEYSTORE_CORRUPT');
+      expect(replay.message).toMatch(/older version|removed|added/);
+
+      const h2 = await harness({}, undefined, provider);
+      const { key: key2 } = await setupKey(h2.hsm);
+      await h2.hsm.createRegistration({ keyCrn: key2.crn, resourceCrn: volumeCrn('b'), keyVersion: 1 }, STORAGE);
+      await h2.close();
+      await editMetadata(h2.dir, (db) => db.removeSync(['reg', key2.id, volumeCrn('b')]));
+      await expectCode(h2.reopen(), 'KEYSTORE_CORRUPT');
+
+      const h3 = await harness({}, undefined, provider);
+      const { key: key3 } = await setupKey(h3.hsm);
+      await h3.close();
+      await editMetadata(h3.dir, (db) => {
+        const stored = db.get(['key', key3.id])!;
+        db.putSync(['key', 'other-id'], stored);
+      });
+      await expectCode(h3.reopen(), 'KEYSTORE_CORRUPT');
+    });
+  });
 });
 
 describe('clock', () => {

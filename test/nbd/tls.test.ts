@@ -41,7 +41,7 @@ afterEach(async () => {
 
 async function serveTls(pki: TestPki, tls: { requestClientCert?: boolean; required?: boolean } = {}): Promise<Served> {
   served = await serveVolumes(tempDir(), [{ name: 'disk', sizeBytes: SIZE }], undefined, {
-    tls: { key: pki.serverKey, cert: pki.serverCert, ca: pki.ca, ...tls },
+    serve: { tls: { key: pki.serverKey, cert: pki.serverCert, ca: pki.ca, ...tls } },
   });
   return served;
 }

@@ -5,10 +5,11 @@
  * piscina workers, on every cipher backend. The checkpoint commits with the clusters it covers.
  */
 import { randomBytes } from 'node:crypto';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, expect, it } from 'vitest';
 import { isBlockvaultError } from '../../src/errors.js';
 import type { TestEngineOptions } from '../helpers/engine.js';
 import { cipherBackends } from '../helpers/cipher-backends.js';
+import { forEachProvider, type ProviderName } from '../helpers/providers.js';
 import { openTestEngine, rootKey } from '../helpers/engine.js';
 import { makeTempDir, removeTempDirs } from '../helpers/temp-dir.js';
 
@@ -16,15 +17,15 @@ afterAll(() => removeTempDirs());
 
 const MIB = 1024 * 1024;
 
-function engineOptions(backend: 'native' | 'ts'): TestEngineOptions {
-  return { cipher: backend, rotation: { workers: 2, backend, rotationBatchSectorsMax: 64, progressIntervalMs: 0 } };
+function engineOptions(backend: 'native' | 'ts', provider: ProviderName): TestEngineOptions {
+  return { provider, cipher: backend, rotation: { workers: 2, backend, rotationBatchSectorsMax: 64, progressIntervalMs: 0 } };
 }
 
 for (const { backend, skipReason } of cipherBackends()) {
-  describe.skipIf(skipReason !== null)(`rotation of a real engine volume [${backend}]`, () => {
+  forEachProvider(`rotation of a real engine volume [${backend}]`, (provider) => {
     it('re-encrypts a volume online with racing writes, retires the old DEK, survives a restart', async () => {
       const dir = makeTempDir('bv-rot-engine-');
-      let engine = await openTestEngine(dir, engineOptions(backend));
+      let engine = await openTestEngine(dir, engineOptions(backend, provider));
       const key = await rootKey(engine);
       const vol = await engine.createVolume({ name: 'rot', sizeBytes: 4 * MIB, sectorSize: 4096, diskEncryptionKeyCrn: key.crn });
       const model = randomBytes(4 * MIB);
@@ -64,7 +65,7 @@ for (const { backend, skipReason } of cipherBackends()) {
       expect(events).toEqual(['blockvault.rotation.start', 'hs-crypto.secrets-event.ack', 'blockvault.rotation.complete']);
       await engine.close();
 
-      engine = await openTestEngine(dir, { cipher: backend });
+      engine = await openTestEngine(dir, { provider, cipher: backend });
       try {
         const again = await engine.openVolume('rot');
         expect(again.info()).toMatchObject({ dataKeyGeneration: 2, dataKeyGenerations: 1, keyVersion: 2 });
@@ -76,7 +77,7 @@ for (const { backend, skipReason } of cipherBackends()) {
 
     it('a forced key delete (cryptoshredding) mid-rotation stops the task and leaves the metadata readable', async () => {
       const dir = makeTempDir('bv-rot-engine-');
-      const engine = await openTestEngine(dir, engineOptions(backend));
+      const engine = await openTestEngine(dir, engineOptions(backend, provider));
       try {
         const key = await rootKey(engine);
         const vol = await engine.createVolume({ name: 'shred', sizeBytes: 8 * MIB, sectorSize: 4096, diskEncryptionKeyCrn: key.crn });
@@ -101,5 +102,5 @@ for (const { backend, skipReason } of cipherBackends()) {
         await engine.close();
       }
     });
-  });
+  }, skipReason);
 }

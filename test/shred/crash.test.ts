@@ -9,7 +9,7 @@ import { randomBytes } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, expect, it } from 'vitest';
 import { Engine, type EngineOptions } from '../../src/engine.js';
 import { KeyState } from '../../src/hsm/types.js';
 import { markerPattern, runNeedle } from '../../src/shred/markers.js';
@@ -17,7 +17,7 @@ import { scanForNeedles } from '../../src/shred/scan.js';
 import { checkAfterRestart } from '../../src/shred/verify-restart.js';
 import { testHsmOptions } from '../helpers/engine.js';
 import { runChildUntilKilled } from '../helpers/kill-child.js';
-import { PROVIDERS, type ProviderName } from '../helpers/providers.js';
+import { forEachProvider, type ProviderName } from '../helpers/providers.js';
 import { softHsmToken } from '../helpers/softhsm.js';
 import { makeTempDir, removeTempDirs } from '../helpers/temp-dir.js';
 import { MIB, expectStoredVersions } from './helpers.js';
@@ -105,8 +105,8 @@ async function expectShredded(p: Prepared, seed: number): Promise<void> {
   if (p.provider === 'pkcs11') expect(scanForNeedles(softHsmToken().tokenDir, [p.material]).hits).toBe(0);
 }
 
-describe.each(PROVIDERS)('cryptoshredding survives SIGKILL ($title)', ({ provider, available }) => {
-  it.skipIf(!available)('killed right after deleteKey returns: on reopen every volume is locked and nothing is readable', async () => {
+forEachProvider('cryptoshredding survives SIGKILL', (provider) => {
+  it('killed right after deleteKey returns: on reopen every volume is locked and nothing is readable', async () => {
     for (const seed of [1, 2]) {
       const p = await prepare(seed, provider);
       const lines = await runAndKill(p, seed, 'deleted', 0);
@@ -117,7 +117,7 @@ describe.each(PROVIDERS)('cryptoshredding survives SIGKILL ($title)', ({ provide
     }
   });
 
-  it.skipIf(!available)('killed at a random moment during the delete: all or nothing on reopen', async () => {
+  it('killed at a random moment during the delete: all or nothing on reopen', async () => {
     const outcomes: string[] = [];
     for (const [trial, delayMs] of [0, 1, 3, 6, 10, 20].entries()) {
       const seed = 100 + trial;

@@ -11,10 +11,11 @@ import { runShredStress } from '../../shred/stress.js';
 import { globalAction, outputFor, type CliContext } from '../context.js';
 import { toJson } from '../output.js';
 import { resolveHsmSecret } from '../passphrase.js';
+import { PKCS11_PIN_ENV, type Pkcs11CliOptions } from '../pkcs11-secret.js';
 import { CliFailure } from '../usage-error.js';
 import { parseDurationMs, parseNonNegativeInteger, parsePositiveInteger, parseSize } from '../size.js';
 
-interface StressOptions {
+interface StressOptions extends Pkcs11CliOptions {
   dir?: string;
   json?: boolean;
   keyFile?: string;
@@ -41,12 +42,17 @@ export function registerStressCommands(program: Command, ctx: CliContext): void 
     .option('--seed <number>', 'random seed, for a reproducible run', (v) => parseNonNegativeInteger(v, '--seed'))
     .option('--rotate', 'keep a rotation with re-encryption running when the key is deleted')
     .option('--keep-dir', 'keep the temporary engine directory for inspection')
-    .addHelpText('after', '\n--dir: default a new temporary directory, never $BLOCKVAULT_DIR. --key-file: default $BLOCKVAULT_PASSPHRASE, else a random key.')
+    .addHelpText(
+      'after',
+      `\n--dir: default a new temporary directory, never $BLOCKVAULT_DIR. --key-file: default $BLOCKVAULT_PASSPHRASE, else a random key.\n--pkcs11 <module> with --pkcs11-token <label> (or --pkcs11-slot <id>): root keys on that PKCS#11 token; the PIN from $${PKCS11_PIN_ENV} or --pkcs11-pin-file <path>.`,
+    )
     .action(globalAction(async (options: StressOptions) => {
       const out = outputFor(ctx, options);
+      // The global --pkcs11 options apply here as to every command: without passing them on, the
+      // run would silently stress the software keystore instead of the token asked for.
       const hsm =
-        options.keyFile !== undefined || ctx.env.BLOCKVAULT_PASSPHRASE !== undefined
-          ? await resolveHsmSecret({ keyFile: options.keyFile, env: ctx.env, stdin: ctx.stdin, stderr: ctx.stderr })
+        options.pkcs11 !== undefined || options.keyFile !== undefined || ctx.env.BLOCKVAULT_PASSPHRASE !== undefined
+          ? await resolveHsmSecret({ keyFile: options.keyFile, pkcs11: options, env: ctx.env, stdin: ctx.stdin, stderr: ctx.stderr })
           : undefined;
       const report = await runShredStress({
         ...(options.dir !== undefined ? { dir: options.dir } : {}),

@@ -1,8 +1,8 @@
 import { BlockvaultError } from '../../errors.js';
 
 /**
- * PKCS#11 return values (CKR_*) as blockvault's typed errors. pkcs11js throws a Pkcs11Error whose
- * `message` is the CKR name and `code` its number; anything else passes through unchanged.
+ * PKCS#11 return values (CKR_*) as blockvault's typed errors (pkcs11js's two shapes of error are
+ * described at ckrName); anything else passes through unchanged.
  */
 const UNAVAILABLE = new Set([
   'CKR_TOKEN_NOT_PRESENT',
@@ -18,10 +18,17 @@ const UNAVAILABLE = new Set([
 const FULL = new Set(['CKR_DEVICE_MEMORY']);
 const WRONG_PIN = new Set(['CKR_PIN_INCORRECT', 'CKR_PIN_LEN_RANGE', 'CKR_PIN_INVALID']);
 
+/**
+ * pkcs11js 2.1 throws a Pkcs11Error whose message is the CKR name from most calls, but a plain
+ * Error whose message is `CKR_NAME:number` from the three methods its PKCS11 class overrides
+ * (C_CreateObject, C_CopyObject, C_SetAttributeValue); both are PKCS#11 failures.
+ */
+const CKR_MESSAGE = /^(CKR_[A-Z0-9_]+)(?::\d+)?$/;
+
 /** The CKR name of a pkcs11js error, or null for any other value. */
 export function ckrName(error: unknown): string | null {
-  if (error instanceof Error && error.name === 'Pkcs11Error' && /^CKR_[A-Z0-9_]+$/.test(error.message)) return error.message;
-  return null;
+  if (!(error instanceof Error)) return null;
+  return CKR_MESSAGE.exec(error.message)?.[1] ?? null;
 }
 
 /** Map a failed C_* call; `what` names the operation in the message ("wrap under key k1 v2"). */

@@ -8,6 +8,7 @@ import type { RootKeyInfo } from '../../../src/hsm/types.js';
 import type { NbdExportOptions, NbdServeOptions, NbdServerHandle } from '../../../src/nbd/serve.js';
 import type { ConnectionEvent } from '../../../src/nbd/server.js';
 import { openTestEngine, rootKey } from '../../helpers/engine.js';
+import type { ProviderName } from '../../helpers/providers.js';
 
 export interface Served {
   engine: Engine;
@@ -25,9 +26,9 @@ export async function serveVolumes(
   dir: string,
   volumes: ReadonlyArray<{ name: string; sizeBytes: number; sectorSize?: 512 | 4096 }>,
   exports?: NbdExportOptions[],
-  serveOptions: Omit<NbdServeOptions, 'onConnectionEvent'> = {},
+  options: { provider?: ProviderName; serve?: Omit<NbdServeOptions, 'onConnectionEvent'> } = {},
 ): Promise<Served> {
-  const engine = await openTestEngine(dir);
+  const engine = await openTestEngine(dir, { provider: options.provider ?? 'software' });
   try {
     const key = await rootKey(engine);
     for (const v of volumes) {
@@ -36,7 +37,7 @@ export async function serveVolumes(
     }
     const socketPath = join(dir, 'nbd.sock');
     const events: ConnectionEvent[] = [];
-    const server = await engine.serveNbd({ socketPath }, exports ?? volumes.map((v) => ({ volume: v.name })), { ...serveOptions, onConnectionEvent: (e) => events.push(e) });
+    const server = await engine.serveNbd({ socketPath }, exports ?? volumes.map((v) => ({ volume: v.name })), { ...options.serve, onConnectionEvent: (e) => events.push(e) });
     return {
       engine,
       dir,
