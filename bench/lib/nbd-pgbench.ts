@@ -27,7 +27,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { nativeCipherStatus } from '../../src/cipher/index.js';
 import { startEngineServer } from '../../test/nbd/helpers/engine-server.js';
-import { attachLoop, Cleanups, mkfsExt4, mountExt4 } from '../../test/nbd/helpers/fs-chain.js';
+import { attachLoop, Cleanups, fsChainMissing, mkfsExt4, mountExt4 } from '../../test/nbd/helpers/fs-chain.js';
 import { cluster, findPostgresBin, postgresUser, type Cluster, type PgbenchResult } from '../../test/nbd/helpers/postgres.js';
 import { runOk } from '../../test/nbd/helpers/processes.js';
 import { createLuksImage } from './luks.js';
@@ -81,9 +81,7 @@ function checkPrerequisites(): { bin: string; user: { uid: number; gid: number }
   if (bin === null) problems.push('PostgreSQL (initdb, pg_ctl, postgres, pgbench, psql) is missing: apt-get install postgresql');
   const user = postgresUser();
   if (user === null) problems.push('no OS user postgres (apt-get install postgresql creates it)');
-  if (process.getuid?.() !== 0) problems.push('not root (losetup and mount need it)');
-  if (!existsSync('/dev/fuse')) problems.push('no /dev/fuse');
-  if (!existsSync('/dev/loop-control')) problems.push('no loop devices');
+  problems.push(...fsChainMissing());
   if (problems.length > 0) throw new Error(`bench:nbd pgbench: ${problems.join('; ')} (.ci/apt.d/nbd.txt and postgres.txt list the packages)`);
   return { bin: bin!, user: user! };
 }

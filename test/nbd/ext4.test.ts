@@ -12,9 +12,8 @@
  * Cleanup (unmount, detach the loop device, unmount the FUSE dir, kill nbdfuse) goes by the
  * names this test created, in afterEach, also when a step failed.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { runBlockvault } from '../cli/helpers.js';
@@ -22,6 +21,7 @@ import { findTools } from '../helpers/external-tool.js';
 import { useTempDirs } from '../helpers/temp-dir.js';
 import { xorshiftBytes } from '../helpers/xorshift.js';
 import { startCliServer } from './helpers/cli-server.js';
+import { attachLoop, Cleanups, fsChainMissing, mounted } from './helpers/fs-chain.js';
 import { run, runOk } from './helpers/processes.js';
 
 const tools = findTools([
@@ -32,75 +32,41 @@ const tools = findTools([
   { name: 'mkfs.ext4', debianPackage: 'e2fsprogs' },
   { name: 'e2fsck', debianPackage: 'e2fsprogs' },
 ]);
-const missing = [
-  ...(tools.ok ? [] : [tools.reason]),
-  ...(process.getuid?.() === 0 ? [] : ['not root (losetup and mount need it)']),
-  ...(existsSync('/dev/fuse') ? [] : ['no /dev/fuse']),
-  ...(existsSync('/dev/loop-control') ? [] : ['no /dev/loop-control (loop devices)']),
-];
+const missing = [...(tools.ok ? [] : [tools.reason]), ...fsChainMissing()];
 const reason = missing.join(', ');
 
 const tempDir = useTempDirs('blockvault-nbd-ext4-');
 const MiB = 1024 * 1024;
 const VOLUME_BYTES = 128 * MiB;
 
-/** Undo steps, run in reverse order by afterEach whatever happened. */
-const cleanups: Array<() => Promise<unknown>> = [];
+const cleanups = new Cleanups();
 afterEach(async () => {
-  while (cleanups.length > 0) await cleanups.pop()!().catch(() => undefined);
+  await cleanups.run();
 });
-
-function mounted(path: string): boolean {
-  return readFileSync('/proc/mounts', 'utf8').split('\n').some((line) => line.split(' ')[1] === path);
-}
-
-async function waitFor(condition: () => boolean, what: string, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
 
 /** Serve the volume (CLI child process), expose it with nbdfuse, attach a loop device; returns the device name. */
 async function attach(engineDir: string, dir: string, round: number): Promise<string> {
   const server = await startCliServer(['fs', '--dir', engineDir, '--socket', join(dir, `nbd-${round}.sock`)]);
-  cleanups.push(async () => {
+  cleanups.push(`stop volume serve (pid ${server.child.pid})`, async () => {
     const code = await server.stop();
     if (code !== 0) throw new Error(`volume serve exited ${code}: ${server.stderr()}`);
   });
-  const uri = server.firstLine;
-  const fuseDir = join(dir, `fuse-${round}`);
-  mkdirSync(fuseDir);
-  const fuse: ChildProcess = spawn('nbdfuse', [fuseDir, uri], { stdio: ['ignore', 'ignore', 'pipe'] });
-  let fuseErr = '';
-  fuse.stderr!.on('data', (b: Buffer) => (fuseErr += b.toString()));
-  const fuseExited = new Promise<void>((resolve) => fuse.on('close', () => resolve()));
-  cleanups.push(async () => {
-    if (mounted(fuseDir)) await run('umount', [fuseDir]);
-    if (fuse.exitCode === null) fuse.kill('SIGTERM');
-    await Promise.race([fuseExited, new Promise((r) => setTimeout(r, 5000))]);
-    if (fuse.exitCode === null) fuse.kill('SIGKILL');
-  });
-  const file = join(fuseDir, 'nbd');
-  await waitFor(() => existsSync(file) || fuse.exitCode !== null, 'nbdfuse');
-  if (!existsSync(file)) throw new Error(`nbdfuse exited: ${fuseErr}`);
-  const loop = (await runOk('losetup', ['--find', '--show', file])).stdout.trim();
-  cleanups.push(() => runOk('losetup', ['--detach', loop]));
-  return loop;
+  return attachLoop(cleanups, server.firstLine, join(dir, `fuse-${round}`));
 }
 
+/** A plain mount and, on cleanup, a plain unmount that must succeed (fs-chain's mountExt4 falls back to a lazy one). */
 async function mountAt(loop: string, mountDir: string): Promise<void> {
   mkdirSync(mountDir, { recursive: true });
   await runOk('mount', ['-t', 'ext4', loop, mountDir]);
-  cleanups.push(async () => {
+  cleanups.push(`unmount ${mountDir}`, async () => {
     if (mounted(mountDir)) await runOk('umount', [mountDir]);
   });
 }
 
-/** Runs the newest cleanup steps (the ones pushed since `depth`) now, in reverse order. */
+/** Runs the newest cleanup steps (the ones pushed since `depth`) now; any that failed fail the test. */
 async function unwindTo(depth: number): Promise<void> {
-  while (cleanups.length > depth) await cleanups.pop()!();
+  await cleanups.run(depth);
+  expect(cleanups.errors).toEqual([]);
 }
 
 describe.skipIf(missing.length > 0)(`ext4 on a volume through nbdfuse and a loop device${reason === '' ? '' : ` (skipped: ${reason})`}`, () => {
@@ -110,7 +76,7 @@ describe.skipIf(missing.length > 0)(`ext4 on a volume through nbdfuse and a loop
     expect((await runBlockvault(['hsm', 'init', '--dir', engineDir])).code).toBe(0);
     expect((await runBlockvault(['volume', 'create', '--dir', engineDir, '--name', 'fs', '--size', String(VOLUME_BYTES)])).code).toBe(0);
 
-    const base = cleanups.length;
+    const base = cleanups.depth;
     const loop = await attach(engineDir, dir, 1);
     await runOk('mkfs.ext4', ['-q', '-F', '-b', '4096', loop], { timeoutMs: 60_000 });
     const mountDir = join(dir, 'mnt');

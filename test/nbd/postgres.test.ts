@@ -23,14 +23,14 @@
  * pid, umount with a lazy fallback, losetup -d, nbdfuse, the server process) runs by name and
  * pid in afterEach, whatever failed, and the test checks that nothing was left behind.
  */
-import { chmodSync, existsSync } from 'node:fs';
+import { chmodSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { findTools } from '../helpers/external-tool.js';
 import { useTempDirs } from '../helpers/temp-dir.js';
 import { runBlockvault } from '../cli/helpers.js';
 import { ENGINE_SERVER_PASSPHRASE, startEngineServer, type EngineServer } from './helpers/engine-server.js';
-import { attachLoop, Cleanups, mkfsExt4, mounted, mountExt4 } from './helpers/fs-chain.js';
+import { attachLoop, Cleanups, fsChainMissing, mkfsExt4, mounted, mountExt4 } from './helpers/fs-chain.js';
 import { alive, cluster, findPostgresBin, POSTGRES_DEBIAN_PACKAGE, POSTGRES_PROGRAMS, postgresUser, TPCB_SUMS_SQL, type Cluster } from './helpers/postgres.js';
 import { killAll, run } from './helpers/processes.js';
 import { CMD, ERR, RawClient } from './helpers/raw-client.js';
@@ -54,9 +54,7 @@ if (pgUser === null && process.env['BLOCKVAULT_REQUIRE_TOOLS'] === '1') {
 const missing = [
   ...(tools.ok ? [] : [tools.reason]),
   ...(pgUser === null ? [`no OS user postgres (apt-get install ${POSTGRES_DEBIAN_PACKAGE})`] : []),
-  ...(process.getuid?.() === 0 ? [] : ['not root (losetup and mount need it)']),
-  ...(existsSync('/dev/fuse') ? [] : ['no /dev/fuse']),
-  ...(existsSync('/dev/loop-control') ? [] : ['no /dev/loop-control (loop devices)']),
+  ...fsChainMissing(),
 ];
 const reason = missing.join(', ');
 

@@ -12,6 +12,15 @@ import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { run, runOk } from './processes.js';
 
+/** What this machine lacks for the chain beyond the tools (root, /dev/fuse, loop devices); empty when nothing. */
+export function fsChainMissing(): string[] {
+  return [
+    ...(process.getuid?.() === 0 ? [] : ['not root (losetup and mount need it)']),
+    ...(existsSync('/dev/fuse') ? [] : ['no /dev/fuse']),
+    ...(existsSync('/dev/loop-control') ? [] : ['no /dev/loop-control (loop devices)']),
+  ];
+}
+
 /** Undo steps, run newest first; a failing step does not stop the ones after it. */
 export class Cleanups {
   readonly #steps: Array<{ what: string; undo: () => Promise<unknown> }> = [];
