@@ -192,17 +192,22 @@ export class NbdServer {
         connection.socket = secure;
         await new Promise<void>((resolve, reject) => {
           const timer = setTimeout(() => fail(new Error(`no TLS handshake within ${TLS_HANDSHAKE_MS_MAX} ms`)), TLS_HANDSHAKE_MS_MAX);
-          const fail = (error: Error): void => {
+          const closed = (): void => fail(new Error('the client closed the connection'));
+          const settle = (): void => {
             clearTimeout(timer);
+            secure.off('error', fail);
+            secure.off('close', closed);
+          };
+          const fail = (error: Error): void => {
+            settle();
             reject(new ProtocolViolation(`TLS handshake failed: ${error.message}`));
           };
           secure.once('secure', () => {
-            clearTimeout(timer);
-            secure.off('error', fail);
+            settle();
             resolve();
           });
           secure.once('error', fail);
-          secure.once('close', () => fail(new Error('the client closed the connection')));
+          secure.once('close', closed);
         });
         connection.reader = new SocketReader(secure);
         return { socket: secure, reader: connection.reader };
