@@ -165,7 +165,7 @@ class Bench {
       // Like the runner: read the next batch while up to commitsInFlightMax commits are queued.
       const commits: Promise<number>[] = [];
       for (;;) {
-        const snapshots = target.staleClusters(from, generation, clustersPerTxn);
+        const snapshots = await target.staleClusters(from, generation, clustersPerTxn);
         if (commits.length >= DEFAULT_RUNNER_OPTIONS.commitsInFlightMax) await commits.shift();
         if (snapshots.length === 0) break;
         const items = snapshots.map((expected) => ({ expected, raw: restampGeneration(expected.raw, generation) }));

@@ -193,7 +193,7 @@ export class Engine {
         }
       },
     });
-    this.#targets = new ReencryptTargets({ root, catalog: this.#catalog, volumes: this.#volumes, generations, engineError });
+    this.#targets = new ReencryptTargets({ catalog: this.#catalog, volumes: this.#volumes, generations, engineError });
     this.tasks = new TaskManager({
       root,
       clock: options.clock,

@@ -237,7 +237,7 @@ export class RotationRunner {
       if (this.record.baseGeneration === null) await this.update({ baseGeneration: target.writeGeneration() }, false);
       const generation = await target.beginGeneration(this.record.baseGeneration!);
       assert(generation > this.record.baseGeneration!, 'beginGeneration returns a newer generation');
-      const sectorsTotal = target.storedClusterCount() * target.clusterSectors;
+      const sectorsTotal = (await target.storedClusterCount()) * target.clusterSectors;
       await this.update({ targetGeneration: generation, phase: 'reencrypt', checkpointClusterIndex: 0, sectorsTotal }, true);
     }
     if (this.stopKind !== null) return false;
@@ -321,7 +321,7 @@ export class RotationRunner {
       if (!exhausted && this.stopKind === null && failure === null && this.inFlight.length < this.options.inFlightBatchesMax) {
         // Whatever throws here (the target, a missing key) must still let in-flight batches drain.
         try {
-          const snapshots = target.staleClusters(scanIndex, generation, clustersPerBatch);
+          const snapshots = await target.staleClusters(scanIndex, generation, clustersPerBatch);
           if (snapshots.length === 0) {
             exhausted = true;
             continue;

@@ -41,6 +41,7 @@ import {
 } from './cluster-format.js';
 import type { WriteBudget } from './write-budget.js';
 import type { ValuePins } from './buffer-slab.js';
+import type { ClusterSnapshot } from './reencrypt-contract.js';
 
 export type VolumeLayout = 'compact' | 'split';
 
@@ -91,13 +92,31 @@ export interface ClusterStore {
   /** Indexes of stored or pending clusters in from..to, at most `limit` committed ones; ascending, distinct. */
   clusterIndexes(from: number, to: number, limit: number): { indexes: number[]; scannedTo: number };
 
-  // Committed state only (rotation; inside an LMDB write transaction these see queued writes).
-  committedImage(clusterIndex: number): Buffer | null;
-  /** Inside an LMDB write transaction: store `image` (a re-encrypted cluster with the same slots). */
-  putImageInTxn(clusterIndex: number, image: Uint8Array): void;
-  /** Up to `limit` committed clusters from `fromCluster` on with a generation below `generation`. */
-  staleClusters(fromCluster: number, generation: number, limit: number): { clusterIndex: number; generation: number }[];
-  storedClusterCount(): number;
+  /**
+   * Whether lookups (meta, ciphertext, image, clusterIndexes) need load() first: a store whose
+   * clusters live elsewhere (src/volume/object-store.ts). LMDB answers false and is never asked.
+   */
+  readonly remote: boolean;
+  /**
+   * Make clusters fromCluster..toCluster answerable by the synchronous lookups: null when they
+   * are already, else a promise that settles once they are (or rejects when the store cannot
+   * reach them). The caller looks up right after it resolves, without yielding, and calls load
+   * again should it resolve without them (a bounded cache may have let them go).
+   */
+  load(fromCluster: number, toCluster: number): Promise<void> | null;
+
+  // Rotation: committed state, and compare-and-set commits (src/volume/reencrypt-target.ts).
+  /** Up to `limit` stored clusters from `fromCluster` on with a generation below `generation`, with their stored images (fresh copies). */
+  staleSnapshots(fromCluster: number, generation: number, limit: number): ClusterSnapshot[] | Promise<ClusterSnapshot[]>;
+  /**
+   * Store each re-encrypted image only where the stored cluster is still the one it was made
+   * from (a racing foreground edit always moves a cluster to the write generation, so it differs
+   * and wins). Returns how many were stored. `inSameCommit` runs inside the commit when the store
+   * has one that can hold other writes (LMDB); a store without cross-object transactions leaves
+   * it out and the caller persists its checkpoint after this resolves.
+   */
+  compareAndSetImages(items: { expected: ClusterSnapshot; image: Uint8Array }[], inSameCommit: () => void): Promise<number>;
+  storedClusterCount(): number | Promise<number>;
 
   /** Resolves when every write issued so far has settled (committed or failed). */
   settled(): Promise<void>;
@@ -297,6 +316,7 @@ function staleIn(db: Database<Buffer, Buffer>, storeId: number, fromCluster: num
  * counts), its writes handed to LMDB and not yet committed, and its one key buffer.
  */
 abstract class StoreBase {
+  readonly remote = false;
   protected readonly writes: PendingWrites;
   protected readonly lookup: LookupKey;
 
@@ -312,9 +332,46 @@ abstract class StoreBase {
     this.lookup = new LookupKey(storeId);
   }
 
-  staleClusters(fromCluster: number, generation: number, limit: number) {
-    return staleIn(this.deps.clusters, this.storeId, fromCluster, generation, limit);
+  /** LMDB answers every lookup at once. */
+  load(): null {
+    return null;
   }
+
+  staleSnapshots(fromCluster: number, generation: number, limit: number): ClusterSnapshot[] {
+    return staleIn(this.deps.clusters, this.storeId, fromCluster, generation, limit).map(({ clusterIndex, generation: clusterGen }) => {
+      const raw = this.committedImage(clusterIndex);
+      assert(raw !== null, `stale cluster ${clusterIndex} is stored`);
+      assert(decodeCluster(raw, this.g).generation === clusterGen, 'the snapshot matches the scan');
+      return { clusterIndex, generation: clusterGen, raw };
+    });
+  }
+
+  /**
+   * One LMDB write transaction compares each stored cluster with its snapshot and stores the
+   * image where they are equal. lmdb-js applies queued puts and transaction callbacks in call
+   * order, so a foreground put issued earlier is already applied when the comparison runs (it
+   * differs: skip), and one issued later is applied after (it overwrites: it wins).
+   */
+  compareAndSetImages(items: { expected: ClusterSnapshot; image: Uint8Array }[], inSameCommit: () => void): Promise<number> {
+    return this.deps.clusters.transaction(() => {
+      let stored = 0;
+      for (const { expected, image } of items) {
+        // Inside the write transaction: reads see every write queued before this one.
+        const current = this.committedImage(expected.clusterIndex);
+        if (current !== null && Buffer.compare(current, expected.raw) === 0) {
+          this.putImageInTxn(expected.clusterIndex, image);
+          stored++;
+        }
+      }
+      inSameCommit();
+      return stored;
+    });
+  }
+
+  /** The committed image (inside an LMDB write transaction: with the queued writes), a copy. */
+  protected abstract committedImage(clusterIndex: number): Buffer | null;
+  /** Inside an LMDB write transaction: store `image` (a re-encrypted cluster with the same slots). */
+  protected abstract putImageInTxn(clusterIndex: number, image: Uint8Array): void;
 
   storedClusterCount(): number {
     return this.deps.clusters.getKeysCount(storeKeyRange(this.storeId));
@@ -371,12 +428,12 @@ export class CompactStore extends StoreBase implements ClusterStore {
     return indexesIn(this.deps.clusters, this.storeId, this.overlay, from, to, limit);
   }
 
-  committedImage(clusterIndex: number): Buffer | null {
+  protected committedImage(clusterIndex: number): Buffer | null {
     const raw = readFast(this.deps.clusters, this.lookup.of(clusterIndex));
     return raw === null ? null : Buffer.from(raw);
   }
 
-  putImageInTxn(clusterIndex: number, image: Uint8Array): void {
+  protected putImageInTxn(clusterIndex: number, image: Uint8Array): void {
     decodeCluster(image, this.g);
     this.deps.clusters.putSync(this.lookup.of(clusterIndex), Buffer.from(image.buffer, image.byteOffset, image.byteLength));
   }
@@ -568,7 +625,7 @@ export class SplitStore extends StoreBase implements ClusterStore {
     return indexesIn(this.deps.clusters, this.storeId, this.metaOverlay, from, to, limit);
   }
 
-  committedImage(clusterIndex: number): Buffer | null {
+  protected committedImage(clusterIndex: number): Buffer | null {
     const raw = readFast(this.deps.clusters, this.lookup.of(clusterIndex));
     if (raw === null) return null;
     const meta = decodeSplitMeta(Buffer.from(raw), this.g);
@@ -580,7 +637,7 @@ export class SplitStore extends StoreBase implements ClusterStore {
     });
   }
 
-  putImageInTxn(clusterIndex: number, image: Uint8Array): void {
+  protected putImageInTxn(clusterIndex: number, image: Uint8Array): void {
     const view = decodeCluster(image, this.g);
     const first = clusterIndex * this.g.clusterSectors;
     let i = 0;

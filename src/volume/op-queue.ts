@@ -15,11 +15,18 @@
  * caller awaiting its promise, so its memory is what callers chose to submit; internal buffers
  * are bounded by the write budget.
  */
-export type StepResult<T> = { done: false } | { done: true; result: Promise<T> };
+/**
+ * A step's outcome: done (with the operation's completion), or more steps to come. `wait` (a
+ * remote cluster store's load, see ClusterStore.load) asks to run the same step again once that
+ * promise settles; a rejection fails the operation.
+ */
+export type StepResult<T> = { done: false; wait?: Promise<void> } | { done: true; result: Promise<T> };
 export type Step<T> = () => StepResult<T>;
 
 const NOT_DONE: { done: false } = { done: false };
 export const stepPending = (): { done: false } => NOT_DONE;
+/** Run this step again once `wait` settles (nothing else of this queue runs meanwhile). */
+export const stepAfter = (wait: Promise<void>): { done: false; wait: Promise<void> } => ({ done: false, wait });
 
 interface Pending {
   step: Step<unknown>;
@@ -71,21 +78,38 @@ export class OpQueue {
           return Promise.reject(error);
         }
         if (outcome.done) return outcome.result;
+        if (outcome.wait !== undefined) return this.enqueue(step, outcome.wait);
       }
     }
+    return this.enqueue(step, null);
+  }
+
+  private enqueue<T>(step: Step<T>, wait: Promise<void> | null): Promise<T> {
     return new Promise<T>((resolve, reject) => {
       this.pending.push({ step, resolve: resolve as (value: unknown) => void, reject });
-      if (!this.draining) void this.drain();
+      if (!this.draining) void this.drain(wait);
     });
   }
 
-  private async drain(): Promise<void> {
+  /** `first`: what the first pending operation's step asked to wait for before it runs again. */
+  private async drain(first: Promise<void> | null): Promise<void> {
     this.draining = true;
+    let wait = first;
     try {
       while (this.pending.length > 0) {
-        const wait = this.room.waitForRoom();
         if (wait !== null) {
-          await wait;
+          const settling = wait;
+          wait = null;
+          try {
+            await settling;
+          } catch (error) {
+            this.pending.shift()!.reject(error);
+          }
+          continue;
+        }
+        const room = this.room.waitForRoom();
+        if (room !== null) {
+          await room;
           continue;
         }
         const op = this.pending[0]!;
@@ -100,6 +124,8 @@ export class OpQueue {
         if (outcome.done) {
           this.pending.shift();
           outcome.result.then(op.resolve, op.reject);
+        } else if (outcome.wait !== undefined) {
+          wait = outcome.wait;
         }
       }
     } finally {

@@ -43,18 +43,21 @@ export interface ReencryptTarget {
 
   /**
    * Up to `limit` stored clusters with index >= `fromClusterIndex` whose generation is older
-   * than `generation`, in index order. A bounded scan: at most `limit` results.
+   * than `generation`, in index order. A bounded scan: at most `limit` results. Asynchronous
+   * where the clusters live in a remote store.
    */
-  staleClusters(fromClusterIndex: number, generation: number, limit: number): ClusterSnapshot[];
+  staleClusters(fromClusterIndex: number, generation: number, limit: number): ClusterSnapshot[] | Promise<ClusterSnapshot[]>;
 
   /** The unwrapped 64-byte DEK of a generation (a copy: the caller zeroizes it when done). */
   dataKey(generation: number): Uint8Array;
 
   /**
-   * Store re-encrypted clusters in one LMDB transaction, each only if the stored value is still
-   * byte-identical to `expected.raw`. Returns how many were stored (the rest lost a race with a
-   * foreground write or trim and need no work). `checkpoint` is persisted in the same transaction
-   * by the caller-provided callback so progress and data move together.
+   * Store re-encrypted clusters, each only if the stored cluster is still the one `expected`
+   * was read as (a compare-and-set per cluster). Returns how many were stored (the rest lost a
+   * race with a foreground write or trim and need no work). Where the store can commit other
+   * writes with the clusters (LMDB: one transaction) it calls `checkpoint` inside that commit so
+   * progress and data move together; otherwise it does not call it, and the caller persists the
+   * checkpoint afterwards (a checkpoint that trails the data only makes a resumed scan longer).
    */
   commitReencrypted(
     items: { expected: ClusterSnapshot; raw: Uint8Array }[],
@@ -64,8 +67,8 @@ export interface ReencryptTarget {
   /** Remove every DEK generation older than `generation` (all clusters have moved). */
   retireGenerations(generation: number): Promise<void>;
 
-  /** Counts for progress: stored clusters and sectors in total. */
-  storedClusterCount(): number;
+  /** Counts for progress: stored clusters (an upper bound where the store cannot count cheaply). */
+  storedClusterCount(): number | Promise<number>;
 
   /**
    * Why the volume's root key may not be used now (Suspended, Reader authorization revoked), or

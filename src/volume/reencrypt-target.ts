@@ -8,12 +8,12 @@
  *    every cluster that is not yet under the new generation;
  *  - every foreground edit (write or trim) re-encrypts a stale cluster to the write generation
  *    first (VolumeCore.editBase), so once a cluster is under the newest generation it stays there;
- *  - commitReencrypted() compares, inside the LMDB write transaction, the stored value with the
- *    snapshot the worker re-encrypted. lmdb-js applies queued puts and transaction callbacks in
- *    call order, so a foreground put issued earlier is already applied when the comparison runs
- *    (it differs: skip), and one issued later is applied after (it overwrites: it wins).
+ *  - commitReencrypted() stores a re-encrypted cluster only where the stored one is still the
+ *    snapshot the worker re-encrypted: a compare-and-set per cluster (ClusterStore.
+ *    compareAndSetImages: inside one LMDB write transaction, or one RADOS write op per object
+ *    that compares the cluster header). A foreground edit issued earlier has changed it (skip),
+ *    one issued later lands after (it wins).
  */
-import type { RootDatabase } from 'lmdb';
 import { assert } from '../errors.js';
 import type { ClusterSnapshot, ReencryptTarget } from './reencrypt-contract.js';
 import { decodeCluster, type ClusterGeometry } from './cluster-format.js';
@@ -40,7 +40,6 @@ export class VolumeReencryptTarget implements ReencryptTarget {
 
   constructor(
     private readonly core: VolumeCore,
-    private readonly root: RootDatabase,
     private readonly keeper: GenerationKeeper,
   ) {
     this.volumeId = core.id;
@@ -71,16 +70,10 @@ export class VolumeReencryptTarget implements ReencryptTarget {
     await this.keeper.rewrapAll(this.core);
   }
 
-  staleClusters(fromClusterIndex: number, generation: number, limit: number): ClusterSnapshot[] {
+  async staleClusters(fromClusterIndex: number, generation: number, limit: number): Promise<ClusterSnapshot[]> {
     this.checkUsable();
     assert(Number.isSafeInteger(limit) && limit > 0, 'staleClusters limit is a positive integer');
-    const store = this.core.store;
-    return store.staleClusters(fromClusterIndex, generation, limit).map(({ clusterIndex, generation: clusterGen }) => {
-      const raw = store.committedImage(clusterIndex);
-      assert(raw !== null, `stale cluster ${clusterIndex} is stored`);
-      assert(decodeCluster(raw, this.geometry).generation === clusterGen, 'the snapshot matches the scan');
-      return { clusterIndex, generation: clusterGen, raw };
-    });
+    return await this.core.store.staleSnapshots(fromClusterIndex, generation, limit);
   }
 
   dataKey(generation: number): Uint8Array {
@@ -97,31 +90,21 @@ export class VolumeReencryptTarget implements ReencryptTarget {
       assert(view.generation <= writeGeneration, 'a re-encrypted cluster is not newer than the write generation');
       assert(item.raw.length === item.expected.raw.length, 're-encryption keeps the cluster length');
     }
-    const store = this.core.store;
-    return this.root.transaction(() => {
-      let stored = 0;
-      for (const { expected, raw } of items) {
-        // Inside the write transaction: reads see every write queued before this one.
-        const current = store.committedImage(expected.clusterIndex);
-        if (current !== null && Buffer.compare(current, expected.raw) === 0) {
-          store.putImageInTxn(expected.clusterIndex, raw);
-          stored++;
-        }
-      }
-      checkpoint();
-      return stored;
-    });
+    return this.core.store.compareAndSetImages(
+      items.map(({ expected, raw }) => ({ expected, image: raw })),
+      checkpoint,
+    );
   }
 
   async retireGenerations(generation: number): Promise<void> {
     this.checkUsable();
     await this.core.drainCommits();
-    const left = this.staleClusters(0, generation, 1);
+    const left = await this.staleClusters(0, generation, 1);
     assert(left.length === 0, `no cluster of volume ${this.volumeId} is older than generation ${generation} when older ones retire`);
     await this.keeper.retireGenerations(this.core, generation);
   }
 
-  storedClusterCount(): number {
+  storedClusterCount(): number | Promise<number> {
     return this.core.store.storedClusterCount();
   }
 

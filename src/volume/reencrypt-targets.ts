@@ -4,7 +4,6 @@
  * 'syncing' mark a volume shows while its task runs. Rotation drives everything else through the
  * target (src/volume/reencrypt-target.ts), whose generation steps are in generations.ts.
  */
-import type { RootDatabase } from 'lmdb';
 import type { BlockvaultError } from '../errors.js';
 import type { VolumeCatalog } from './catalog.js';
 import type { DataKeyGenerations } from './generations.js';
@@ -13,7 +12,6 @@ import { infoOf, withChanges, type VolumeInfo } from './record.js';
 import { VolumeReencryptTarget } from './reencrypt-target.js';
 
 export interface ReencryptTargetsDeps {
-  root: RootDatabase;
   catalog: VolumeCatalog;
   volumes: OpenVolumes;
   generations: DataKeyGenerations;
@@ -38,7 +36,7 @@ export class ReencryptTargets {
       await this.#deps.volumes.release(core);
       throw error;
     }
-    return new VolumeReencryptTarget(core, this.#deps.root, this.#deps.generations);
+    return new VolumeReencryptTarget(core, this.#deps.generations);
   }
 
   /** Mark a volume 'syncing' while task `taskId` works on it, or back to 'active' (null). */

@@ -44,7 +44,7 @@ for (const { backend, skipReason } of cipherBackends()) {
         const newKey = target.dataKey(2);
         let from = 0;
         for (;;) {
-          const snapshots = target.staleClusters(from, generation, 16);
+          const snapshots = await target.staleClusters(from, generation, 16);
           if (snapshots.length === 0) break;
           // The volume stays online: a write lands in the middle of every batch.
           const at = snapshots[0]!.clusterIndex * target.clusterSectors * sectorSize + 100;
@@ -88,7 +88,7 @@ for (const { backend, skipReason } of cipherBackends()) {
         const b = await engine.createVolume({ name: 'b', sizeBytes: MIB, diskEncryptionKeyCrn: key.crn });
         const target = await engineInternals(engine).reencryptTarget(b.info().id);
         await engine.hsm.deleteKey(key.crn, { force: true });
-        expect(() => target.staleClusters(0, 2, 1)).toThrow(expect.objectContaining({ code: 'VOLUME_LOCKED' }));
+        await expect(target.staleClusters(0, 2, 1)).rejects.toThrow(expect.objectContaining({ code: 'VOLUME_LOCKED' }));
         await expect(engineInternals(engine).reencryptTarget(b.info().id)).rejects.toMatchObject({ code: 'VOLUME_LOCKED' });
       } finally {
         await engine.close();

@@ -38,13 +38,13 @@ async function expectSectors(core: VolumeCore, model: Buffer, sectors: number[])
 
 /** Re-encrypt every cluster to a new generation; `between` runs after each commit is issued, before it resolves. */
 async function reencryptAll(h: CoreHarness, between: (clusterIndexes: number[]) => Promise<void> | void): Promise<void> {
-  const target = new VolumeReencryptTarget(h.core, h.root, testKeeper());
+  const target = new VolumeReencryptTarget(h.core, testKeeper());
   const generation = await target.beginGeneration(target.writeGeneration());
   const oldKey = target.dataKey(generation - 1);
   const newKey = target.dataKey(generation);
   let from = 0;
   for (;;) {
-    const snapshots = target.staleClusters(from, generation, 3);
+    const snapshots = await target.staleClusters(from, generation, 3);
     if (snapshots.length === 0) break;
     const items = snapshots.map((expected) => ({
       expected,

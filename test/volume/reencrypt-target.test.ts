@@ -40,7 +40,7 @@ for (const { backend, skipReason } of cipherBackends()) {
 
           const keeper = testKeeper();
           const checkpoints = h.root.openDB<number, string>('checkpoints', {});
-          const target = new VolumeReencryptTarget(h.core, h.root, keeper);
+          const target = new VolumeReencryptTarget(h.core, keeper);
           expect(target.writeGeneration()).toBe(1);
           expect(target.storedClusterCount()).toBe(clusterCount - 1);
           const generation = await target.beginGeneration(1);
@@ -54,7 +54,7 @@ for (const { backend, skipReason } of cipherBackends()) {
           let lost = 0;
           let batch = 0;
           for (;;) {
-            const snapshots = target.staleClusters(from, generation, 3);
+            const snapshots = await target.staleClusters(from, generation, 3);
             if (snapshots.length === 0) break;
             const items = snapshots.map((expected) => ({
               expected,
@@ -90,7 +90,7 @@ for (const { backend, skipReason } of cipherBackends()) {
           }
           expect(lost).toBeGreaterThan(0);
           expect(stored + lost).toBe(clusterCount - 1);
-          expect(target.staleClusters(0, generation, 100)).toEqual([]);
+          expect(await target.staleClusters(0, generation, 100)).toEqual([]);
           await target.retireGenerations(generation);
           expect(keeper.retired).toEqual([1]);
           expect(h.core.keys.generations()).toEqual([2]);
@@ -108,13 +108,13 @@ for (const { backend, skipReason } of cipherBackends()) {
       try {
         const data = randomBytes(4096 * 16);
         await h.core.write(0, data);
-        const target = new VolumeReencryptTarget(h.core, h.root, testKeeper());
+        const target = new VolumeReencryptTarget(h.core, testKeeper());
         const generation = await target.beginGeneration(1);
-        expect(target.staleClusters(0, generation, 10).map((s) => s.clusterIndex)).toEqual([0, 1]);
+        expect((await target.staleClusters(0, generation, 10)).map((s) => s.clusterIndex)).toEqual([0, 1]);
         const patch = randomBytes(100);
         patch.copy(data, 9000);
         await h.core.write(9000, patch);
-        expect(target.staleClusters(0, generation, 10).map((s) => s.clusterIndex)).toEqual([1]);
+        expect((await target.staleClusters(0, generation, 10)).map((s) => s.clusterIndex)).toEqual([1]);
         expect(Buffer.from(await h.core.read(0, data.length)).equals(data)).toBe(true);
       } finally {
         await h.close();
