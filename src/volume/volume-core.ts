@@ -23,7 +23,8 @@ import { type ClusterGeometry, type ClusterView, type SectorCipher, decodeCluste
 import { createClusterStore, type ClusterStore, type VolumeLayout } from './cluster-store.js';
 import { KeyRing } from './data-key.js';
 import { accessRefusedError, type KeyAccess } from './key-access.js';
-import { OpQueue, type StepResult, stepPending } from './op-queue.js';
+import { OpQueue, type StepResult, stepAfter, stepPending } from './op-queue.js';
+import { ObjectClusterStore, READS_IN_FLIGHT_MAX, type ClusterObjects } from './object-store.js';
 import { BufferSlab, CiphertextSlabs } from './buffer-slab.js';
 import { stateOf, type VolumeRecord } from './record.js';
 import type { WriteBudget } from './write-budget.js';
@@ -49,7 +50,12 @@ export interface VolumeCoreDeps {
   metaCacheClustersMax?: number;
   /** Root keys the storage service may not use now (suspended, authorization revoked): I/O stops. */
   keyAccess?: KeyAccess;
+  /** Where the clusters live when not in LMDB: an object pool (src/volume/object-store.ts). */
+  objectPool?: { objects: ClusterObjects; oidPrefix: string; knownBytesMax?: number };
 }
+
+/** How often a remote read or allocation step loads again when its clusters went before it ran. */
+const LOAD_ATTEMPTS_MAX = 16;
 
 const SETTLED = Promise.resolve();
 
@@ -88,7 +94,16 @@ export class VolumeCore {
     // The meta cache is off unless exactly the write generation's data key is loaded: with more,
     // re-encryption can commit clusters behind the store's overlay; and every re-encryption ends
     // under a new write generation, which starts a new cache epoch (cluster-store.ts, MetaCache).
-    this.store = createClusterStore(currentRecord.layout, deps, currentRecord.storeId, this.geometry, {
+    const pool = deps.objectPool;
+    if (pool !== undefined) assert(currentRecord.layout === 'compact', 'a volume in an object pool has the compact layout');
+    const clusterBytes = this.geometry.sectorSize * this.geometry.clusterSectors;
+    this.store = pool !== undefined
+      ? new ObjectClusterStore(currentRecord.storeId, this.geometry, {
+          ...pool,
+          clustersTotal: Math.ceil(currentRecord.sizeBytes / clusterBytes),
+          budget: deps.budget,
+        })
+      : createClusterStore(currentRecord.layout, deps, currentRecord.storeId, this.geometry, {
       metaCacheClustersMax: deps.metaCacheClustersMax,
       // The ciphertext slabs are reused once LMDB and the overlay are done with them.
       valuePins: this.writeSlab,
@@ -271,6 +286,7 @@ export class VolumeCore {
   // Read.
 
   read(offset: number, length: number): Promise<Uint8Array> {
+    if (this.store.remote) return this.afterQueued(() => this.readRemote(offset, length));
     if (this.queue.empty()) {
       // Fast path (the common case): nothing queued ahead, so no queue bookkeeping. A read issues
       // no writes, so it need not wait for room in the write budget either.
@@ -312,6 +328,114 @@ export class VolumeCore {
     part.set(out.subarray(skip, skip + length));
     out.fill(0);
     return part;
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // A remote store (src/volume/object-store.ts): its clusters are loaded before a step looks.
+
+  /**
+   * Run `op` once every operation submitted before has issued its writes, so that it sees them.
+   * Reads and allocation maps of a remote store load outside the queue (many in flight, as on
+   * LMDB), so they wait for the queue only when something is in it.
+   */
+  private afterQueued<T>(op: () => Promise<T>): Promise<T> {
+    // In the queue, `op` starts (and registers its reads, see readsUnderWay) inside its step, so a
+    // write queued after it already finds it; the queue does not wait for it to end.
+    return this.queue.empty() ? op() : this.queue.submitOne(op);
+  }
+
+  /**
+   * Reads (and allocation maps) of a remote store under way, by cluster range: they load outside
+   * the queue, so a write step that comes after one in call order waits for it to end before it
+   * edits those clusters (loadsFor). Otherwise the read, still loading, would return the write's
+   * data: reads keep call order as on LMDB, where they run synchronously.
+   */
+  private readonly readsUnderWay = new Set<{ from: number; to: number; done: Promise<unknown> }>();
+
+  /** Track a read of clusters from..to for as long as `run` takes (registered before it starts). */
+  private async underWay<T>(from: number, to: number, run: () => Promise<T>): Promise<T> {
+    const entry = { from, to, done: SETTLED as Promise<unknown> };
+    this.readsUnderWay.add(entry);
+    try {
+      const running = run();
+      entry.done = running.catch(() => undefined);
+      return await running;
+    } finally {
+      this.readsUnderWay.delete(entry);
+    }
+  }
+
+  /**
+   * What a remote store's step of a write or trim must wait for before it edits `ranges` of
+   * clusters: earlier reads of them still under way, then the loads of those it edits in part
+   * (`loads`). Null when it may run now.
+   */
+  private waitBeforeEdit(from: number, to: number, loads: () => Promise<void> | null): Promise<void> | null {
+    const waits: Promise<unknown>[] = [];
+    for (const read of this.readsUnderWay) if (read.from <= to && from <= read.to) waits.push(read.done);
+    if (waits.length > 0) return Promise.all(waits).then(() => undefined);
+    return loads();
+  }
+
+  /** Resolves once clusters from..to are loaded (in windows of READS_IN_FLIGHT_MAX), for a step that runs right after. */
+  private async loadClusters(from: number, to: number): Promise<void> {
+    for (let attempt = 0; ; attempt++) {
+      const wait = this.store.load(from, to);
+      if (wait === null) return;
+      if (attempt >= LOAD_ATTEMPTS_MAX) assert(false, `clusters ${from}..${to} of volume ${this.id} stay loaded for one step (${LOAD_ATTEMPTS_MAX} loads)`);
+      await wait;
+    }
+  }
+
+  private readRemote(offset: number, length: number): Promise<Uint8Array> {
+    const clusterBytes = this.geometry.sectorSize * this.geometry.clusterSectors;
+    return this.underWay(Math.floor(offset / clusterBytes), Math.floor((offset + Math.max(1, length) - 1) / clusterBytes), () => this.readRemoteNow(offset, length));
+  }
+
+  private async readRemoteNow(offset: number, length: number): Promise<Uint8Array> {
+    this.checkIo();
+    if (length === 0) return new Uint8Array(0);
+    const { sectorSize: ss, clusterSectors: cs } = this.geometry;
+    const firstSector = Math.floor(offset / ss);
+    const lastSector = Math.floor((offset + length - 1) / ss);
+    const skip = offset - firstSector * ss;
+    const out = Buffer.alloc((lastSector - firstSector + 1) * ss);
+    try {
+      // One window of clusters at a time: loaded, then decrypted in the same synchronous step.
+      for (let c = Math.floor(firstSector / cs); c <= Math.floor(lastSector / cs); c += READS_IN_FLIGHT_MAX) {
+        const lastCluster = Math.min(Math.floor(lastSector / cs), c + READS_IN_FLIGHT_MAX - 1);
+        await this.loadClusters(c, lastCluster);
+        this.checkIo();
+        const from = Math.max(firstSector, c * cs);
+        const to = Math.min(lastSector, lastCluster * cs + cs - 1);
+        this.decryptSectorsInto(from, to, out.subarray((from - firstSector) * ss, (to - firstSector + 1) * ss));
+      }
+      // As readNow: a volume locked by now returns no data.
+      this.checkIo();
+    } catch (error) {
+      out.fill(0);
+      throw error;
+    }
+    if (skip === 0 && out.length === length) return out;
+    const part = this.readSlab.take(length);
+    part.set(out.subarray(skip, skip + length));
+    out.fill(0);
+    return part;
+  }
+
+  /**
+   * For a write step of bytes [offset, end) on a remote store: the load of the clusters it edits
+   * only in part (at most the first and the last), or null when they are loaded. A cluster the step
+   * rewrites whole needs no base.
+   */
+  private loadForEdit(offset: number, end: number): Promise<void> | null {
+    const clusterBytes = this.geometry.sectorSize * this.geometry.clusterSectors;
+    const first = Math.floor(offset / clusterBytes);
+    const last = Math.floor((end - 1) / clusterBytes);
+    const waitFirst = offset % clusterBytes !== 0 || (first === last && end % clusterBytes !== 0) ? this.store.load(first, first) : null;
+    const waitLast = last !== first && end % clusterBytes !== 0 ? this.store.load(last, last) : null;
+    if (waitFirst === null || waitLast === null) return waitFirst ?? waitLast;
+    return Promise.all([waitFirst, waitLast]).then(() => undefined);
   }
 
   /** One whole sector's plaintext in a fresh buffer: the hot case of random 4 KiB reads. */
@@ -377,7 +501,7 @@ export class VolumeCore {
     if (data.length === 0) return this.queue.submitOne(() => (this.checkIo(), SETTLED));
     const end = offset + data.length;
     const stepBytes = this.deps.writeStepBytesMax;
-    if (Math.floor(offset / stepBytes) === Math.floor((end - 1) / stepBytes) && this.queue.idle()) {
+    if (Math.floor(offset / stepBytes) === Math.floor((end - 1) / stepBytes) && this.queue.idle() && !this.store.remote) {
       // Fast path (small writes, the common case): one step, nothing queued ahead and room in the
       // write budget, so it runs now exactly as the queue would run it, minus the queue's closures.
       const writes: Promise<boolean>[] = [];
@@ -393,6 +517,12 @@ export class VolumeCore {
     return this.queue.submit((): StepResult<void> => {
       // Steps end on multiples of writeStepBytesMax, which are cluster boundaries.
       const stepEnd = Math.min(end, (Math.floor(cursor / stepBytes) + 1) * stepBytes);
+      if (this.store.remote) {
+        const clusterBytes = this.geometry.sectorSize * this.geometry.clusterSectors;
+        const stepStart = cursor;
+        const wait = this.waitBeforeEdit(Math.floor(stepStart / clusterBytes), Math.floor((stepEnd - 1) / clusterBytes), () => this.loadForEdit(stepStart, stepEnd));
+        if (wait !== null) return stepAfter(wait);
+      }
       this.writeNow(cursor, data.subarray(cursor - offset, stepEnd - offset), writes);
       cursor = stepEnd;
       return cursor < end ? stepPending() : { done: true, result: this.finish(writes, writeBack) };
@@ -430,7 +560,8 @@ export class VolumeCore {
       const first = Math.max(firstSector, c * cs);
       const last = Math.min(lastSector, c * cs + cs - 1);
       const runSectors = last - first + 1;
-      const base = runSectors === cs ? this.store.meta(c) : this.editBase(c, generation);
+      // A whole cluster rewritten needs no base; a remote store has not loaded it (loadForEdit).
+      const base = runSectors === cs ? (this.store.remote ? null : this.store.meta(c)) : this.editBase(c, generation);
       const from = (first - firstSector) * ss;
       const written = this.store.writeRun(c, base, first - c * cs, ciphertext.subarray(from, from + runSectors * ss), generation);
       // Writes issued in one step usually share lmdb-js's batch promise: keep each promise once.
@@ -452,8 +583,22 @@ export class VolumeCore {
     const writes: Promise<boolean>[] = [];
     let cursor = -1; // next cluster index to visit; -1 before the edges are done
     const lastCluster = fullEnd > fullFirst ? Math.floor((fullEnd - 1) / cs) : -1;
+    const remote = this.store.remote;
+    const windowClusters = remote ? Math.min(this.deps.trimStepClustersMax, READS_IN_FLIGHT_MAX) : this.deps.trimStepClustersMax;
     return this.queue.submit((): StepResult<void> => {
       this.checkIo();
+      if (remote) {
+        // The clusters this step looks at: the partial pieces' (first step) and the window.
+        const from = cursor === -1 ? Math.floor(fullFirst / cs) : cursor;
+        const to = Math.min(lastCluster, from + windowClusters - 1);
+        const clusterBytes = ss * cs;
+        const wait = this.waitBeforeEdit(cursor === -1 ? Math.floor(offset / clusterBytes) : from, cursor === -1 ? Math.max(to, Math.floor((end - 1) / clusterBytes)) : to, () => {
+          const edges = cursor === -1 ? this.loadForEdit(offset, end) : null;
+          const window = to >= from ? this.store.load(from, to) : null;
+          return edges === null || window === null ? (edges ?? window) : Promise.all([edges, window]).then(() => undefined);
+        });
+        if (wait !== null) return stepAfter(wait);
+      }
       if (cursor === -1) {
         if (fullEnd <= fullFirst) {
           // No whole sector inside: one or two partial pieces.
@@ -470,7 +615,7 @@ export class VolumeCore {
         if (end % ss !== 0) this.zeroPartial(fullEnd * ss, end, writes);
         cursor = Math.floor(fullFirst / cs);
       }
-      cursor = this.trimClusters(cursor, lastCluster, fullFirst, fullEnd - 1, writes);
+      cursor = this.trimClusters(cursor, lastCluster, fullFirst, fullEnd - 1, windowClusters, writes);
       return cursor > lastCluster ? { done: true, result: this.finish(writes, writeBack) } : stepPending();
     });
   }
@@ -490,9 +635,9 @@ export class VolumeCore {
    * visiting at most trimStepClustersMax of them (found by a key-range scan plus the overlay, so
    * trimming an empty region costs nothing). Returns the next cluster to visit.
    */
-  private trimClusters(fromCluster: number, toCluster: number, firstSector: number, lastSector: number, writes: Promise<boolean>[]): number {
+  private trimClusters(fromCluster: number, toCluster: number, firstSector: number, lastSector: number, clustersMax: number, writes: Promise<boolean>[]): number {
     const cs = this.geometry.clusterSectors;
-    const { indexes, scannedTo } = this.store.clusterIndexes(fromCluster, toCluster, this.deps.trimStepClustersMax);
+    const { indexes, scannedTo } = this.store.clusterIndexes(fromCluster, toCluster, clustersMax);
     const generation = this.currentRecord.writeGeneration;
     for (const c of indexes) {
       const first = Math.max(firstSector, c * cs) - c * cs;
@@ -523,6 +668,19 @@ export class VolumeCore {
    * more, the extents end early at a cluster boundary and the caller asks again from there.
    */
   allocation(offset: number, length: number, clustersMax: number): Promise<AllocationExtent[]> {
+    if (this.store.remote) {
+      const clusterBytes = this.geometry.sectorSize * this.geometry.clusterSectors;
+      const window = Math.max(1, Math.min(clustersMax, READS_IN_FLIGHT_MAX));
+      const from = Math.floor(offset / clusterBytes);
+      const to = Math.min(Math.floor((offset + Math.max(1, length) - 1) / clusterBytes), from + window - 1);
+      return this.afterQueued(() =>
+        this.underWay(from, to, async () => {
+          this.checkIo();
+          await this.loadClusters(from, to);
+          return this.allocationNow(offset, length, window);
+        }),
+      );
+    }
     if (this.queue.empty()) {
       try {
         return Promise.resolve(this.allocationNow(offset, length, clustersMax));

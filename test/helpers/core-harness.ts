@@ -8,6 +8,7 @@ import { XtsCipher } from '../../src/cipher/index.js';
 import { BlockvaultError } from '../../src/errors.js';
 import type { SectorSize } from '../../src/volume/cluster-format.js';
 import type { VolumeLayout } from '../../src/volume/cluster-store.js';
+import type { ClusterObjects } from '../../src/volume/object-store.js';
 import { generateDataKey } from '../../src/volume/data-key.js';
 import type { GenerationKeeper } from '../../src/volume/reencrypt-target.js';
 import { VOLUME_RECORD_VERSION, withChanges, type VolumeRecord } from '../../src/volume/record.js';
@@ -27,7 +28,12 @@ export interface CoreHarnessOptions {
   metaCacheClustersMax?: number;
   /** Stand in front of the clusters and sectors databases (fault injection). */
   wrapDatabase?: (db: Database<Buffer, Buffer>) => Database<Buffer, Buffer>;
+  /** Keep the clusters in this object pool instead of LMDB (layout 'compact'); it outlives reopen(). */
+  objects?: ClusterObjects;
 }
+
+/** The object-name prefix of harness volumes in an object pool. */
+export const HARNESS_OID_PREFIX = 'bv-test.';
 
 export class CoreHarness {
   root!: RootDatabase;
@@ -86,6 +92,7 @@ export class CoreHarness {
       writeStepBytesMax: this.options.writeStepBytesMax ?? 4 * 1024 * 1024,
       trimStepClustersMax: this.options.trimStepClustersMax ?? 1024,
       metaCacheClustersMax: this.options.metaCacheClustersMax,
+      objectPool: this.options.objects === undefined ? undefined : { objects: this.options.objects, oidPrefix: HARNESS_OID_PREFIX },
     });
     this.core.keys.set(1, Uint8Array.from(this.dataKey));
   }

@@ -1,14 +1,16 @@
 /**
- * Random operations on a volume's storage (VolumeCore on a real LMDB file) compared with an
- * in-memory reference: reads, writes and trims of any byte range (unaligned too), flushes,
- * reopens, and batches of operations issued without waiting (call order must hold).
+ * Random operations on a volume's storage (VolumeCore on a real LMDB file, or on an object pool
+ * with RADOS's ordering and random delays: the remote store's loads) compared with an in-memory
+ * reference: reads, writes and trims of any byte range (unaligned too), flushes, reopens, and
+ * batches of operations issued without waiting (call order must hold).
  */
 import { randomBytes } from 'node:crypto';
 import fc from 'fast-check';
 import { afterAll, describe, expect, it } from 'vitest';
 import { decodeCluster, decodeSplitMeta, isPresent, parseClusterKey } from '../../src/volume/cluster-format.js';
 import { cipherBackends } from '../helpers/cipher-backends.js';
-import { CoreHarness } from '../helpers/core-harness.js';
+import { CoreHarness, HARNESS_OID_PREFIX } from '../helpers/core-harness.js';
+import { MemoryObjects } from '../helpers/memory-objects.js';
 import { makeTempDir, removeTempDirs } from '../helpers/temp-dir.js';
 import { xorshiftBytes } from '../helpers/xorshift.js';
 
@@ -50,24 +52,36 @@ function opArb(sizeBytes: number, sectorSize: number, lengthMax: number): fc.Arb
 
 
 const configs = [
-  { sectorSize: 4096 as const, clusterSectors: 8, layout: 'split' as const },
-  { sectorSize: 4096 as const, clusterSectors: 3, layout: 'split' as const },
-  { sectorSize: 4096 as const, clusterSectors: 8, layout: 'compact' as const },
-  { sectorSize: 512 as const, clusterSectors: 64, layout: 'compact' as const },
-  { sectorSize: 4096 as const, clusterSectors: 1, layout: 'compact' as const },
-  { sectorSize: 512 as const, clusterSectors: 5, layout: 'compact' as const },
+  { sectorSize: 4096 as const, clusterSectors: 8, layout: 'split' as const, store: 'lmdb' as const },
+  { sectorSize: 4096 as const, clusterSectors: 3, layout: 'split' as const, store: 'lmdb' as const },
+  { sectorSize: 4096 as const, clusterSectors: 8, layout: 'compact' as const, store: 'lmdb' as const },
+  { sectorSize: 512 as const, clusterSectors: 64, layout: 'compact' as const, store: 'lmdb' as const },
+  { sectorSize: 4096 as const, clusterSectors: 1, layout: 'compact' as const, store: 'lmdb' as const },
+  { sectorSize: 512 as const, clusterSectors: 5, layout: 'compact' as const, store: 'lmdb' as const },
+  { sectorSize: 4096 as const, clusterSectors: 8, layout: 'compact' as const, store: 'objects' as const },
+  { sectorSize: 512 as const, clusterSectors: 5, layout: 'compact' as const, store: 'objects' as const },
+  { sectorSize: 4096 as const, clusterSectors: 1, layout: 'compact' as const, store: 'objects' as const },
 ];
+
+/** Every stored cluster image of the harness volume: LMDB values, or the pool's objects. */
+function storedClusters(h: CoreHarness, objects: MemoryObjects | undefined): { clusterIndex: number; value: Buffer }[] {
+  if (objects === undefined) return [...h.clusters.getRange()].map(({ key, value }) => ({ clusterIndex: parseClusterKey(key).clusterIndex, value }));
+  return [...objects.objects]
+    .filter(([oid]) => oid.startsWith(HARNESS_OID_PREFIX))
+    .map(([oid, value]) => ({ clusterIndex: Number.parseInt(oid.slice(oid.lastIndexOf('.') + 1), 16), value }));
+}
 
 for (const { backend, skipReason } of cipherBackends()) {
   describe.skipIf(skipReason !== null)(`VolumeCore vs an in-memory model [${backend}]`, () => {
-    for (const { sectorSize, clusterSectors, layout } of configs) {
+    for (const { sectorSize, clusterSectors, layout, store } of configs) {
       const clusterBytes = sectorSize * clusterSectors;
       // Three whole clusters and a partial one, so the end of the volume falls inside a cluster.
       const sizeBytes = clusterBytes * 3 + Math.max(1, Math.floor(clusterSectors / 2)) * sectorSize;
-      it(`sector ${sectorSize}, ${clusterSectors} sectors per cluster, ${layout}`, async () => {
+      it(`sector ${sectorSize}, ${clusterSectors} sectors per cluster, ${layout}${store === 'objects' ? ', in an object pool' : ''}`, async () => {
         await fc.assert(
           fc.asyncProperty(fc.array(opArb(sizeBytes, sectorSize, clusterBytes * 2 + sectorSize), { minLength: 1, maxLength: 25 }), async (ops) => {
             const dir = makeTempDir('bv-core-model-');
+            const objects = store === 'objects' ? new MemoryObjects() : undefined;
             // A small write budget and small steps so backpressure and multi-step operations happen.
             const h = await CoreHarness.open({
               dir,
@@ -79,6 +93,7 @@ for (const { backend, skipReason } of cipherBackends()) {
               writeBufferBytesMax: clusterBytes * 4,
               writeStepBytesMax: clusterBytes,
               trimStepClustersMax: 2,
+              objects,
             });
             const model = Buffer.alloc(sizeBytes);
             try {
@@ -117,10 +132,11 @@ for (const { backend, skipReason } of cipherBackends()) {
               const g = { sectorSize, clusterSectors };
               let storedSectors = 0;
               const presentSectors = new Set<number>();
-              for (const { key, value } of h.clusters.getRange()) {
+              const stored = storedClusters(h, objects);
+              if (objects !== undefined) expect(h.clusters.getKeysCount()).toBe(0);
+              for (const { clusterIndex, value } of stored) {
                 const view = layout === 'split' ? decodeSplitMeta(value, g) : decodeCluster(value, g);
                 storedSectors += view.presentCount;
-                const { clusterIndex } = parseClusterKey(key);
                 for (let slot = 0; slot < clusterSectors; slot++) {
                   if (isPresent(view.bitmap, slot)) presentSectors.add(clusterIndex * clusterSectors + slot);
                 }
@@ -142,17 +158,20 @@ for (const { backend, skipReason } of cipherBackends()) {
       });
     }
 
-    it.each(['split', 'compact'] as const)('trim of a whole volume leaves no cluster behind (%s)', async (layout) => {
+    it.each(['split', 'compact', 'objects'] as const)('trim of a whole volume leaves no cluster behind (%s)', async (kind) => {
       const dir = makeTempDir('bv-core-trim-');
       const sizeBytes = 4096 * 8 * 10;
-      const h = await CoreHarness.open({ dir, backend, sectorSize: 4096, clusterSectors: 8, layout, sizeBytes, trimStepClustersMax: 3 });
+      const objects = kind === 'objects' ? new MemoryObjects() : undefined;
+      const layout = kind === 'objects' ? 'compact' : kind;
+      const h = await CoreHarness.open({ dir, backend, sectorSize: 4096, clusterSectors: 8, layout, sizeBytes, trimStepClustersMax: 3, objects });
+      const count = (): number => (objects === undefined ? h.storedClusterCount() : storedClusters(h, objects).length);
       try {
         await h.core.write(0, randomBytes(sizeBytes));
-        expect(h.storedClusterCount()).toBe(10);
+        expect(count()).toBe(10);
         await h.core.trim(100, sizeBytes - 200);
-        expect(h.storedClusterCount()).toBe(2);
+        expect(count()).toBe(2);
         await h.core.trim(0, sizeBytes);
-        expect(h.storedClusterCount()).toBe(0);
+        expect(count()).toBe(0);
         expect(h.sectors.getKeysCount()).toBe(0);
         expect(Buffer.from(await h.core.read(0, sizeBytes)).equals(Buffer.alloc(sizeBytes))).toBe(true);
       } finally {

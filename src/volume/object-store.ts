@@ -1,0 +1,374 @@
+/**
+ * A volume's clusters as objects in a remote object pool (src/store/rados.ts: Ceph RADOS), one
+ * object per cluster holding the compact cluster image (header + present sectors, see
+ * cluster-format.ts). The same ClusterStore that VolumeCore uses on LMDB (cluster-store.ts), with
+ * one difference: lookups are synchronous, objects are not, so the core calls load() for the
+ * clusters a step will look at and runs the step once they are here (ClusterStore.load).
+ *
+ * What the store knows of a cluster, in the order a lookup asks:
+ *  - `pending`: images issued to the pool and not yet acknowledged (null: a removal). They are
+ *    the cluster's latest state, and never dropped before their acknowledgement;
+ *  - `known`: the cluster's latest state as far as this store knows (an acknowledged write, or a
+ *    load), bounded (KNOWN_BYTES_MAX) and dropped least recently used first. It is exact because
+ *    this engine is the only writer of its volumes' objects and every write goes through here:
+ *    foreground writes set it as they are issued; a re-encryption commit (compareAndSetImages)
+ *    updates it only where it still holds the image the commit replaced; a load's answer is
+ *    dropped when any write to that cluster was issued while the load was under way.
+ *
+ * Ordering: RADOS applies the operations one client sends to one object in the order they were
+ * sent, so two writes of a cluster in flight land in issue order, and a compare-and-set sent after
+ * a foreground write compares against that write's result.
+ */
+import { assert } from '../errors.js';
+import {
+  CLUSTER_HEADER_BYTES,
+  decodeCluster,
+  rankOf,
+  removeSlots,
+  writeSlots,
+  type ClusterGeometry,
+  type ClusterView,
+} from './cluster-format.js';
+import type { ClusterStore } from './cluster-store.js';
+import type { ClusterSnapshot } from './reencrypt-contract.js';
+import type { WriteBudget } from './write-budget.js';
+
+/** What the store needs of an object pool (RADOS: src/store/rados.ts). Objects are whole cluster images. */
+export interface ClusterObjects {
+  /** The whole object, or null when it does not exist. */
+  read(oid: string): Promise<Buffer | null>;
+  /** Replace the whole object (create it if absent); resolves once the pool acknowledged it. */
+  writeFull(oid: string, data: Uint8Array): Promise<void>;
+  /** Resolves true when it was removed, false when it did not exist. */
+  remove(oid: string): Promise<boolean>;
+  /**
+   * Replace the whole object by `data` only if its first expected.length bytes equal `expected`,
+   * in one atomic operation; false when they differ or the object does not exist.
+   */
+  compareAndWrite(oid: string, expected: Uint8Array, data: Uint8Array): Promise<boolean>;
+}
+
+/** Default bound of what a store remembers of its clusters' latest images, in bytes. */
+export const KNOWN_BYTES_MAX = 32 * 1024 * 1024;
+/**
+ * Most object reads one load or one scan window has in flight, and the most clusters one step of
+ * the core asks to have loaded at once (far below what KNOWN_BYTES_MAX holds, so a step's clusters
+ * are still known when it runs).
+ */
+export const READS_IN_FLIGHT_MAX = 64;
+/** Longest object name: RADOS accepts far longer, ours are fixed-width. */
+const OID_BYTES_MAX = 64;
+
+export interface ObjectStoreOptions {
+  objects: ClusterObjects;
+  /** Prefix of this engine's object names (names are `${prefix}${storeId}.${clusterIndex}`, in hex). */
+  oidPrefix: string;
+  /** Clusters the volume has (its size, rounded up): scans end there. */
+  clustersTotal: number;
+  budget: WriteBudget;
+  knownBytesMax?: number;
+}
+
+interface PendingImage {
+  image: Buffer | null;
+  budgetBytes: number;
+}
+
+/** One in-flight load per cluster; `stale` once a write to the cluster was issued meanwhile. */
+interface Loading {
+  done: Promise<void>;
+  stale: boolean;
+}
+
+/** The name of a cluster's object: fixed width, so names sort like (storeId, clusterIndex). */
+export function clusterOid(prefix: string, storeId: number, clusterIndex: number): string {
+  return `${prefix}${storeId.toString(16).padStart(8, '0')}.${clusterIndex.toString(16).padStart(13, '0')}`;
+}
+
+/**
+ * `known`, bounded by bytes: two generations instead of a strict LRU list (a hit costs one Map
+ * lookup); when `young` holds half the bound, `old` goes and `young` becomes `old`.
+ */
+class KnownImages {
+  private young = new Map<number, Buffer | null>();
+  private old = new Map<number, Buffer | null>();
+  private youngBytes = 0;
+
+  constructor(private readonly bytesMax: number) {
+    assert(Number.isSafeInteger(bytesMax) && bytesMax > 0, 'the known-image bound is a positive whole number of bytes');
+  }
+
+  /** undefined when not known. */
+  get(clusterIndex: number): Buffer | null | undefined {
+    const entry = this.young.get(clusterIndex);
+    if (entry !== undefined) return entry;
+    const aged = this.old.get(clusterIndex);
+    if (aged !== undefined) {
+      this.old.delete(clusterIndex);
+      this.set(clusterIndex, aged);
+    }
+    return aged;
+  }
+
+  set(clusterIndex: number, image: Buffer | null): void {
+    this.old.delete(clusterIndex);
+    this.young.set(clusterIndex, image);
+    this.youngBytes += (image?.length ?? 0) + 64;
+    if (this.youngBytes >= this.bytesMax / 2) {
+      this.old = this.young;
+      this.young = new Map();
+      this.youngBytes = 0;
+    }
+  }
+
+  delete(clusterIndex: number): void {
+    this.young.delete(clusterIndex);
+    this.old.delete(clusterIndex);
+  }
+
+  clear(): void {
+    this.young.clear();
+    this.old.clear();
+    this.youngBytes = 0;
+  }
+}
+
+export class ObjectClusterStore implements ClusterStore {
+  readonly layout = 'compact';
+  readonly remote = true;
+  private readonly objects: ClusterObjects;
+  private readonly pending = new Map<number, PendingImage>();
+  private readonly known: KnownImages;
+  private readonly loading = new Map<number, Loading>();
+  /** Writes not yet acknowledged (or failed), for settled(). */
+  private readonly inFlight = new Set<Promise<unknown>>();
+  private failure: unknown = null;
+
+  constructor(
+    private readonly storeId: number,
+    private readonly g: ClusterGeometry,
+    private readonly options: ObjectStoreOptions,
+  ) {
+    assert(Number.isSafeInteger(options.clustersTotal) && options.clustersTotal >= 0, 'clustersTotal is a whole number');
+    assert(clusterOid(options.oidPrefix, storeId, options.clustersTotal).length <= OID_BYTES_MAX, `object names stay within ${OID_BYTES_MAX} bytes`);
+    this.objects = options.objects;
+    this.known = new KnownImages(options.knownBytesMax ?? KNOWN_BYTES_MAX);
+  }
+
+  get pendingCount(): number {
+    return this.pending.size;
+  }
+
+  private oid(clusterIndex: number): string {
+    return clusterOid(this.options.oidPrefix, this.storeId, clusterIndex);
+  }
+
+  /** The latest image, or undefined when the store does not know it (not loaded). */
+  private latest(clusterIndex: number): Buffer | null | undefined {
+    const pending = this.pending.get(clusterIndex);
+    return pending !== undefined ? pending.image : this.known.get(clusterIndex);
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Lookups: synchronous, of loaded clusters only.
+
+  load(fromCluster: number, toCluster: number): Promise<void> | null {
+    assert(Number.isSafeInteger(fromCluster) && fromCluster >= 0 && toCluster >= fromCluster - 1, 'a load names a cluster range');
+    let waits: Promise<void>[] | null = null;
+    for (let c = fromCluster; c <= toCluster; c++) {
+      if (this.latest(c) !== undefined) continue;
+      (waits ??= []).push(this.loadOne(c));
+      if (waits.length >= READS_IN_FLIGHT_MAX) break; // the caller loads again for the rest
+    }
+    if (waits === null) return null;
+    return waits.length === 1 ? waits[0]! : Promise.all(waits).then(() => undefined);
+  }
+
+  private loadOne(clusterIndex: number): Promise<void> {
+    const under = this.loading.get(clusterIndex);
+    if (under !== undefined && !under.stale) return under.done;
+    const entry: Loading = { done: Promise.resolve(), stale: false };
+    entry.done = this.objects.read(this.oid(clusterIndex)).then(
+      (image) => {
+        if (this.loading.get(clusterIndex) === entry) this.loading.delete(clusterIndex);
+        if (entry.stale || this.latest(clusterIndex) !== undefined) return;
+        if (image !== null) decodeCluster(image, this.g); // invariant check of what the pool returned
+        this.known.set(clusterIndex, image);
+      },
+      (error: unknown) => {
+        if (this.loading.get(clusterIndex) === entry) this.loading.delete(clusterIndex);
+        throw error;
+      },
+    );
+    this.loading.set(clusterIndex, entry);
+    return entry.done;
+  }
+
+  private loaded(clusterIndex: number): Buffer | null {
+    const image = this.latest(clusterIndex);
+    if (image === undefined) assert(false, `cluster ${clusterIndex} is loaded before it is looked up`);
+    return image;
+  }
+
+  meta(clusterIndex: number): ClusterView | null {
+    const image = this.loaded(clusterIndex);
+    return image === null ? null : decodeCluster(image, this.g);
+  }
+
+  ciphertext(_clusterIndex: number, meta: ClusterView, slot: number, count: number): Uint8Array {
+    const at = CLUSTER_HEADER_BYTES + rankOf(meta.bitmap, slot) * this.g.sectorSize;
+    return meta.raw.subarray(at, at + count * this.g.sectorSize);
+  }
+
+  image(clusterIndex: number): ClusterView | null {
+    return this.meta(clusterIndex);
+  }
+
+  /** Every index in the window (loaded: the caller loaded from..from+limit-1) whose cluster exists. */
+  clusterIndexes(from: number, to: number, limit: number): { indexes: number[]; scannedTo: number } {
+    const scannedTo = Math.min(to, from + limit - 1);
+    const indexes: number[] = [];
+    for (let c = from; c <= scannedTo; c++) if (this.loaded(c) !== null) indexes.push(c);
+    return { indexes, scannedTo };
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Writes.
+
+  writeRun(clusterIndex: number, base: ClusterView | null, firstSlot: number, ciphertext: Uint8Array, generation: number): Promise<boolean> {
+    return this.issue(clusterIndex, writeSlots(base, this.g, firstSlot, ciphertext, generation));
+  }
+
+  removeRun(clusterIndex: number, base: ClusterView, firstSlot: number, lastSlot: number): Promise<boolean> {
+    return this.issue(clusterIndex, removeSlots(base, this.g, firstSlot, lastSlot));
+  }
+
+  putImage(clusterIndex: number, image: ClusterView): Promise<boolean> {
+    return this.issue(clusterIndex, Buffer.from(image.raw.buffer, image.raw.byteOffset, image.raw.byteLength));
+  }
+
+  private issue(clusterIndex: number, image: Buffer | null): Promise<boolean> {
+    if (image !== null) decodeCluster(image, this.g); // invariant check before it reaches the pool
+    const loading = this.loading.get(clusterIndex);
+    if (loading !== undefined) loading.stale = true;
+    const budgetBytes = (image?.length ?? 0) + 64;
+    const entry: PendingImage = { image, budgetBytes };
+    this.pending.set(clusterIndex, entry);
+    this.known.set(clusterIndex, image);
+    this.options.budget.take(budgetBytes);
+    const oid = this.oid(clusterIndex);
+    const sent: Promise<unknown> = image === null ? this.objects.remove(oid) : this.objects.writeFull(oid, image);
+    const done = sent.then(
+      () => {
+        this.settle(clusterIndex, entry);
+        return true;
+      },
+      (error: unknown) => {
+        this.settle(clusterIndex, entry);
+        // What the pool holds is not known now: forget what this store believed of every cluster.
+        this.known.clear();
+        this.failure ??= error;
+        throw error;
+      },
+    );
+    this.inFlight.add(done);
+    const untrack = (): void => {
+      this.inFlight.delete(done);
+    };
+    done.then(untrack, untrack);
+    return done;
+  }
+
+  private settle(clusterIndex: number, entry: PendingImage): void {
+    if (this.pending.get(clusterIndex) === entry) this.pending.delete(clusterIndex);
+    this.options.budget.give(entry.budgetBytes);
+  }
+
+  settled(): Promise<void> {
+    if (this.inFlight.size === 0) return Promise.resolve();
+    return Promise.allSettled([...this.inFlight]).then(() => undefined);
+  }
+
+  takeFailure(): unknown {
+    const failure = this.failure;
+    this.failure = null;
+    return failure;
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Rotation.
+
+  /**
+   * Reads objects from `fromCluster` on, READS_IN_FLIGHT_MAX at a time, until `limit` stale ones
+   * are found or the volume ends. A cluster whose latest image this store knows is taken from
+   * there (a copy: snapshots are transferred to worker threads).
+   */
+  async staleSnapshots(fromCluster: number, generation: number, limit: number): Promise<ClusterSnapshot[]> {
+    const found: ClusterSnapshot[] = [];
+    const total = this.options.clustersTotal;
+    for (let window = fromCluster; window < total && found.length < limit; window += READS_IN_FLIGHT_MAX) {
+      const end = Math.min(total, window + READS_IN_FLIGHT_MAX);
+      const reads: Promise<Buffer | null>[] = [];
+      for (let c = window; c < end; c++) {
+        const latest = this.latest(c);
+        reads.push(latest !== undefined ? Promise.resolve(latest === null ? null : Buffer.from(latest)) : this.objects.read(this.oid(c)));
+      }
+      const images = await Promise.all(reads);
+      for (let i = 0; i < images.length && found.length < limit; i++) {
+        const image = images[i]!;
+        if (image === null) continue;
+        const view = decodeCluster(image, this.g);
+        if (view.generation < generation) found.push({ clusterIndex: window + i, generation: view.generation, raw: image });
+      }
+    }
+    return found;
+  }
+
+  /** One compare-and-write per cluster (the header: generation and bitmap), all in flight at once. */
+  async compareAndSetImages(items: { expected: ClusterSnapshot; image: Uint8Array }[]): Promise<number> {
+    const results = await Promise.all(
+      items.map(async ({ expected, image }) => {
+        decodeCluster(image, this.g);
+        const header = expected.raw.subarray(0, CLUSTER_HEADER_BYTES);
+        const stored = await this.objects.compareAndWrite(this.oid(expected.clusterIndex), header, image);
+        if (stored) this.afterReencrypted(expected, Buffer.from(image.buffer, image.byteOffset, image.byteLength));
+        return stored;
+      }),
+    );
+    return results.filter(Boolean).length;
+  }
+
+  /**
+   * The pool now holds `image` unless a write issued after the commit was sent lands later. What
+   * this store knows changes only where it still is the image the commit replaced.
+   */
+  private afterReencrypted(expected: ClusterSnapshot, image: Buffer): void {
+    const c = expected.clusterIndex;
+    const loading = this.loading.get(c);
+    if (loading !== undefined) loading.stale = true;
+    if (this.pending.has(c)) return;
+    const known = this.known.get(c);
+    if (known === undefined) return;
+    if (known !== null && known.subarray(0, CLUSTER_HEADER_BYTES).equals(expected.raw.subarray(0, CLUSTER_HEADER_BYTES))) this.known.set(c, image);
+    else this.known.delete(c);
+  }
+
+  /** An upper bound: the volume's cluster count (RADOS has no cheap count of one volume's objects). */
+  storedClusterCount(): number {
+    return this.options.clustersTotal;
+  }
+}
+
+/**
+ * Remove up to `limit` of a volume's cluster objects from `fromCluster` on, READS_IN_FLIGHT_MAX
+ * at a time. Returns the next cluster to remove from; clustersTotal means the volume's data is gone.
+ */
+export async function purgeObjects(objects: ClusterObjects, oidPrefix: string, storeId: number, fromCluster: number, clustersTotal: number, limit: number): Promise<number> {
+  const end = Math.min(clustersTotal, fromCluster + limit);
+  for (let window = fromCluster; window < end; window += READS_IN_FLIGHT_MAX) {
+    const removals: Promise<boolean>[] = [];
+    for (let c = window; c < Math.min(end, window + READS_IN_FLIGHT_MAX); c++) removals.push(objects.remove(clusterOid(oidPrefix, storeId, c)));
+    await Promise.all(removals);
+  }
+  return end;
+}
