@@ -11,7 +11,7 @@
  * own process's only user of the token, so the sessionsMax given here is the bound.
  */
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { isBlockvaultError } from '../../src/errors.js';
+import { isBlockvaultError, type BlockvaultError } from '../../src/errors.js';
 import { resolvePkcs11Options } from '../../src/hsm/pkcs11/index.js';
 import { Pkcs11Token, SESSION_WAITERS_MAX } from '../../src/hsm/pkcs11/session-pool.js';
 import { SOFTHSM_PIN, softHsmCheck, softHsmToken } from '../helpers/softhsm.js';
@@ -70,7 +70,7 @@ describe.skipIf(!softHsmCheck.ok)(title, () => {
     expect(t.sessions.size).toBe(SESSIONS_MAX);
   });
 
-  it(`the wait queue is bounded: waiter ${SESSION_WAITERS_MAX + 1} is refused with HSM_UNAVAILABLE, the queued ones still complete`, async () => {
+  it(`the wait queue is bounded: waiter ${SESSION_WAITERS_MAX + 1} is refused with HSM_UNAVAILABLE saying the queue is full and its bound, the queued ones still complete`, async () => {
     const held = gate();
     const { t, run } = tracker();
     const holding = Array.from({ length: SESSIONS_MAX }, () => token.withSession((session) => run(session, held.wait)()));
@@ -80,7 +80,9 @@ describe.skipIf(!softHsmCheck.ok)(title, () => {
     let refused: unknown = null;
     await token.withSession(() => undefined).catch((error: unknown) => (refused = error));
     expect(isBlockvaultError(refused, 'HSM_UNAVAILABLE')).toBe(true);
-    expect((refused as Error).message).toContain(`more than ${SESSION_WAITERS_MAX} operations are waiting`);
+    // No code of its own (HSM_UNAVAILABLE), so the message says plainly what refused it, and the bound.
+    expect((refused as Error).message).toContain(`session wait queue is full: ${SESSION_WAITERS_MAX} operations (its bound) already wait for one of the ${SESSIONS_MAX} sessions`);
+    expect((refused as BlockvaultError).details).toEqual({ sessionWaitersMax: SESSION_WAITERS_MAX, sessionsMax: SESSIONS_MAX });
     expect(queuedRan).toBe(0);
     held.open();
     await Promise.all([...holding, ...queued]);

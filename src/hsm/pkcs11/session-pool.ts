@@ -3,7 +3,7 @@ import type { PKCS11 } from 'pkcs11js';
 import { BlockvaultError, assert, isBlockvaultError } from '../../errors.js';
 import { loadBinding, type Pkcs11Binding } from './binding.js';
 import { ckrName, isSessionLost, mapPkcs11Error } from './errors.js';
-import type { ResolvedPkcs11Options } from './options.js';
+import { SESSIONS_MAX_LIMIT, type ResolvedPkcs11Options } from './options.js';
 
 /**
  * One PKCS#11 token as this process uses it (PKCS#11 v2.40 sections 5.4 and 5.6):
@@ -227,7 +227,14 @@ export class Pkcs11Token {
     if (idle !== undefined) return idle;
     if (this.opened < this.options.sessionsMax) return this.openSession();
     if (this.waiters.length >= SESSION_WAITERS_MAX) {
-      throw new BlockvaultError('HSM_UNAVAILABLE', `more than ${SESSION_WAITERS_MAX} operations are waiting for a PKCS#11 session; slow down or raise hsm.pkcs11.sessionsMax`);
+      // HSM_UNAVAILABLE like any other "the HSM cannot take this now"; the message and details say
+      // that it is the pool's own bound, not the token, that refused.
+      const { sessionsMax } = this.options;
+      throw new BlockvaultError(
+        'HSM_UNAVAILABLE',
+        `the PKCS#11 session wait queue is full: ${SESSION_WAITERS_MAX} operations (its bound) already wait for one of the ${sessionsMax} sessions (hsm.pkcs11.sessionsMax), so this one was refused without running; retry it later, send fewer key operations at once, or raise hsm.pkcs11.sessionsMax (at most ${SESSIONS_MAX_LIMIT})`,
+        { sessionWaitersMax: SESSION_WAITERS_MAX, sessionsMax },
+      );
     }
     return new Promise((resolve, reject) => this.waiters.push({ resolve, reject }));
   }
