@@ -83,16 +83,25 @@ export interface Pkcs11ProviderOpenOptions {
 
 export class Pkcs11KeyProvider implements KeyProvider {
   readonly kind = 'pkcs11';
-  /** Insertion order is recency order. */
+  /**
+   * Object handles of key versions, found in the token's epoch `handlesEpoch` (a new login after a
+   * lost session gives the objects new handles: Pkcs11Token.epoch). Insertion order is recency order.
+   */
   private readonly handles = new Map<string, Buffer>();
+  private handlesEpoch: number;
+  /** The metadata key's object handle, of `handlesEpoch` too; null once stale, found again on use. */
+  private metadataHandle: Buffer | null;
   private closed = false;
 
   private constructor(
     private readonly token: Pkcs11Token,
     private readonly marker: Pkcs11Marker,
     private readonly mechanism: number,
-    private readonly metadataHandle: Buffer,
-  ) {}
+    metadata: { handle: Buffer; epoch: number },
+  ) {
+    this.metadataHandle = metadata.handle;
+    this.handlesEpoch = metadata.epoch;
+  }
 
   /** Log in to the token and find (or, for a new HSM, make) this directory's metadata key. */
   static async open(options: Pkcs11ProviderOpenOptions): Promise<Pkcs11KeyProvider> {
@@ -112,19 +121,21 @@ export class Pkcs11KeyProvider implements KeyProvider {
       }
       const label = labels.metadataKey(marker.namespace);
       const mechanism = options.pkcs11.kwpMechanism;
-      const handle = await token.withSession(async (session) => {
+      const metadata = await token.withSession(async (session) => {
+        const epoch = token.epoch;
         const found = findByLabel(token, session, label, undefined);
-        if (found[0] !== undefined) return found[0];
+        if (found[0] !== undefined) return { handle: found[0], epoch };
+        token.assertLoggedIn(session, 'finding the metadata key');
         if (!options.create) {
           throw new BlockvaultError('KEYSTORE_CORRUPT', `the PKCS#11 token has no metadata key ${label} for this engine directory; it was deleted from the token, and the directory's keys with it`);
         }
         try {
-          return await token.module.C_GenerateKeyAsync(session, { mechanism: token.p.CKM_GENERIC_SECRET_KEY_GEN }, metadataKeyAttributes(token.p, label));
+          return { handle: await token.module.C_GenerateKeyAsync(session, { mechanism: token.p.CKM_GENERIC_SECRET_KEY_GEN }, metadataKeyAttributes(token.p, label)), epoch };
         } catch (error) {
           throw mapPkcs11Error(error, 'creating the metadata key');
         }
       });
-      return new Pkcs11KeyProvider(token, marker, mechanism, handle);
+      return new Pkcs11KeyProvider(token, marker, mechanism, metadata);
     } catch (error) {
       token.release();
       throw error;
@@ -142,7 +153,18 @@ export class Pkcs11KeyProvider implements KeyProvider {
 
   private session<T>(fn: (session: Buffer) => Promise<T> | T): Promise<T> {
     this.assertOpen();
-    return this.token.withSession(fn);
+    return this.token.withSession((session) => {
+      this.dropStaleHandles();
+      return fn(session);
+    });
+  }
+
+  /** Forget the object handles found before the token's latest session loss (Pkcs11Token.epoch). */
+  private dropStaleHandles(): void {
+    if (this.handlesEpoch === this.token.epoch) return;
+    this.handles.clear();
+    this.metadataHandle = null;
+    this.handlesEpoch = this.token.epoch;
   }
 
   private rootLabel(ref: KeyVersionRef): string {
@@ -159,9 +181,15 @@ export class Pkcs11KeyProvider implements KeyProvider {
       this.handles.set(cacheKey, hit);
       return hit;
     }
+    const epoch = this.token.epoch;
     const found = findByLabel(this.token, session, this.rootLabel(ref), this.token.p.CKO_SECRET_KEY);
     const handle = found[0];
-    if (handle === undefined) throw new BlockvaultError('KEY_DESTROYED', `version ${ref.version} of root key ${ref.keyId} has no material: it was destroyed`);
+    if (handle === undefined) {
+      // KEY_DESTROYED locks every volume of the key for good: be sure the token could have seen it.
+      this.token.assertLoggedIn(session, `finding root key ${ref.keyId} version ${ref.version}`);
+      throw new BlockvaultError('KEY_DESTROYED', `version ${ref.version} of root key ${ref.keyId} has no material: it was destroyed`);
+    }
+    if (epoch !== this.token.epoch) return handle; // a loss came between: do not cache it
     this.handles.set(cacheKey, handle);
     while (this.handles.size > HANDLE_CACHE_ENTRIES_MAX) this.handles.delete(this.handles.keys().next().value as string);
     return handle;
@@ -230,7 +258,10 @@ export class Pkcs11KeyProvider implements KeyProvider {
       throw new BlockvaultError('INVALID_ARGUMENT', `encryptedMaterial must be the ${RSA_MODULUS_BITS / 8}-byte RSA-OAEP-SHA256 ciphertext of the 32-byte key under the import token's public key`);
     }
     const handle = findByLabel(this.token, session, labels.transportKey(this.marker.namespace, id), this.token.p.CKO_DATA)[0];
-    if (handle === undefined) throw new BlockvaultError('IMPORT_TOKEN_EXPIRED', 'the import token\'s private key is gone; create a new import token');
+    if (handle === undefined) {
+      this.token.assertLoggedIn(session, 'finding the import token key');
+      throw new BlockvaultError('IMPORT_TOKEN_EXPIRED', 'the import token\'s private key is gone; create a new import token');
+    }
     let der: Buffer;
     try {
       der = this.token.module.C_GetAttributeValue(session, handle, [{ type: this.token.p.CKA_VALUE }])[0]?.value as Buffer;
@@ -360,7 +391,10 @@ export class Pkcs11KeyProvider implements KeyProvider {
         const ref = { keyId, version };
         checkRef(ref);
         this.handles.delete(`${keyId}/${version}`);
-        for (const handle of findByLabel(this.token, session, this.rootLabel(ref), this.token.p.CKO_SECRET_KEY)) this.destroyObject(session, handle);
+        const found = findByLabel(this.token, session, this.rootLabel(ref), this.token.p.CKO_SECRET_KEY);
+        // Nothing found must mean nothing left to destroy, not a login that cannot see the object.
+        if (found.length === 0) this.token.assertLoggedIn(session, `destroying root key ${keyId} version ${version}`);
+        for (const handle of found) this.destroyObject(session, handle);
       }
     });
   }
@@ -398,6 +432,8 @@ export class Pkcs11KeyProvider implements KeyProvider {
     const rootPattern = /^root\/([A-Za-z0-9_-][A-Za-z0-9._-]{0,63})\/v([1-9][0-9]{0,8})$/;
     const transportPattern = /^transport\/([A-Za-z0-9_-][A-Za-z0-9._-]{0,63})$/;
     return this.session((session) => {
+      // A logged-out session lists no private object, and every live key would look missing.
+      this.token.assertLoggedIn(session, 'listing token objects');
       const keyVersions: KeyVersionRef[] = [];
       const transportKeyIds: string[] = [];
       const p = this.token.p;
@@ -421,8 +457,9 @@ export class Pkcs11KeyProvider implements KeyProvider {
 
   async metadataKey(): Promise<Uint8Array> {
     return this.session(async (session) => {
+      const handle = this.metadataHandle ?? this.findMetadataKey(session);
       try {
-        this.token.module.C_SignInit(session, { mechanism: CKM_SHA256_HMAC }, this.metadataHandle);
+        this.token.module.C_SignInit(session, { mechanism: CKM_SHA256_HMAC }, handle);
         const mac = await this.token.module.C_SignAsync(session, METADATA_MESSAGE, Buffer.alloc(METADATA_KEY_BYTES));
         assert(mac.length === METADATA_KEY_BYTES, 'HMAC-SHA256 is 32 bytes');
         const out = new Uint8Array(METADATA_KEY_BYTES);
@@ -433,6 +470,19 @@ export class Pkcs11KeyProvider implements KeyProvider {
         throw mapPkcs11Error(error, 'computing the metadata key');
       }
     });
+  }
+
+  /** The metadata key's handle found again (after a session loss made the old one stale). */
+  private findMetadataKey(session: Buffer): Buffer {
+    const epoch = this.token.epoch;
+    const label = labels.metadataKey(this.marker.namespace);
+    const handle = findByLabel(this.token, session, label, undefined)[0];
+    if (handle === undefined) {
+      this.token.assertLoggedIn(session, 'finding the metadata key');
+      throw new BlockvaultError('KEYSTORE_CORRUPT', `the PKCS#11 token has no metadata key ${label} for this engine directory; it was deleted from the token, and the directory's keys with it`);
+    }
+    if (epoch === this.token.epoch) this.metadataHandle = handle;
+    return handle;
   }
 
   async close(): Promise<void> {
