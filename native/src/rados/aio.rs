@@ -38,10 +38,10 @@ pub enum Op {
         size: u64,
         mtime: ffi::libc_time_t,
     },
-    /// `cmpext` of `expected` against the object's first bytes (or, with `None`, an exclusive
-    /// create) and `write_full` of `data`, as one atomic write op.
+    /// One atomic write op: with `expected`, `assert_exists` and `cmpext` of the bytes at its
+    /// offset; with `None`, an exclusive create; then `write_full` of `data`.
     CompareAndWriteFull {
-        expected: Option<Vec<u8>>,
+        expected: Option<(u64, Vec<u8>)>,
         data: Vec<u8>,
         write_op: WriteOp,
         prval: c_int,
@@ -146,9 +146,10 @@ pub fn submit<'env>(
         op,
         deferred: Some(deferred),
     }));
-    // SAFETY: `raw` is a live, exclusively owned InFlight until librados accepts the operation;
-    // after a successful submission this function no longer touches it (the callback owns it,
-    // and it is only dropped on this very thread, after this function returned).
+    // SAFETY: `raw` is a live InFlight that only this function knows of until librados accepts
+    // the operation. Once it did, the callback owns it and may run (and free it) on librados'
+    // finisher thread before `start` returns, so neither `start` nor this function touches it
+    // after the submitting call: `start`'s last access to it is computing that call's arguments.
     let rc = unsafe { start(api, ioctx, raw, &oid) };
     if rc < 0 {
         // SAFETY: librados refused the operation (or it was never submitted), so it will not
@@ -159,10 +160,12 @@ pub fn submit<'env>(
     Ok(promise)
 }
 
-/// Creates the completion and submits the operation; returns librados' result.
+/// Creates the completion and submits the operation; returns librados' result. A negative
+/// result means librados did not take the operation and will not call back (the C API checks
+/// its arguments before it queues anything), so the caller still owns `raw`.
 ///
 /// # Safety
-/// `raw` must point to a live InFlight that nothing else accesses during the call.
+/// `raw` must point to a live InFlight that nothing else accesses until librados has it.
 unsafe fn start(api: &Api, ioctx: IoCtx, raw: *mut InFlight, oid: &CString) -> c_int {
     // SAFETY: guaranteed by the caller; the fields are only written before submission.
     let op = unsafe { &mut *raw };
@@ -176,8 +179,12 @@ unsafe fn start(api: &Api, ioctx: IoCtx, raw: *mut InFlight, oid: &CString) -> c
     let completion = op.completion;
     let oid = oid.as_ptr();
     // SAFETY: in every arm, `ioctx` is alive (the InFlight holds its pool), `oid` is a NUL-
-    // terminated string librados copies at submission, and every buffer passed is owned by the
-    // InFlight, which lives until the callback ran, so librados may read or fill it until then.
+    // terminated string librados copies at submission, and every buffer and out-pointer passed
+    // (data, read buffer, stat's size and mtime, cmpext's prval) lives in the boxed InFlight, at
+    // an address that does not move, until the callback ran, so librados may read or fill it
+    // until then. The write op is built completely before it is submitted, and is released only
+    // when the InFlight drops, after completion. Nothing reads the InFlight after the
+    // submitting call (the last expression of each arm).
     unsafe {
         match &mut op.op {
             Op::WriteFull { data } => {
@@ -204,13 +211,20 @@ unsafe fn start(api: &Api, ioctx: IoCtx, raw: *mut InFlight, oid: &CString) -> c
                     return -libc_errno::ENOMEM;
                 }
                 match expected {
-                    Some(header) => (api.write_op_cmpext)(
-                        *write_op,
-                        header.as_ptr().cast(),
-                        header.len(),
-                        0,
-                        prval,
-                    ),
+                    Some((offset, bytes)) => {
+                        // cmpext alone compares bytes past the object's end, and a missing
+                        // object, as zeros: without the assertion a missing object would match
+                        // an all-zero `expected`, and would otherwise look like a mismatch at
+                        // byte 0 (-MAX_ERRNO). assert_exists makes it -ENOENT.
+                        (api.write_op_assert_exists)(*write_op);
+                        (api.write_op_cmpext)(
+                            *write_op,
+                            bytes.as_ptr().cast(),
+                            bytes.len(),
+                            *offset,
+                            prval,
+                        )
+                    }
                     None => (api.write_op_create)(*write_op, ffi::CREATE_EXCLUSIVE, ptr::null()),
                 }
                 (api.write_op_write_full)(*write_op, data.as_ptr().cast(), data.len());

@@ -84,6 +84,7 @@ librados_api! {
     create_write_op = "rados_create_write_op": fn() -> WriteOp;
     release_write_op = "rados_release_write_op": fn(WriteOp);
     write_op_cmpext = "rados_write_op_cmpext": fn(WriteOp, *const c_char, usize, u64, *mut c_int);
+    write_op_assert_exists = "rados_write_op_assert_exists": fn(WriteOp);
     write_op_create = "rados_write_op_create": fn(WriteOp, c_int, *const c_char);
     write_op_write_full = "rados_write_op_write_full": fn(WriteOp, *const c_char, usize);
     aio_write_op_operate = "rados_aio_write_op_operate": fn(WriteOp, IoCtx, Completion, *const c_char, *mut libc_time_t, c_int) -> c_int;

@@ -36,7 +36,7 @@ pub struct RadosReply {
     /// `stat`: the object's size in bytes and modification time (ms since the epoch, whole s).
     pub size: Option<f64>,
     pub mtime_ms: Option<f64>,
-    /// `compareAndWriteFull`: the first byte at which the stored header differed.
+    /// `compareAndWriteFull`: the index in `expected` of the first byte that differed.
     pub mismatch_offset: Option<f64>,
 }
 
@@ -161,6 +161,14 @@ impl RadosClient {
         ] {
             set(key, &timeout_s)?;
         }
+        // Objecter's own throttle (objecter_inflight_ops, 1024, and objecter_inflight_op_bytes,
+        // 100 MiB) blocks the submitting thread, here Node's, until earlier operations complete:
+        // with the OSDs down, one more 1 MiB write froze the event loop for the whole op timeout
+        // (measured 2.8 s of 3 s). 0 turns it off; each RadosPool bounds its operations in flight
+        // instead (and the TypeScript side their bytes), refusing rather than blocking. Set last,
+        // so a conf file or `config` cannot turn it back on.
+        set("objecter_inflight_ops", "0")?;
+        set("objecter_inflight_op_bytes", "0")?;
         let conf_path = match &options.conf_path {
             Some(path) => Some(c_string("confPath", path).map_err(invalid)?),
             None => None,
@@ -329,11 +337,24 @@ pub struct RadosPool {
     state: Arc<Mutex<PoolState>>,
 }
 
-/// librados' own cap on operations in flight per client (`objecter_inflight_ops`) is 1024;
-/// beyond it submission blocks the calling thread, which here would be Node's.
+/// The most a pool may have in flight. librados' own cap (`objecter_inflight_ops`) is turned
+/// off at connect because it blocks the submitting thread (Node's) instead of refusing; this one
+/// refuses (-EBUSY), so the caller queues, with its own bound.
 const OPS_IN_FLIGHT_LIMIT: u32 = 512;
-/// Reads are one object (a cluster and its header); far below the OSD's message limits.
-const READ_BYTES_MAX: u32 = 64 << 20;
+/// Reads and writes are one object (a cluster and its header). 64 MiB stays below the OSD's
+/// limits (osd_max_write_size 90 MiB, osd_max_object_size 128 MiB), which would refuse a bigger
+/// write only after it crossed the network.
+const OBJECT_BYTES_MAX: usize = 64 << 20;
+
+fn check_data(what: &str, data: &Buffer) -> Result<()> {
+    if data.len() > OBJECT_BYTES_MAX {
+        return Err(invalid(format!(
+            "{what} is {} bytes; at most {OBJECT_BYTES_MAX}",
+            data.len()
+        )));
+    }
+    Ok(())
+}
 
 #[napi]
 impl RadosPool {
@@ -409,6 +430,7 @@ impl RadosPool {
         oid: String,
         data: Buffer,
     ) -> Result<Object<'env>> {
+        check_data("data", &data)?;
         self.submit(
             env,
             oid,
@@ -430,8 +452,10 @@ impl RadosPool {
         if !(0..=(1 << 53)).contains(&offset) {
             return Err(invalid("offset must be an integer from 0 to 2^53"));
         }
-        if length > READ_BYTES_MAX {
-            return Err(invalid(format!("length must be at most {READ_BYTES_MAX}")));
+        if length as usize > OBJECT_BYTES_MAX {
+            return Err(invalid(format!(
+                "length must be at most {OBJECT_BYTES_MAX}"
+            )));
         }
         self.submit(
             env,
@@ -453,28 +477,57 @@ impl RadosPool {
         self.submit(env, oid, Op::Stat { size: 0, mtime: 0 })
     }
 
-    /// One atomic write op: if the object's first `expected.length` bytes equal `expected`
-    /// (`cmpext`), or, with `expected` null, if the object does not exist (exclusive create),
-    /// replace it with `data` (`write_full`). A mismatch resolves with `mismatchOffset` set (rc
-    /// below -4095); an existing object with `expected` null with rc -EEXIST.
+    /// One atomic write op: if the object exists (`assert_exists`) and its bytes at `offset`
+    /// equal `expected` (`cmpext`), replace it with `data` (`write_full`). A missing object
+    /// resolves with -ENOENT; a mismatch with rc `-4095 - i` and `mismatchOffset` `i`, the index
+    /// in `expected` of the first byte that differs. Bytes past the object's end compare as zeros
+    /// (Ceph's cmpext), so a shorter object matches when the rest of `expected` is zeros.
     #[napi(ts_return_type = "Promise<RadosReply>")]
     pub fn compare_and_write_full<'env>(
         &self,
         env: &'env Env,
         oid: String,
-        expected: Option<Buffer>,
+        offset: i64,
+        expected: Buffer,
         data: Buffer,
     ) -> Result<Object<'env>> {
-        if matches!(&expected, Some(e) if e.is_empty()) {
+        if !(0..=(1 << 53)).contains(&offset) {
+            return Err(invalid("offset must be an integer from 0 to 2^53"));
+        }
+        check_data("data", &data)?;
+        check_data("expected", &expected)?;
+        if expected.is_empty() {
             return Err(invalid(
-                "expected must not be empty (use null for 'does not exist')",
+                "expected must not be empty (createExclusive is 'does not exist')",
             ));
         }
         self.submit(
             env,
             oid,
             Op::CompareAndWriteFull {
-                expected: expected.map(|e| e.to_vec()),
+                expected: Some((offset as u64, expected.to_vec())),
+                data: data.to_vec(),
+                write_op: ptr::null_mut(),
+                prval: 0,
+            },
+        )
+    }
+
+    /// One atomic write op: create the object with `data` if it does not exist (exclusive
+    /// create and `write_full`); an existing object resolves with -EEXIST and is left as it was.
+    #[napi(ts_return_type = "Promise<RadosReply>")]
+    pub fn create_exclusive<'env>(
+        &self,
+        env: &'env Env,
+        oid: String,
+        data: Buffer,
+    ) -> Result<Object<'env>> {
+        check_data("data", &data)?;
+        self.submit(
+            env,
+            oid,
+            Op::CompareAndWriteFull {
+                expected: None,
                 data: data.to_vec(),
                 write_op: ptr::null_mut(),
                 prval: 0,
