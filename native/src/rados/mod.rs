@@ -108,7 +108,8 @@ pub struct RadosConnectOptions {
 #[napi(object)]
 pub struct RadosConnectReply {
     pub rc: i32,
-    /// The librados call that failed (`rados_connect`, `rados_conf_read_file`, ...), if one did.
+    /// The librados call that failed (`rados_connect`, `rados_conf_read_file`, ...), if one did;
+    /// for `rados_conf_set`, followed by the option's name.
     pub step: Option<String>,
 }
 
@@ -223,12 +224,12 @@ impl ConnectTask {
     fn run(
         &self,
         api: &'static ffi::Api,
-    ) -> std::result::Result<Arc<ClusterHandle>, (i32, &'static str)> {
+    ) -> std::result::Result<Arc<ClusterHandle>, (i32, String)> {
         let mut raw: ffi::Cluster = ptr::null_mut();
         // SAFETY: rados_create2 writes a new handle into `raw`; both names are NUL-terminated.
         let rc = unsafe { (api.create2)(&mut raw, c"ceph".as_ptr(), self.client_name.as_ptr(), 0) };
         if rc < 0 {
-            return Err((rc, "rados_create2"));
+            return Err((rc, "rados_create2".to_owned()));
         }
         // From here on the handle is owned: dropping it (on any failure) calls rados_shutdown.
         let cluster = Arc::new(ClusterHandle { api, raw });
@@ -236,20 +237,20 @@ impl ConnectTask {
             // SAFETY: a live, not yet connected handle and a NUL-terminated path.
             let rc = unsafe { (api.conf_read_file)(raw, path.as_ptr()) };
             if rc < 0 {
-                return Err((rc, "rados_conf_read_file"));
+                return Err((rc, "rados_conf_read_file".to_owned()));
             }
         }
         for (key, value) in &self.settings {
             // SAFETY: a live, not yet connected handle and NUL-terminated strings.
             let rc = unsafe { (api.conf_set)(raw, key.as_ptr(), value.as_ptr()) };
             if rc < 0 {
-                return Err((rc, "rados_conf_set"));
+                return Err((rc, format!("rados_conf_set {}", key.to_string_lossy())));
             }
         }
         // SAFETY: a configured handle; rados_connect blocks at most client_mount_timeout.
         let rc = unsafe { (api.connect)(raw) };
         if rc < 0 {
-            return Err((rc, "rados_connect"));
+            return Err((rc, "rados_connect".to_owned()));
         }
         Ok(cluster)
     }
@@ -283,7 +284,7 @@ impl Task for ConnectTask {
                 }
                 RadosConnectReply {
                     rc,
-                    step: Some(step.to_owned()),
+                    step: Some(step),
                 }
             }
         });
