@@ -97,7 +97,8 @@ function installExitHook(): void {
   });
 }
 
-function freePort(): Promise<number> {
+/** A TCP port on 127.0.0.1 that nothing listened on a moment ago. */
+export function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const server = createServer();
     server.once('error', reject);
