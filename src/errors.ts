@@ -33,6 +33,12 @@ export const ERROR_CODES = [
   'HSM_UNAVAILABLE', // the PKCS#11 module does not load, or the slot or token named is missing or not present
   'HSM_FULL', // the PKCS#11 token has no room for another object (CKR_DEVICE_MEMORY)
   'WRITE_LOST', // a write-back write was acknowledged but its commit failed; every later flush says so
+  'STORE_UNREACHABLE', // the RADOS store cannot be reached: no monitor answered within timeoutMs, the connection or authentication was refused, or librados is not installed
+  'STORE_POOL_MISSING', // the RADOS pool named does not exist on the cluster
+  'STORE_TIMEOUT', // a RADOS operation got no answer within timeoutMs (OSDs down or too few up to serve its placement group); a timed-out write may or may not have been applied
+  'STORE_BUSY', // more RADOS operations are queued for a pool than its opsQueuedMax; slow down or raise the bound
+  'STORE_CLOSED', // the RADOS pool or cluster handle was closed
+  'STORE_IO', // any other failure of a RADOS operation; the message and details name the pool, object, operation and errno
 ] as const;
 
 export type ErrorCode = (typeof ERROR_CODES)[number];

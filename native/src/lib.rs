@@ -15,6 +15,7 @@ pub mod block_io;
 pub mod gf128;
 mod handle;
 pub mod keyed;
+pub mod rados;
 mod raw_calls;
 mod task;
 pub mod tweak;

@@ -23,7 +23,6 @@ import { mkdirSync, mkdtempSync, openSync, closeSync, rmSync, writeFileSync } fr
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll } from 'vitest';
 import { findTools, type ToolCheck } from './external-tool.js';
 
 export const LIBRADOS_PATH = '/usr/lib/x86_64-linux-gnu/librados.so.2';
@@ -98,7 +97,8 @@ function installExitHook(): void {
   });
 }
 
-function freePort(): Promise<number> {
+/** A TCP port on 127.0.0.1 that nothing listened on a moment ago. */
+export function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const server = createServer();
     server.once('error', reject);
@@ -296,25 +296,6 @@ export async function startCephCluster(options: CephClusterOptions = {}): Promis
     await stop();
     throw error;
   }
-}
-
-/**
- * One cluster for a test file: started in beforeAll (the hook gets the bring-up's own time
- * budget) and stopped in afterAll, whatever the tests did. The returned getter throws before
- * the cluster is up.
- */
-export function useCephCluster(options: CephClusterOptions = {}): () => CephCluster {
-  let cluster: CephCluster | undefined;
-  beforeAll(async () => {
-    cluster = await startCephCluster(options);
-  }, (options.startTimeoutMs ?? 60_000) + 10_000);
-  afterAll(async () => {
-    await cluster?.stop();
-  });
-  return () => {
-    if (cluster === undefined) throw new Error('the Ceph cluster is not running (its beforeAll failed or has not run)');
-    return cluster;
-  };
 }
 
 /** For the README and reports: the packages' version, e.g. `16.2.15`. */
