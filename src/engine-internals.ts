@@ -21,6 +21,8 @@ export interface EngineInternals {
   saveRecord(record: VolumeRecord): Promise<void>;
   /** The catalog's current record of a volume. */
   record(volumeId: string): VolumeRecord;
+  /** The object name of a volume's cluster in the engine's RADOS pool, or null when its volumes are in LMDB. */
+  clusterObjectName(volumeId: string, clusterIndex: number): string | null;
 }
 
 const registry = new WeakMap<object, EngineInternals>();

@@ -8,6 +8,7 @@ import { resolvePkcs11Options, type Pkcs11Options } from './hsm/pkcs11/options.j
 import { validateRotationOptions, type RotationOptions } from './rotation/index.js';
 import { CLUSTER_SECTORS_MAX } from './volume/cluster-format.js';
 import { META_CACHE_CLUSTERS_LIMIT, META_CACHE_CLUSTERS_MAX, type VolumeLayout } from './volume/cluster-store.js';
+import { checkVolumeStoreOptions, type VolumeStoreOptions } from './store/volume-store.js';
 
 export const DEFAULT_RETENTION_MS = 9 * MS_PER_DAY;
 export const DEFAULT_PURGE_INTERVAL_MS = MS_PER_HOUR;
@@ -73,6 +74,13 @@ export interface EngineOptions {
   rotation?: RotationOptions;
   /** How long open waits for another process that has the directory open; then ENGINE_BUSY. Whole milliseconds >= 0 (NaN, negatives and Infinity are refused). Default 0. */
   lockWaitMs?: number;
+  /**
+   * Where the volumes' sectors live: in the directory's LMDB (default), or `{ rados: { pool, conf
+   * | monHost, user, keyring?, timeoutMs } }`, one RADOS object per cluster (src/store). Chosen
+   * when the directory is created; metadata stays in LMDB either way. Volumes in RADOS have the
+   * compact layout.
+   */
+  store?: VolumeStoreOptions;
 }
 
 export interface ResolvedOptions {
@@ -86,6 +94,7 @@ export interface ResolvedOptions {
   metaCacheClustersMax: number;
   mapSizeBytes: number;
   lockWaitMs: number;
+  store: VolumeStoreOptions | undefined;
 }
 
 export function resolveOptions(options: EngineOptions): ResolvedOptions {
@@ -105,8 +114,11 @@ export function resolveOptions(options: EngineOptions): ResolvedOptions {
   if (clusterBytes < 512 || (clusterBytes & (clusterBytes - 1)) !== 0 || clusterBytes > CLUSTER_SECTORS_MAX * 4096) {
     throw invalid(`Engine.open: clusterBytes must be a power of two from 512 to ${CLUSTER_SECTORS_MAX * 4096}, got ${clusterBytes}`);
   }
-  const volumeLayout = options.volumeLayout ?? 'split';
+  const store = checkVolumeStoreOptions(options.store);
+  // A RADOS object holds a whole cluster: the compact layout (the split one exists for LMDB's pages).
+  const volumeLayout = options.volumeLayout ?? (store === undefined ? 'split' : 'compact');
   if (volumeLayout !== 'split' && volumeLayout !== 'compact') throw invalid(`Engine.open: volumeLayout must be 'split' or 'compact', got ${String(volumeLayout)}`);
+  if (store !== undefined && volumeLayout !== 'compact') throw invalid("Engine.open: volumes in RADOS have the compact layout; leave volumeLayout out or set it to 'compact'");
   const writeBufferBytesMax = nonNegative(options.writeBufferBytesMax, DEFAULT_WRITE_BUFFER_BYTES_MAX, 'writeBufferBytesMax');
   if (writeBufferBytesMax < 1024 * 1024) throw invalid('Engine.open: writeBufferBytesMax must be at least 1 MiB');
   const metaCacheClustersMax = nonNegative(options.metaCacheClustersMax, META_CACHE_CLUSTERS_MAX, 'metaCacheClustersMax');
@@ -138,6 +150,7 @@ export function resolveOptions(options: EngineOptions): ResolvedOptions {
     mapSizeBytes,
     // NaN would make the wait deadline NaN (no wait at all) and Infinity would wait forever.
     lockWaitMs: nonNegative(options.lockWaitMs, 0, 'lockWaitMs'),
+    store,
   };
 }
 

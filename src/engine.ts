@@ -33,8 +33,10 @@ import { ShredLock } from './volume/shred-lock.js';
 import type { Volume } from './volume/volume.js';
 import type { VolumeCoreDeps } from './volume/volume-core.js';
 import { KeyAccess } from './volume/key-access.js';
+import { clusterOid } from './volume/object-store.js';
 import { WriteBudget } from './volume/write-budget.js';
 import { lockDir, type DirLock } from './util/dir-lock.js';
+import { openVolumeStore, type VolumeObjectPool } from './store/volume-store.js';
 import { startNbdServer, type NbdExportOptions, type NbdServeOptions, type NbdServerHandle } from './nbd/serve.js';
 import type { NbdListenOptions } from './nbd/server.js';
 
@@ -69,6 +71,8 @@ interface EngineParts {
   engineId: string;
   rotation: RotationOptions | undefined;
   dirLock: DirLock;
+  /** The RADOS pool of the volumes' sectors, or null for LMDB. */
+  objectPool: VolumeObjectPool | null;
 }
 
 export class Engine {
@@ -84,6 +88,7 @@ export class Engine {
   readonly #options: ResolvedOptions;
   readonly #port: StorageServicePort;
   readonly #dirLock: DirLock;
+  readonly #objectPool: VolumeObjectPool | null;
   readonly #catalog: VolumeCatalog;
   readonly #volumes: OpenVolumes;
   readonly #lifecycle: VolumeLifecycle;
@@ -108,6 +113,7 @@ export class Engine {
     this.#options = options;
     this.#port = new StorageServicePort(parts.hsm, parts.engineId);
     this.#dirLock = parts.dirLock;
+    const objectPool = (this.#objectPool = parts.objectPool);
 
     const clusters = openBinaryDb(root, 'clusters');
     const sectors = openBinaryDb(root, 'sectors');
@@ -121,6 +127,7 @@ export class Engine {
       trimStepClustersMax: TRIM_STEP_CLUSTERS_MAX,
       metaCacheClustersMax: options.metaCacheClustersMax,
       keyAccess: this.#keyAccess,
+      ...(objectPool === null ? {} : { objectPool: { objects: objectPool.objects, oidPrefix: objectPool.oidPrefix } }),
     };
     const keyService = this.#port.keyService;
     const audit: VolumeAudit = (action, record) => this.#audit(action, record);
@@ -167,6 +174,7 @@ export class Engine {
       volumes: this.#volumes,
       keyService,
       stores: { clusters, sectors },
+      ...(objectPool === null ? {} : { objectPool: { objects: objectPool.objects, oidPrefix: objectPool.oidPrefix } }),
       audit,
       clock: options.clock,
       flushed,
@@ -229,6 +237,8 @@ export class Engine {
       shredLock: this.#shredLock,
       saveRecord: (record) => this.#catalog.save(record),
       record: (volumeId) => this.#catalog.current(volumeId),
+      clusterObjectName: (volumeId, clusterIndex) =>
+        objectPool === null ? null : clusterOid(objectPool.oidPrefix, this.#catalog.current(volumeId).storeId, clusterIndex),
     });
   }
 
@@ -256,6 +266,7 @@ export class Engine {
       throw error;
     }
     let hsm: SoftHsm | null = null;
+    let objectPool: VolumeObjectPool | null = null;
     let engineRef: Engine | null = null;
     try {
       const meta = root.openDB<unknown, string>('engine-meta', { encoding: 'msgpack' });
@@ -265,6 +276,8 @@ export class Engine {
         await meta.put('engineId', engineId);
         await meta.put('nextStoreId', 1);
       }
+      // Before the HSM opens: a wrong store or an unreachable cluster is refused first.
+      objectPool = await openVolumeStore(resolved.store, meta, engineId as string, meta.get('nextStoreId') === 1, resolved.dir);
       const events = await AuditLog.open({ root, clock: resolved.clock });
       hsm = await SoftHsm.open({
         root,
@@ -299,7 +312,7 @@ export class Engine {
           onRotated: async (key: RootKeyInfo, rotateOptions: { rewrapOnly: boolean }) => (engineRef === null ? [] : engineRef.#startRotationTasks(key, rotateOptions)),
         },
       });
-      const engine = new Engine({ root, hsm, events, cipher, options: resolved, meta, engineId: engineId as string, rotation: options.rotation, dirLock });
+      const engine = new Engine({ root, hsm, events, cipher, options: resolved, meta, engineId: engineId as string, rotation: options.rotation, dirLock, objectPool });
       engineRef = engine;
       await engine.#load();
       // Tasks that were queued or running when the process stopped continue from their checkpoint.
@@ -308,6 +321,7 @@ export class Engine {
       return engine;
     } catch (error) {
       await hsm?.close();
+      await objectPool?.close();
       await root.close();
       dirLock.release();
       throw error;
@@ -522,6 +536,8 @@ export class Engine {
     await this.#root.flushed;
     await this.hsm.close();
     this.events.close();
+    // Every volume has closed, so every write to the pool was answered.
+    await this.#objectPool?.close();
     await this.#root.close();
     this.#dirLock.release();
   }

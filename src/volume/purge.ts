@@ -12,6 +12,7 @@ import type { Clock } from '../clock.js';
 import { BlockvaultError } from '../errors.js';
 import type { VolumeCatalog } from './catalog.js';
 import { purgeBatch } from './cluster-store.js';
+import { purgeObjects, type ClusterObjects } from './object-store.js';
 import type { OpenVolumes, VolumeAudit, VolumeKeyService } from './open-volumes.js';
 import { withChanges, type VolumeRecord } from './record.js';
 
@@ -23,6 +24,8 @@ export interface PurgeDeps {
   volumes: OpenVolumes;
   keyService: VolumeKeyService;
   stores: { clusters: Database<Buffer, Buffer>; sectors: Database<Buffer, Buffer> };
+  /** Where the clusters are when not in LMDB (src/volume/object-store.ts). */
+  objectPool?: { objects: ClusterObjects; oidPrefix: string };
   audit: VolumeAudit;
   clock: Clock;
   flushed(): Promise<unknown>;
@@ -72,6 +75,21 @@ export class VolumePurger {
     return purged;
   }
 
+  /** Remove the volume's clusters in bounded batches (LMDB transactions, or object removals). */
+  async #purgeData(record: VolumeRecord): Promise<void> {
+    const pool = this.#deps.objectPool;
+    if (pool === undefined) {
+      while ((await purgeBatch(this.#deps.stores, record.storeId, PURGE_BATCH_KEYS)) > 0) {
+        // Let I/O on other volumes proceed between batches.
+        await new Promise<void>((resolve) => setImmediate(resolve));
+      }
+      return;
+    }
+    // No listing of one volume's objects: every cluster index of the volume is removed (absent ones answer ENOENT).
+    const clustersTotal = Math.ceil(record.sizeBytes / (record.sectorSize * record.clusterSectors));
+    for (let next = 0; next < clustersTotal; ) next = await purgeObjects(pool.objects, pool.oidPrefix, record.storeId, next, clustersTotal, PURGE_BATCH_KEYS);
+  }
+
   async #purgeOne(record: VolumeRecord): Promise<void> {
     const { catalog, clock } = this.#deps;
     await this.#deps.volumes.drop(record.id, new BlockvaultError('VOLUME_DELETED', `volume ${record.name} (${record.id}) was purged`, { volumeId: record.id }));
@@ -80,10 +98,7 @@ export class VolumePurger {
       current = withChanges(current, { purgingSinceMs: clock.nowMs() });
       await catalog.save(current);
     }
-    while ((await purgeBatch(this.#deps.stores, current.storeId, PURGE_BATCH_KEYS)) > 0) {
-      // Let I/O on other volumes proceed between batches.
-      await new Promise<void>((resolve) => setImmediate(resolve));
-    }
+    await this.#purgeData(current);
     await this.#deps.keyService.deleteRegistration(current.diskEncryptionKeyCrn, current.crn);
     if (current.lockedAtMs !== null) {
       // Cryptoshredded: the sectors (unreadable anyway) and the registration go, the metadata

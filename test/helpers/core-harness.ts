@@ -30,6 +30,8 @@ export interface CoreHarnessOptions {
   wrapDatabase?: (db: Database<Buffer, Buffer>) => Database<Buffer, Buffer>;
   /** Keep the clusters in this object pool instead of LMDB (layout 'compact'); it outlives reopen(). */
   objects?: ClusterObjects;
+  /** Object names start with it (default HARNESS_OID_PREFIX). */
+  oidPrefix?: string;
 }
 
 /** The object-name prefix of harness volumes in an object pool. */
@@ -92,7 +94,7 @@ export class CoreHarness {
       writeStepBytesMax: this.options.writeStepBytesMax ?? 4 * 1024 * 1024,
       trimStepClustersMax: this.options.trimStepClustersMax ?? 1024,
       metaCacheClustersMax: this.options.metaCacheClustersMax,
-      objectPool: this.options.objects === undefined ? undefined : { objects: this.options.objects, oidPrefix: HARNESS_OID_PREFIX },
+      objectPool: this.options.objects === undefined ? undefined : { objects: this.options.objects, oidPrefix: this.options.oidPrefix ?? HARNESS_OID_PREFIX },
     });
     this.core.keys.set(1, Uint8Array.from(this.dataKey));
   }
