@@ -13,6 +13,7 @@ import { openEngine, type EngineApi, type VolumeInfo } from './engine-port.js';
 import { Output, type CliStreams } from './output.js';
 import { resolveHsmSecret, type HsmSecret } from './passphrase.js';
 import { PKCS11_FLAGS, type Pkcs11CliOptions } from './pkcs11-secret.js';
+import { RADOS_FLAGS, radosStoreOf, type RadosCliOptions } from './rados-store.js';
 import { UsageError } from './usage-error.js';
 
 export const DIR_ENV = 'BLOCKVAULT_DIR';
@@ -41,7 +42,7 @@ export interface CliContext extends CliStreams {
  *   and its field here. An option that only one command understands stays on that command, and
  *   must not reuse a global's name (the root would take its value).
  */
-export interface CommonOptions extends Pkcs11CliOptions {
+export interface CommonOptions extends Pkcs11CliOptions, RadosCliOptions {
   dir?: string;
   json?: boolean;
   keyFile?: string;
@@ -54,6 +55,7 @@ export function addGlobalOptions(program: Command): Command {
     .option('--json', 'print one JSON document on stdout (errors as JSON on stderr)')
     .option('--key-file <path>', 'read the HSM master key from this file instead of a passphrase');
   for (const [flags, description] of PKCS11_FLAGS) program.option(flags, description);
+  for (const [flags, description] of RADOS_FLAGS) program.option(flags, description);
   return program;
 }
 
@@ -112,10 +114,11 @@ export async function withEngine(
       { dir },
     );
   }
+  const store = radosStoreOf(options);
   const secret = await resolveHsmSecret({ keyFile: options.keyFile, pkcs11: options, env: ctx.env, stdin: ctx.stdin, stderr: ctx.stderr, confirm: mode.create === true && !isEngineDir(dir) });
   const lock = await lockDir(dir, { onWait: (pid) => out.note(`waiting for blockvault process ${pid}, which has ${dir} open...`) });
   try {
-    const engine = await openEngine({ dir, hsm: secret });
+    const engine = await openEngine({ dir, hsm: secret, ...(store === undefined ? {} : { store }) });
     try {
       await work({ engine, out, dir, secret });
     } catch (error) {

@@ -2,6 +2,7 @@
  * The slice of the Engine API the CLI uses, and how it opens one. The CLI codes against the
  * stable public names of DESIGN.md ("Public API").
  */
+import type { VolumeStoreOptions } from '../store/volume-store.js';
 import type {
   Authorization,
   DeleteKeyResult,
@@ -102,6 +103,8 @@ export interface EngineApi {
 export interface OpenOptions {
   dir: string;
   hsm: HsmSecret;
+  /** Where the volumes' sectors live (--rados-pool); LMDB when left out. */
+  store?: VolumeStoreOptions;
 }
 
 /**

@@ -17,6 +17,7 @@ import { decodeCluster } from '../../src/volume/cluster-format.js';
 import { engineInternals } from '../../src/engine-internals.js';
 import { cephCheck } from '../helpers/ceph.js';
 import { openTestEngine, rootKey } from '../helpers/engine.js';
+import { PASSPHRASE, runBlockvault } from '../cli/helpers.js';
 import { makeTempDir, removeTempDirs } from '../helpers/temp-dir.js';
 import { useCephCluster } from '../helpers/use-ceph-cluster.js';
 import { checkVolumeModel } from '../helpers/volume-model.js';
@@ -118,6 +119,40 @@ describe.skipIf(skipReason !== '')(`volumes on RADOS${skipReason === '' ? '' : `
     const engine = await openTestEngine(dir, { store: storeOptions() });
     await engine.close();
   }, 60_000);
+
+  it('the CLI keeps a directory\'s volumes in the pool named by --rados-pool, and refuses a command without it', async () => {
+    const dir = makeTempDir('bv-rados-cli-');
+    const rados = ['--rados-pool', POOL, '--rados-conf', ceph().confPath, '--rados-timeout-ms', String(TIMEOUT_MS)];
+    const bv = (args: string[], input?: Buffer) => runBlockvault([...args, '--dir', dir, ...rados], input === undefined ? {} : { input });
+    const ok = (result: Awaited<ReturnType<typeof runBlockvault>>) => {
+      expect(result.code, result.stderr).toBe(0);
+      return result;
+    };
+    ok(await bv(['hsm', 'init', '--json']));
+    const instance = ok(await bv(['instance', 'create', '--name', 'i', '--json'])).json().id as string;
+    const key = ok(await bv(['key', 'create', '--instance', instance, '--name', 'k', '--json'])).json().crn as string;
+    ok(await bv(['auth', 'grant', '--target-instance', instance, '--json']));
+    const volume = ok(await bv(['volume', 'create', '--name', 'v', '--size', '1MiB', '--key', key, '--json'])).json().id as string;
+    const data = randomBytes(300_000);
+    ok(await bv(['volume', 'import', 'v', '--json'], data));
+    const exported = ok(await bv(['volume', 'export', 'v', '--length', String(data.length)]));
+    expect(exported.stdout.equals(data)).toBe(true);
+    // Without --rados-pool the directory's records describe data that is not there: refused.
+    const plain = await runBlockvault(['volume', 'list', '--json', '--dir', dir]);
+    expect(plain.code).toBe(1);
+    expect(plain.jsonError().error).toMatchObject({ code: 'INVALID_ARGUMENT', message: expect.stringContaining(`RADOS pool ${POOL}`) });
+    const stray = await runBlockvault(['volume', 'list', '--json', '--dir', dir, '--rados-conf', ceph().confPath]);
+    expect(stray.code).not.toBe(0);
+    expect(stray.stderr).toContain('--rados-conf needs --rados-pool');
+    // The objects are in the pool.
+    const engine = await openTestEngine(dir, { store: storeOptions(), hsm: { passphrase: PASSPHRASE } });
+    try {
+      const stored = await objectsOf(engine, volume, 10);
+      expect(stored.filter((o) => o !== null)).toHaveLength(10); // 300000 bytes: clusters 0..9 of 32 KiB
+    } finally {
+      await engine.close();
+    }
+  }, 120_000);
 
   it('rotation re-encrypts every object online while racing writes win; shred locks; purge removes the objects', async () => {
     const dir = makeTempDir('bv-rados-rot-');
