@@ -25,7 +25,8 @@
  *    sequentially (file growth / logical size), then random 4 KiB write slices against a raw
  *    environment holding the same 64 MiB (ratio as above).
  *
- * `node --import tsx bench/volume.bench.ts` (npm run bench:volume); writes
+ * `node --import tsx bench/volume.bench.ts` (npm run bench:volume; `-- --store rados` runs
+ * bench/lib/volume-rados.ts instead, on a throwaway Ceph cluster); writes
  * bench/results/volume.json and bench/results/volume.md. About a minute and a half.
  * VOLUME_BENCH_QUICK=1: a 32 MiB volume, a quarter of the slices, no layout part, nothing
  * written (for iterating; its ratios are noisier).
@@ -40,6 +41,7 @@ import { nativeCipherStatus } from '../src/cipher/index.js';
 import { META_CACHE_CLUSTERS_MAX, type VolumeLayout } from '../src/volume/cluster-store.js';
 import { machineInfo } from './lib/machine.js';
 import { formatNumber, markdownTable, saveResults } from './lib/report.js';
+import { alternate, pump, ratioOf, timed, type Pair } from './lib/slices.js';
 
 const QUICK = process.env.VOLUME_BENCH_QUICK === '1';
 const MIB = 1024 * 1024;
@@ -57,21 +59,6 @@ const RANDOM_READS_PER_SLICE = 2048;
 const LAYOUT_WRITE_SLICES = 24;
 const PASSPHRASE = 'volume-bench-passphrase';
 const TARGETS = { randomWrite: 0.7, sequentialWrite: 0.8, read: 0.8, amplification: 1.25 };
-
-interface Pair {
-  api: number;
-  raw: number;
-  /** raw/api time of each slice: the per-slice ratios, sorted. */
-  sliceRatios: number[];
-}
-
-/** The q-quantile of sorted values (linear interpolation). */
-function quantile(sorted: number[], q: number): number {
-  const at = (sorted.length - 1) * q;
-  const lo = Math.floor(at);
-  const hi = Math.ceil(at);
-  return sorted[lo]! + (sorted[hi]! - sorted[lo]!) * (at - lo);
-}
 
 interface RawEnv {
   dir: string;
@@ -101,62 +88,6 @@ function rawKey(sector: number): Buffer {
   key.writeUInt32BE(Math.floor(sector / 2 ** 32), 4);
   key.writeUInt32BE(sector % 2 ** 32, 8);
   return key;
-}
-
-/** Run `count` operations with at most `inFlight` outstanding. */
-async function pump(count: number, inFlight: number, op: (i: number) => Promise<unknown>): Promise<void> {
-  const pending = new Set<Promise<unknown>>();
-  for (let i = 0; i < count; i++) {
-    const p: Promise<unknown> = op(i).then(() => pending.delete(p));
-    pending.add(p);
-    if (pending.size >= inFlight) await Promise.race(pending);
-  }
-  await Promise.all(pending);
-}
-
-async function timed(run: () => Promise<void>): Promise<number> {
-  const start = performance.now();
-  await run();
-  return performance.now() - start;
-}
-
-/**
- * Alternate raw and api for `slices` slices (the order flips each slice); summed milliseconds of
- * each. `beforeApi` runs before each api slice, untimed.
- */
-async function alternate(
-  slices: number,
-  raw: (slice: number) => Promise<void>,
-  api: (slice: number) => Promise<void>,
-  beforeApi?: (slice: number) => Promise<void>,
-): Promise<Pair> {
-  const total: Pair = { api: 0, raw: 0, sliceRatios: [] };
-  for (let slice = 0; slice < slices; slice++) {
-    let rawMs: number;
-    let apiMs: number;
-    await beforeApi?.(slice);
-    if (slice % 2 === 0) {
-      rawMs = await timed(() => raw(slice));
-      apiMs = await timed(() => api(slice));
-    } else {
-      apiMs = await timed(() => api(slice));
-      rawMs = await timed(() => raw(slice));
-    }
-    total.raw += rawMs;
-    total.api += apiMs;
-    total.sliceRatios.push(rawMs / apiMs);
-  }
-  total.sliceRatios.sort((a, b) => a - b);
-  return total;
-}
-
-/**
- * The api/raw throughput ratio: the median over slices of raw time / api time. A load spike from
- * another process hits one slice of one side; the median of pairs shrugs it off, a ratio of sums
- * does not.
- */
-function ratioOf(pair: Pair): { ratio: number; p25: number; p75: number } {
-  return { ratio: quantile(pair.sliceRatios, 0.5), p25: quantile(pair.sliceRatios, 0.25), p75: quantile(pair.sliceRatios, 0.75) };
 }
 
 function randomSectors(count: number, volumeBytes: number): number[] {
@@ -531,4 +462,9 @@ async function main(): Promise<void> {
   console.log(`written: ${paths.json}, ${paths.md}`);
 }
 
-await main();
+// `-- --store rados`: the same questions with the sectors in Ceph RADOS (bench/lib/volume-rados.ts).
+const storeAt = process.argv.indexOf('--store');
+const store = storeAt >= 0 ? process.argv[storeAt + 1] : 'lmdb';
+if (store === 'rados') await (await import('./lib/volume-rados.js')).radosVolumeBenchmark();
+else if (store === 'lmdb') await main();
+else throw new Error(`--store takes lmdb (default) or rados, got ${JSON.stringify(store)}`);
