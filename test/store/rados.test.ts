@@ -240,8 +240,17 @@ describe.skipIf(skipReason !== '')(`RADOS object layer on the test cluster${skip
     );
     await withPool(
       async (pool) => {
-        const calls = Array.from({ length: 4 }, (_, i) => pool.writeFull(`busy-${i}`, Buffer.from('x')).then(() => 'ok', (error: BlockvaultError) => error.code));
+        // One buffer reused for every call: each write stores what it held when it was called,
+        // whether it ran at once or waited in the queue.
+        const reused = Buffer.alloc(8);
+        const calls = Array.from({ length: 4 }, (_, i) => {
+          reused.fill(`${i}`);
+          const call = pool.writeFull(`busy-${i}`, reused).then(() => 'ok', (error: BlockvaultError) => error.code);
+          return call;
+        });
+        reused.fill('z');
         expect(await Promise.all(calls)).toEqual(['ok', 'ok', 'ok', 'STORE_BUSY']);
+        for (let i = 0; i < 3; i++) expect((await pool.read(`busy-${i}`))?.toString()).toBe(`${i}`.repeat(8));
       },
       { opsInFlightMax: 1, opsQueuedMax: 2 },
     );
