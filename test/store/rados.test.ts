@@ -365,4 +365,34 @@ describe.skipIf(skipReason !== '')(`RADOS object layer on the test cluster${skip
       { timeoutMs: 2000, opsInFlightMax: 2 },
     );
   });
+  it('a worker thread terminated with operations in flight does not take the process down', () => {
+    // The operations complete (time out) after their JS environment is gone, so librados' finisher
+    // thread drops the last hold on the connection; before the addon moved that release to a
+    // thread of its own, rados_shutdown joined the finisher from itself and librados aborted the
+    // process. Its own process, since that abort would end the test runner.
+    expect(ceph().runningOsds().size).toBe(0);
+    const addonPath = nativeAddon().status.path!;
+    const workerCode = `
+      const { parentPort, workerData } = require('node:worker_threads');
+      const n = require(workerData.addonPath);
+      (async () => {
+        const client = new n.RadosClient();
+        const { rc } = await client.connect({ confPath: workerData.confPath, clientName: 'client.admin', timeoutMs: 2000 });
+        const pool = new n.RadosPool(client, 'bv-test', 8);
+        await pool.open();
+        for (let i = 0; i < 4; i++) void pool.writeFull('orphan-' + i, Buffer.from('x'));
+        parentPort.postMessage(rc);
+      })();`;
+    const script = `
+      const { Worker } = require('node:worker_threads');
+      (async () => {
+        const worker = new Worker(${JSON.stringify(workerCode)}, { eval: true, workerData: ${JSON.stringify({ addonPath, confPath: ceph().confPath })} });
+        const rc = await new Promise((resolve) => worker.once('message', resolve));
+        await worker.terminate();
+        await new Promise((resolve) => setTimeout(resolve, 3500));
+        console.log('alive after connect rc ' + rc);
+      })();`;
+    const child = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8', timeout: 20_000 });
+    expect([child.status, child.signal, child.stdout.trim()], child.stderr).toEqual([0, null, 'alive after connect rc 0']);
+  });
 });
