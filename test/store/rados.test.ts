@@ -15,6 +15,7 @@ import { describe, expect, it } from 'vitest';
 import { isBlockvaultError, type BlockvaultError } from '../../src/errors.js';
 import { nativeAddon } from '../../src/cipher/native-binding.js';
 import { RadosCluster, type RadosPool } from '../../src/store/rados/index.js';
+import { radosBinding } from '../../src/store/rados/binding.js';
 import { cephCheck, freePort } from '../helpers/ceph.js';
 import { useCephCluster } from '../helpers/use-ceph-cluster.js';
 
@@ -90,6 +91,9 @@ describe.skipIf(skipReason !== '')(`RADOS object layer on the test cluster${skip
       expect((await pool.read('rt-big', 4096, 8))?.equals(big.subarray(4096, 4104))).toBe(true);
       expect((await pool.read('rt-big', big.length - 3, 100))?.equals(big.subarray(big.length - 3))).toBe(true);
       expect((await pool.read('rt-big', 100))?.equals(big.subarray(100))).toBe(true);
+      // Length 0 (to the OSD: "to the end") reads nothing, and says whether the object exists.
+      expect((await pool.read('rt-big', 0, 0))?.length).toBe(0);
+      expect(await pool.read('rt-missing', 0, 0)).toBeNull();
       expect((await pool.stat('rt-big'))?.sizeBytes).toBe(big.length);
       // write_full replaces: the object shrinks to the new data.
       await pool.writeFull('rt-big', Buffer.from('short'));
@@ -161,6 +165,17 @@ describe.skipIf(skipReason !== '')(`RADOS object layer on the test cluster${skip
       expect((await failure(pool.compareAndWrite('ok', 'present' as 'absent', Buffer.from('x')))).code).toBe('INVALID_ARGUMENT');
       expect(await pool.stat('ok')).toBeNull();
     });
+    // The addon itself refuses a read of length 0: the OSD reads such a read to the object's
+    // end, and librados copied that into the zero-length buffer (a segfault).
+    const binding = radosBinding();
+    const client = new binding.RadosClient();
+    expect((await client.connect({ confPath: ceph().confPath, clientName: 'client.admin', timeoutMs: 5000 })).rc).toBe(0);
+    const raw = new binding.RadosPool(client, 'bv-test', 1);
+    expect(await raw.open()).toBe(0);
+    await raw.writeFull('raw-len0', Buffer.alloc(100_000, 1));
+    expect(() => raw.read('raw-len0', 0, 0)).toThrow(/length must be 1 to/);
+    await raw.close();
+    await client.close();
     const conf = ceph().confPath;
     for (const options of [
       { conf, user: 'admin', timeoutMs: 999 },

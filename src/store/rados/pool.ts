@@ -159,6 +159,9 @@ export class RadosPool {
   }
 
   async #readRange(oid: string, offset: number, length: number): Promise<Buffer | null> {
+    // The addon refuses length 0 (to the OSD it means "to the end", into no buffer): whether
+    // the object exists is all such a read can say.
+    if (length === 0) return (await this.stat(oid)) === null ? null : Buffer.alloc(0);
     const reply = await this.#run('read', oid, length, [], () => this.#native.read(oid, offset, length));
     if (-reply.rc === ERRNO.ENOENT) return null;
     this.#check('read', oid, reply);
