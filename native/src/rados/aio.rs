@@ -114,7 +114,9 @@ impl Drop for InFlight {
         let api = pool.cluster.api;
         if !self.completion.is_null() {
             // SAFETY: the completion was created for this operation and is released once, here,
-            // after librados called back (or never got the operation).
+            // after librados called back (or never got the operation). When the JS environment
+            // is gone this runs inside the callback itself, which librados allows: it holds its
+            // own reference to the completion until the callback returned.
             unsafe { (api.aio_release)(self.completion) };
         }
         if let Op::CompareAndWriteFull { write_op, .. } = self.op {
@@ -174,7 +176,7 @@ unsafe extern "C" fn on_complete(completion: Completion, arg: *mut c_void) {
     // SAFETY: `arg` is the pointer `submit` made with Box::into_raw for this completion, and
     // librados calls back exactly once per submitted operation, so this reclaims the only owner.
     let op = unsafe { Box::from_raw(arg.cast::<InFlight>()) };
-    // SAFETY: the completion is live (it is released when `op` drops, on the JS thread).
+    // SAFETY: the completion is live: it is released only when `op` drops, which is later.
     let rc = unsafe { (op.pool().cluster.api.aio_get_return_value)(completion) };
     // Whatever of the operation is dropped during `settle` is dropped on this librados thread
     // (only when the JS environment is gone); release_pool then keeps rados_shutdown off it.
