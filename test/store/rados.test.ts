@@ -297,6 +297,7 @@ describe.skipIf(skipReason !== '')(`RADOS object layer on the test cluster${skip
       let killedAtMs = Infinity;
       let ackedAfterKill = 0;
       const failures: string[] = [];
+      let latencyMaxMs = 0;
       const writer = async (w: number) => {
         for (let v = 0; !stop; v++) {
           const oid = `fault-${w}-${v % OBJECTS_PER_WRITER}`;
@@ -314,6 +315,7 @@ describe.skipIf(skipReason !== '')(`RADOS object layer on the test cluster${skip
             }
             acked.set(oid, v);
             unsure.delete(oid);
+            latencyMaxMs = Math.max(latencyMaxMs, performance.now() - startedMs);
             if (startedMs > killedAtMs) ackedAfterKill += 1;
           } catch (error) {
             failures.push(String((error as Error).message));
@@ -352,7 +354,9 @@ describe.skipIf(skipReason !== '')(`RADOS object layer on the test cluster${skip
       expect(error.message).toContain('"bv-test"');
       expect(error.details).toMatchObject({ errno: 'ETIMEDOUT', op: 'writeFull' });
       expect(elapsedMs).toBeLessThan(TIMEOUT_MS + 2000);
-      console.log(`fault: ${acked.size} objects, ${ackedAfterKill} writes acknowledged after osd.1 was killed (${ackedAfterKill - ackedAtMapChange} after the map marked it down), ${failures.length} failed; with two OSDs down: ${error.code} after ${Math.round(elapsedMs)} ms`);
+      console.log(
+        `fault: ${acked.size} objects; after osd.1 was killed ${ackedAtMapChange} writes were acknowledged before the map marked it down and ${ackedAfterKill - ackedAtMapChange} after, ${failures.length} failed, slowest ${Math.round(latencyMaxMs)} ms; with two OSDs down: ${error.code} after ${Math.round(elapsedMs)} ms`,
+      );
     });
   });
 
