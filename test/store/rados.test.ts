@@ -15,6 +15,7 @@ import { describe, expect, it } from 'vitest';
 import { isBlockvaultError, type BlockvaultError } from '../../src/errors.js';
 import { nativeAddon } from '../../src/cipher/native-binding.js';
 import { RadosCluster, type RadosPool } from '../../src/store/rados/index.js';
+import { radosBinding } from '../../src/store/rados/binding.js';
 import { cephCheck, freePort } from '../helpers/ceph.js';
 import { useCephCluster } from '../helpers/use-ceph-cluster.js';
 
@@ -90,6 +91,9 @@ describe.skipIf(skipReason !== '')(`RADOS object layer on the test cluster${skip
       expect((await pool.read('rt-big', 4096, 8))?.equals(big.subarray(4096, 4104))).toBe(true);
       expect((await pool.read('rt-big', big.length - 3, 100))?.equals(big.subarray(big.length - 3))).toBe(true);
       expect((await pool.read('rt-big', 100))?.equals(big.subarray(100))).toBe(true);
+      // Length 0 (to the OSD: "to the end") reads nothing, and says whether the object exists.
+      expect((await pool.read('rt-big', 0, 0))?.length).toBe(0);
+      expect(await pool.read('rt-missing', 0, 0)).toBeNull();
       expect((await pool.stat('rt-big'))?.sizeBytes).toBe(big.length);
       // write_full replaces: the object shrinks to the new data.
       await pool.writeFull('rt-big', Buffer.from('short'));
@@ -161,6 +165,17 @@ describe.skipIf(skipReason !== '')(`RADOS object layer on the test cluster${skip
       expect((await failure(pool.compareAndWrite('ok', 'present' as 'absent', Buffer.from('x')))).code).toBe('INVALID_ARGUMENT');
       expect(await pool.stat('ok')).toBeNull();
     });
+    // The addon itself refuses a read of length 0: the OSD reads such a read to the object's
+    // end, and librados copied that into the zero-length buffer (a segfault).
+    const binding = radosBinding();
+    const client = new binding.RadosClient();
+    expect((await client.connect({ confPath: ceph().confPath, clientName: 'client.admin', timeoutMs: 5000 })).rc).toBe(0);
+    const raw = new binding.RadosPool(client, 'bv-test', 1);
+    expect(await raw.open()).toBe(0);
+    await raw.writeFull('raw-len0', Buffer.alloc(100_000, 1));
+    expect(() => raw.read('raw-len0', 0, 0)).toThrow(/length must be 1 to/);
+    await raw.close();
+    await client.close();
     const conf = ceph().confPath;
     for (const options of [
       { conf, user: 'admin', timeoutMs: 999 },
@@ -240,8 +255,17 @@ describe.skipIf(skipReason !== '')(`RADOS object layer on the test cluster${skip
     );
     await withPool(
       async (pool) => {
-        const calls = Array.from({ length: 4 }, (_, i) => pool.writeFull(`busy-${i}`, Buffer.from('x')).then(() => 'ok', (error: BlockvaultError) => error.code));
+        // One buffer reused for every call: each write stores what it held when it was called,
+        // whether it ran at once or waited in the queue.
+        const reused = Buffer.alloc(8);
+        const calls = Array.from({ length: 4 }, (_, i) => {
+          reused.fill(`${i}`);
+          const call = pool.writeFull(`busy-${i}`, reused).then(() => 'ok', (error: BlockvaultError) => error.code);
+          return call;
+        });
+        reused.fill('z');
         expect(await Promise.all(calls)).toEqual(['ok', 'ok', 'ok', 'STORE_BUSY']);
+        for (let i = 0; i < 3; i++) expect((await pool.read(`busy-${i}`))?.toString()).toBe(`${i}`.repeat(8));
       },
       { opsInFlightMax: 1, opsQueuedMax: 2 },
     );
@@ -273,6 +297,7 @@ describe.skipIf(skipReason !== '')(`RADOS object layer on the test cluster${skip
       let killedAtMs = Infinity;
       let ackedAfterKill = 0;
       const failures: string[] = [];
+      let latencyMaxMs = 0;
       const writer = async (w: number) => {
         for (let v = 0; !stop; v++) {
           const oid = `fault-${w}-${v % OBJECTS_PER_WRITER}`;
@@ -290,6 +315,7 @@ describe.skipIf(skipReason !== '')(`RADOS object layer on the test cluster${skip
             }
             acked.set(oid, v);
             unsure.delete(oid);
+            latencyMaxMs = Math.max(latencyMaxMs, performance.now() - startedMs);
             if (startedMs > killedAtMs) ackedAfterKill += 1;
           } catch (error) {
             failures.push(String((error as Error).message));
@@ -328,7 +354,9 @@ describe.skipIf(skipReason !== '')(`RADOS object layer on the test cluster${skip
       expect(error.message).toContain('"bv-test"');
       expect(error.details).toMatchObject({ errno: 'ETIMEDOUT', op: 'writeFull' });
       expect(elapsedMs).toBeLessThan(TIMEOUT_MS + 2000);
-      console.log(`fault: ${acked.size} objects, ${ackedAfterKill} writes acknowledged after osd.1 was killed (${ackedAfterKill - ackedAtMapChange} after the map marked it down), ${failures.length} failed; with two OSDs down: ${error.code} after ${Math.round(elapsedMs)} ms`);
+      console.log(
+        `fault: ${acked.size} objects; after osd.1 was killed ${ackedAtMapChange} writes were acknowledged before the map marked it down and ${ackedAfterKill - ackedAtMapChange} after, ${failures.length} failed, slowest ${Math.round(latencyMaxMs)} ms; with two OSDs down: ${error.code} after ${Math.round(elapsedMs)} ms`,
+      );
     });
   });
 
@@ -355,5 +383,35 @@ describe.skipIf(skipReason !== '')(`RADOS object layer on the test cluster${skip
       },
       { timeoutMs: 2000, opsInFlightMax: 2 },
     );
+  });
+  it('a worker thread terminated with operations in flight does not take the process down', () => {
+    // The operations complete (time out) after their JS environment is gone, so librados' finisher
+    // thread drops the last hold on the connection; before the addon moved that release to a
+    // thread of its own, rados_shutdown joined the finisher from itself and librados aborted the
+    // process. Its own process, since that abort would end the test runner.
+    expect(ceph().runningOsds().size).toBe(0);
+    const addonPath = nativeAddon().status.path!;
+    const workerCode = `
+      const { parentPort, workerData } = require('node:worker_threads');
+      const n = require(workerData.addonPath);
+      (async () => {
+        const client = new n.RadosClient();
+        const { rc } = await client.connect({ confPath: workerData.confPath, clientName: 'client.admin', timeoutMs: 2000 });
+        const pool = new n.RadosPool(client, 'bv-test', 8);
+        await pool.open();
+        for (let i = 0; i < 4; i++) void pool.writeFull('orphan-' + i, Buffer.from('x'));
+        parentPort.postMessage(rc);
+      })();`;
+    const script = `
+      const { Worker } = require('node:worker_threads');
+      (async () => {
+        const worker = new Worker(${JSON.stringify(workerCode)}, { eval: true, workerData: ${JSON.stringify({ addonPath, confPath: ceph().confPath })} });
+        const rc = await new Promise((resolve) => worker.once('message', resolve));
+        await worker.terminate();
+        await new Promise((resolve) => setTimeout(resolve, 3500));
+        console.log('alive after connect rc ' + rc);
+      })();`;
+    const child = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8', timeout: 20_000 });
+    expect([child.status, child.signal, child.stdout.trim()], child.stderr).toEqual([0, null, 'alive after connect rc 0']);
   });
 });

@@ -10,10 +10,12 @@
 //! whose address is the completion's callback argument, so it outlives the operation whatever
 //! the caller does with its own Buffer meanwhile.
 
+use std::cell::Cell;
 use std::ffi::{c_int, c_void, CString};
 use std::ptr;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::mpsc::{channel, SendError, Sender};
+use std::sync::{Arc, OnceLock};
 
 use napi::bindgen_prelude::{Buffer, Env, Object, Result};
 use napi::JsDeferred;
@@ -49,7 +51,8 @@ pub enum Op {
 }
 
 struct InFlight {
-    pool: Arc<PoolHandle>,
+    /// Always Some until Drop, which hands it on (see `release_pool`).
+    pool: Option<Arc<PoolHandle>>,
     completion: Completion,
     op: Op,
     deferred: Option<JsDeferred<RadosReply, Resolver>>,
@@ -60,12 +63,60 @@ struct InFlight {
 // by handing over ownership (submission -> librados callback -> JS thread), never shared.
 unsafe impl Send for InFlight {}
 
+thread_local! {
+    /// Set while a librados completion callback runs on this (librados') thread.
+    static IN_LIBRADOS_CALLBACK: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Drops an operation's hold on its pool. Normally that happens on the JS thread, when the reply
+/// is built. But when the JS environment is gone (a worker thread terminated, the process
+/// exiting), the deferred drops the reply closure, and with it the operation, right inside the
+/// completion callback on librados' finisher thread; if that was the last hold on the pool and
+/// the cluster, `rados_shutdown` would join the finisher from itself, and librados aborts the
+/// process ("Resource deadlock avoided", reproduced by terminating a worker with writes in
+/// flight to stopped OSDs). So inside a callback the hold goes to a releaser thread; should
+/// that thread be impossible, the handle is leaked, which is safe, unlike releasing it here.
+fn release_pool(pool: Arc<PoolHandle>) {
+    if !IN_LIBRADOS_CALLBACK.with(Cell::get) {
+        drop(pool);
+        return;
+    }
+    match releaser() {
+        Some(sender) => {
+            if let Err(SendError(pool)) = sender.send(pool) {
+                std::mem::forget(pool);
+            }
+        }
+        None => std::mem::forget(pool),
+    }
+}
+
+/// The releaser thread (started the first time it is needed), which drops what it is sent.
+fn releaser() -> Option<&'static Sender<Arc<PoolHandle>>> {
+    static RELEASER: OnceLock<Option<Sender<Arc<PoolHandle>>>> = OnceLock::new();
+    RELEASER
+        .get_or_init(|| {
+            let (sender, receiver) = channel::<Arc<PoolHandle>>();
+            std::thread::Builder::new()
+                .name("bv-rados-release".to_owned())
+                .spawn(move || receiver.into_iter().for_each(drop))
+                .ok()
+                .map(|_| sender)
+        })
+        .as_ref()
+}
+
 impl Drop for InFlight {
     fn drop(&mut self) {
-        let api = self.pool.cluster.api;
+        let Some(pool) = self.pool.take() else {
+            return;
+        };
+        let api = pool.cluster.api;
         if !self.completion.is_null() {
             // SAFETY: the completion was created for this operation and is released once, here,
-            // after librados called back (or never got the operation).
+            // after librados called back (or never got the operation). When the JS environment
+            // is gone this runs inside the callback itself, which librados allows: it holds its
+            // own reference to the completion until the callback returned.
             unsafe { (api.aio_release)(self.completion) };
         }
         if let Op::CompareAndWriteFull { write_op, .. } = self.op {
@@ -75,10 +126,17 @@ impl Drop for InFlight {
                 unsafe { (api.release_write_op)(write_op) };
             }
         }
+        release_pool(pool);
     }
 }
 
 impl InFlight {
+    fn pool(&self) -> &PoolHandle {
+        self.pool
+            .as_deref()
+            .expect("an operation holds its pool until it drops")
+    }
+
     fn reply(mut self, rc: i32) -> RadosReply {
         let mut reply = RadosReply {
             rc,
@@ -106,7 +164,7 @@ impl InFlight {
     }
 
     fn settle(mut self: Box<Self>, rc: i32) {
-        self.pool.in_flight.fetch_sub(1, Ordering::AcqRel);
+        self.pool().in_flight.fetch_sub(1, Ordering::AcqRel);
         if let Some(deferred) = self.deferred.take() {
             deferred.resolve(Box::new(move |_env| Ok(self.reply(rc))));
         }
@@ -118,9 +176,13 @@ unsafe extern "C" fn on_complete(completion: Completion, arg: *mut c_void) {
     // SAFETY: `arg` is the pointer `submit` made with Box::into_raw for this completion, and
     // librados calls back exactly once per submitted operation, so this reclaims the only owner.
     let op = unsafe { Box::from_raw(arg.cast::<InFlight>()) };
-    // SAFETY: the completion is live (it is released when `op` drops, on the JS thread).
-    let rc = unsafe { (op.pool.cluster.api.aio_get_return_value)(completion) };
+    // SAFETY: the completion is live: it is released only when `op` drops, which is later.
+    let rc = unsafe { (op.pool().cluster.api.aio_get_return_value)(completion) };
+    // Whatever of the operation is dropped during `settle` is dropped on this librados thread
+    // (only when the JS environment is gone); release_pool then keeps rados_shutdown off it.
+    IN_LIBRADOS_CALLBACK.with(|flag| flag.set(true));
     op.settle(rc);
+    IN_LIBRADOS_CALLBACK.with(|flag| flag.set(false));
 }
 
 /// Submits `op` on `pool` (at most `ops_in_flight_max` at once; beyond that the promise resolves
@@ -141,7 +203,7 @@ pub fn submit<'env>(
     let api = pool.cluster.api;
     let ioctx = pool.raw;
     let raw = Box::into_raw(Box::new(InFlight {
-        pool,
+        pool: Some(pool),
         completion: ptr::null_mut(),
         op,
         deferred: Some(deferred),

@@ -441,7 +441,8 @@ impl RadosPool {
         )
     }
 
-    /// Reads up to `length` bytes at `offset`; `data` may be shorter at the end of the object.
+    /// Reads up to `length` bytes (1 to 64 MiB) at `offset`; `data` may be shorter at the end of
+    /// the object.
     #[napi(ts_return_type = "Promise<RadosReply>")]
     pub fn read<'env>(
         &self,
@@ -453,9 +454,11 @@ impl RadosPool {
         if !(0..=(1 << 53)).contains(&offset) {
             return Err(invalid("offset must be an integer from 0 to 2^53"));
         }
-        if length as usize > OBJECT_BYTES_MAX {
+        // Length 0 means "to the end of the object" to the OSD, which librados then copies into
+        // the caller's zero-length buffer: a read of 0 bytes of a 100 kB object segfaulted.
+        if length == 0 || length as usize > OBJECT_BYTES_MAX {
             return Err(invalid(format!(
-                "length must be at most {OBJECT_BYTES_MAX}"
+                "length must be 1 to {OBJECT_BYTES_MAX} (0 would read the whole object into nothing)"
             )));
         }
         self.submit(

@@ -47,47 +47,61 @@ export class InFlightLimiter {
     return this.#waiting;
   }
 
+  /** Takes a slot for an operation of `bytes` if one is free and nobody waits; false otherwise. */
+  tryAcquire(bytes: number): boolean {
+    const cost = this.#cost(bytes);
+    if (this.#waiting > 0 || !this.#fits(cost)) return false;
+    this.#take(cost);
+    return true;
+  }
+
   /**
-   * Runs `fn` once the bounds allow. Rejects with `busy()` at once when the queue is full, with
-   * `timedOut()` when the wait exceeds waitMs.
+   * Waits for a slot (after tryAcquire said no). Rejects with `busy()` at once when the queue is
+   * full, with `timedOut()` when the wait exceeds waitMs.
    */
-  async run<T>(bytesAsked: number, fn: () => Promise<T>, errors: { busy: () => Error; timedOut: () => Error }): Promise<T> {
-    assert(bytesAsked >= 0, 'an operation has a byte count');
-    // An operation bigger than the whole budget (a compare-and-write of a 64 MiB object with a
-    // large expectation) runs alone instead of never.
-    const bytes = Math.min(bytesAsked, this.bounds.bytesInFlightMax);
-    if (this.opsQueued === 0 && this.#fits(bytes)) {
-      this.#take(bytes);
-    } else {
-      if (this.opsQueued >= this.bounds.opsQueuedMax) throw errors.busy();
-      await new Promise<void>((resolve, reject) => {
-        const waiter: Waiter = {
-          bytes,
-          gone: false,
-          start: () => {
-            clearTimeout(waiter.timer);
-            resolve();
-          },
-          timer: undefined,
-        };
-        waiter.timer = setTimeout(() => {
-          waiter.gone = true;
-          this.#waiting -= 1;
-          reject(errors.timedOut());
-          // The head may have been this waiter, holding back smaller ones behind it.
-          this.#pump();
-        }, this.bounds.waitMs);
-        this.#queue.push(waiter);
-        this.#waiting += 1;
-      });
-    }
-    try {
-      return await fn();
-    } finally {
-      this.#ops -= 1;
-      this.#bytes -= bytes;
+  acquire(bytes: number, errors: { busy: () => Error; timedOut: () => Error }): Promise<void> {
+    const cost = this.#cost(bytes);
+    if (this.#waiting >= this.bounds.opsQueuedMax) return Promise.reject(errors.busy());
+    return new Promise<void>((resolve, reject) => {
+      const waiter: Waiter = {
+        bytes: cost,
+        gone: false,
+        start: () => {
+          clearTimeout(waiter.timer);
+          resolve();
+        },
+        timer: undefined,
+      };
+      waiter.timer = setTimeout(() => {
+        waiter.gone = true;
+        this.#waiting -= 1;
+        reject(errors.timedOut());
+        // The head may have been this waiter, holding back smaller ones behind it.
+        this.#pump();
+      }, this.bounds.waitMs);
+      this.#queue.push(waiter);
+      this.#waiting += 1;
+      // A slot may have come free since tryAcquire.
       this.#pump();
-    }
+    });
+  }
+
+  /** Gives back the slot of a finished operation of `bytes`. */
+  release(bytes: number): void {
+    const cost = this.#cost(bytes);
+    assert(this.#ops > 0 && this.#bytes >= cost, 'release matches an acquire');
+    this.#ops -= 1;
+    this.#bytes -= cost;
+    this.#pump();
+  }
+
+  /**
+   * What an operation counts against bytesInFlightMax: an operation bigger than the whole budget
+   * (a compare-and-write of a 64 MiB object with a large expectation) runs alone instead of never.
+   */
+  #cost(bytes: number): number {
+    assert(Number.isSafeInteger(bytes) && bytes >= 0, 'an operation has a byte count');
+    return Math.min(bytes, this.bounds.bytesInFlightMax);
   }
 
   /** Resolves once nothing is queued or in flight. */

@@ -159,18 +159,24 @@ export class RadosPool {
   }
 
   async #readRange(oid: string, offset: number, length: number): Promise<Buffer | null> {
-    const reply = await this.#run('read', oid, length, () => this.#native.read(oid, offset, length));
+    // The addon refuses length 0 (to the OSD it means "to the end", into no buffer): whether
+    // the object exists is all such a read can say.
+    if (length === 0) return (await this.stat(oid)) === null ? null : Buffer.alloc(0);
+    const reply = await this.#run('read', oid, length, [], () => this.#native.read(oid, offset, length));
     if (-reply.rc === ERRNO.ENOENT) return null;
     this.#check('read', oid, reply);
     assert(reply.data != null && reply.data.length === reply.rc && reply.rc <= length, 'a read returns rc bytes, at most the length asked');
     return reply.data;
   }
 
-  /** Replaces the object with `data` (creating it); resolves once every replica has it. */
+  /**
+   * Replaces the object with `data` (creating it); resolves once every replica in the acting set
+   * has it. `data` is copied before this returns (here and in compareAndWrite).
+   */
   async writeFull(oid: string, data: Uint8Array): Promise<void> {
     checkOid(oid);
     const bytes = checkBytes('data', data, { allowEmpty: true });
-    this.#check('writeFull', oid, await this.#run('writeFull', oid, bytes.length, () => this.#native.writeFull(oid, bytes)));
+    this.#check('writeFull', oid, await this.#run('writeFull', oid, bytes.length, [bytes], (b) => this.#native.writeFull(oid, b)));
   }
 
   /**
@@ -187,7 +193,7 @@ export class RadosPool {
     checkOid(oid);
     const bytes = checkBytes('data', data, { allowEmpty: true });
     if (expected === 'absent') {
-      const reply = await this.#run('createExclusive', oid, bytes.length, () => this.#native.createExclusive(oid, bytes));
+      const reply = await this.#run('createExclusive', oid, bytes.length, [bytes], (b) => this.#native.createExclusive(oid, b));
       if (-reply.rc === ERRNO.EEXIST) return { written: false, reason: 'exists' };
       this.#check('createExclusive', oid, reply);
       return { written: true };
@@ -195,7 +201,7 @@ export class RadosPool {
     if (expected === null || typeof expected !== 'object') invalid(`expected must be { offset, bytes } or 'absent', got ${String(expected)}`);
     const offset = checkWholeNumber('expected.offset', expected.offset, 0, OBJECT_BYTES_MAX);
     const compared = checkBytes('expected.bytes', expected.bytes, { allowEmpty: false });
-    const reply = await this.#run('compareAndWrite', oid, bytes.length + compared.length, () => this.#native.compareAndWriteFull(oid, offset, compared, bytes));
+    const reply = await this.#run('compareAndWrite', oid, bytes.length + compared.length, [compared, bytes], (c, b) => this.#native.compareAndWriteFull(oid, offset, c, b));
     if (reply.rc <= -MAX_ERRNO) {
       const mismatchIndex = -reply.rc - MAX_ERRNO;
       assert(mismatchIndex < compared.length && reply.mismatchOffset === mismatchIndex, 'a cmpext mismatch lies within the compared bytes');
@@ -209,7 +215,7 @@ export class RadosPool {
   /** Removes the object; false when there was none. */
   async remove(oid: string): Promise<boolean> {
     checkOid(oid);
-    const reply = await this.#run('remove', oid, 0, () => this.#native.remove(oid));
+    const reply = await this.#run('remove', oid, 0, [], () => this.#native.remove(oid));
     if (-reply.rc === ERRNO.ENOENT) return false;
     this.#check('remove', oid, reply);
     return true;
@@ -218,7 +224,7 @@ export class RadosPool {
   /** Size and modification time; null when the object does not exist. */
   async stat(oid: string): Promise<RadosObjectStat | null> {
     checkOid(oid);
-    const reply = await this.#run('stat', oid, 0, () => this.#native.stat(oid));
+    const reply = await this.#run('stat', oid, 0, [], () => this.#native.stat(oid));
     if (-reply.rc === ERRNO.ENOENT) return null;
     this.#check('stat', oid, reply);
     assert(typeof reply.size === 'number' && typeof reply.mtimeMs === 'number', 'a stat reply has size and mtime');
@@ -251,12 +257,26 @@ export class RadosPool {
     return this.#closing;
   }
 
-  #run(op: string, oid: string, bytes: number, call: () => Promise<NativeRadosReply>): Promise<NativeRadosReply> {
-    if (this.#closing !== undefined) return Promise.reject(new BlockvaultError('STORE_CLOSED', `RADOS pool ${JSON.stringify(this.name)} is closed (${op} of ${JSON.stringify(oid)})`, { pool: this.name, oid, op }));
-    return this.#limiter.run(bytes, call, {
-      busy: () => new BlockvaultError('STORE_BUSY', `RADOS pool ${JSON.stringify(this.name)} already has ${this.#limiter.opsQueued} operations queued (opsQueuedMax); ${op} of ${JSON.stringify(oid)} refused`, { pool: this.name, oid, op }),
-      timedOut: () => new BlockvaultError('STORE_TIMEOUT', `RADOS ${op} of object ${JSON.stringify(oid)} in pool ${JSON.stringify(this.name)} waited ${this.#ctx.timeoutMs} ms for one of ${this.#limiter.opsInFlight} operations in flight to finish; the OSDs are slow or down`, { pool: this.name, oid, op }),
-    });
+  /**
+   * Runs one addon call within the pool's bounds. `buffers` are what the call hands librados:
+   * the addon copies them when it is called, so an operation that must wait for a slot copies
+   * them first, and the caller may reuse its buffers as soon as the method returned.
+   */
+  async #run<B extends Buffer[]>(op: string, oid: string, bytes: number, buffers: B, call: (...buffers: B) => Promise<NativeRadosReply>): Promise<NativeRadosReply> {
+    if (this.#closing !== undefined) throw new BlockvaultError('STORE_CLOSED', `RADOS pool ${JSON.stringify(this.name)} is closed (${op} of ${JSON.stringify(oid)})`, { pool: this.name, oid, op });
+    let args = buffers;
+    if (!this.#limiter.tryAcquire(bytes)) {
+      args = buffers.map((b) => Buffer.from(b)) as B;
+      await this.#limiter.acquire(bytes, {
+        busy: () => new BlockvaultError('STORE_BUSY', `RADOS pool ${JSON.stringify(this.name)} already has ${this.#limiter.opsQueued} operations queued (opsQueuedMax); ${op} of ${JSON.stringify(oid)} refused`, { pool: this.name, oid, op }),
+        timedOut: () => new BlockvaultError('STORE_TIMEOUT', `RADOS ${op} of object ${JSON.stringify(oid)} in pool ${JSON.stringify(this.name)} waited ${this.#ctx.timeoutMs} ms for one of ${this.#limiter.opsInFlight} operations in flight to finish; the OSDs are slow or down`, { pool: this.name, oid, op }),
+      });
+    }
+    try {
+      return await call(...args);
+    } finally {
+      this.#limiter.release(bytes);
+    }
   }
 
   /** Throws for any rc < 0 (the caller has already handled the rcs that are answers). */
