@@ -176,7 +176,7 @@ export async function radosVolumeBenchmark(): Promise<void> {
     const elapsedS = (performance.now() - startedMs) / 1000;
     const loadAfter = loadavg()[0]!;
     const md = [
-      '#### Volumes on RADOS (bench/lib/volume-rados.ts, `npm run bench:volume -- --store rados`)',
+      '# Volumes on RADOS (bench/lib/volume-rados.ts, `npm run bench:volume -- --store rados`)',
       '',
       `${machine.date}, ${machine.cpuModel}, ${machine.logicalCpus} logical CPUs, ${machine.memoryGiB} GiB, Node ${machine.node}; native cipher on its ${status.cpuPath ?? '?'} path; ` +
         `load ${loadBefore.toFixed(2)} at start, ${loadAfter.toFixed(2)} at the end; ${elapsedS.toFixed(0)} s.`,

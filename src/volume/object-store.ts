@@ -332,6 +332,7 @@ export class ObjectClusterStore implements ClusterStore {
         const header = expected.raw.subarray(0, CLUSTER_HEADER_BYTES);
         const stored = await this.objects.compareAndWrite(this.oid(expected.clusterIndex), header, image);
         if (stored) this.afterReencrypted(expected, Buffer.from(image.buffer, image.byteOffset, image.byteLength));
+        else this.afterLostRace(expected.clusterIndex);
         return stored;
       }),
     );
@@ -351,6 +352,16 @@ export class ObjectClusterStore implements ClusterStore {
     if (known === undefined) return;
     if (known !== null && known.subarray(0, CLUSTER_HEADER_BYTES).equals(expected.raw.subarray(0, CLUSTER_HEADER_BYTES))) this.known.set(c, image);
     else this.known.delete(c);
+  }
+
+  /**
+   * The pool held something else than the snapshot: a foreground write (then this store knows
+   * the newer image, or it is pending) or a writer this store did not see (an engine killed with
+   * operations in flight). Unless a write is pending, forget the cluster so the next lookup and
+   * the next scan read the pool: a stale memory would otherwise make every scan find it again.
+   */
+  private afterLostRace(clusterIndex: number): void {
+    if (!this.pending.has(clusterIndex)) this.known.delete(clusterIndex);
   }
 
   /** An upper bound: the volume's cluster count (RADOS has no cheap count of one volume's objects). */

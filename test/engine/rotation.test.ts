@@ -14,12 +14,10 @@ import type { Volume } from '../../src/volume/volume.js';
 import { cipherBackends } from '../helpers/cipher-backends.js';
 import { forEachProvider, type ProviderName } from '../helpers/providers.js';
 import { openTestEngine, rootKey, testHsmOptions } from '../helpers/engine.js';
-import { runChildUntilKilled } from '../helpers/kill-child.js';
 import { useTempDirs } from '../helpers/temp-dir.js';
-import { patternFor, ROTATION_CRASH_VOLUMES } from './fixtures/rotation-crash-plan.js';
+import { runRotationCrashTrials } from './fixtures/rotation-crash-trials.js';
 
 const tempDir = useTempDirs('blockvault-rotation-');
-const CHILD = fileURLToPath(new URL('./fixtures/rotate-engine-child.ts', import.meta.url));
 
 async function fill(volume: Volume, seed: number): Promise<Buffer> {
   const { sizeBytes } = volume.info();
@@ -125,90 +123,9 @@ forEachProvider('rotation modes and policy', (provider) => {
   });
 });
 
-/** Run the child until `killAfterMs` after it started rotating, then SIGKILL it; what it acknowledged. */
-async function runChildAndKill(dir: string, keyCrn: string, seed: number, killAfterMs: number, provider: ProviderName): Promise<{ acked: Map<string, number>; lastCounter: number }> {
-  const acked = new Map<string, number>(); // "volumeIndex:sector" -> counter of the last acknowledged write
-  let lastCounter = 0;
-  await runChildUntilKilled(CHILD, [dir, keyCrn, String(seed)], {
-    name: 'rotation child',
-    // SOFTHSM2_CONF is in process.env once the token exists (test/helpers/softhsm.ts).
-    ...(provider === 'pkcs11' ? { env: { ...process.env, BLOCKVAULT_TEST_HSM: JSON.stringify(testHsmOptions(provider)) } } : {}),
-    onLine: (line, control) => {
-      if (line.startsWith('rotating')) control.kill(killAfterMs);
-      const match = /^ack (\d+) (\d+) (\d+)$/.exec(line);
-      if (match === null) return;
-      acked.set(`${match[1]}:${match[2]}`, Number(match[3]));
-      lastCounter = Number(match[3]);
-    },
-  });
-  return { acked, lastCounter };
-}
-
 forEachProvider('rotation survives SIGKILL at random points and resumes on open', (provider) => {
   const trials = Number(process.env.ENGINE_ROTATION_CRASH_TRIALS ?? 10);
   it(`${trials} kill/reopen/resume trials on the product format`, async () => {
-    const dir = tempDir();
-    let engine = await openTestEngine(dir, { provider, rotation: { workers: 1 } });
-    const key = await rootKey(engine);
-    const expected = new Map<string, Buffer>(); // "volumeIndex:sector" -> content
-    for (const [index, spec] of ROTATION_CRASH_VOLUMES.entries()) {
-      const vol = await engine.createVolume({ ...spec, diskEncryptionKeyCrn: key.crn });
-      for (let sector = 0; sector < spec.sizeBytes / spec.sectorSize; sector += 3) {
-        const content = patternFor(0, 0, spec.sectorSize);
-        content.writeUInt32LE(sector, 12);
-        await vol.write(sector * spec.sectorSize, content);
-        expected.set(`${index}:${sector}`, content);
-      }
-    }
-    await engine.close();
-
-    let resumedTrials = 0;
-    let seedState = 0x5eed;
-    const random = (): number => ((seedState = (seedState * 1103515245 + 12345) & 0x7fffffff) / 0x7fffffff);
-    for (let trial = 1; trial <= trials; trial++) {
-      const { acked, lastCounter } = await runChildAndKill(dir, key.crn, trial, Math.floor(random() * 1200), provider);
-      for (const [where, counter] of acked) {
-        const spec = ROTATION_CRASH_VOLUMES[Number(where.split(':')[0])]!;
-        expected.set(where, patternFor(trial, counter, spec.sectorSize));
-      }
-      // The child awaits each write, so at most one was in flight at the kill: the one after the
-      // last ack. It may or may not have committed; either way the sector is wholly one or the other.
-      const inflightCounter = lastCounter + 1;
-      const inflightIndex = inflightCounter % ROTATION_CRASH_VOLUMES.length;
-      const inflightSpec = ROTATION_CRASH_VOLUMES[inflightIndex]!;
-      const inflightSector = (trial * 7919 + inflightCounter * 104729) % (inflightSpec.sizeBytes / inflightSpec.sectorSize);
-      const inflight = { where: `${inflightIndex}:${inflightSector}`, content: patternFor(trial, inflightCounter, inflightSpec.sectorSize) };
-      // Reopen: the interrupted task resumes from its checkpoint and finishes.
-      engine = await openTestEngine(dir, { provider, rotation: { workers: 1 } });
-      let resumed = false;
-      for (const task of engine.tasks.list()) {
-        if (task.state !== 'queued' && task.state !== 'running') continue;
-        resumed = true;
-        await engine.tasks.wait(task.id, { timeoutMs: 60_000 });
-      }
-      if (resumed) resumedTrials++;
-      for (const task of engine.tasks.list()) expect(task.state, `trial ${trial}: task ${task.id}`).toMatch(/completed|cancelled/);
-      for (const [index, spec] of ROTATION_CRASH_VOLUMES.entries()) {
-        const vol = await engine.openVolume(spec.name);
-        expect(vol.info().dataKeyGenerations, `trial ${trial}: ${spec.name} keeps only the newest data key`).toBe(1);
-        const all = Buffer.from(await vol.read(0, spec.sizeBytes));
-        for (let sector = 0; sector < spec.sizeBytes / spec.sectorSize; sector++) {
-          const want = expected.get(`${index}:${sector}`) ?? Buffer.alloc(spec.sectorSize);
-          const got = all.subarray(sector * spec.sectorSize, (sector + 1) * spec.sectorSize);
-          if (got.equals(want)) continue;
-          if (`${index}:${sector}` === inflight.where && got.equals(inflight.content)) {
-            expected.set(inflight.where, inflight.content); // the in-flight write committed
-            continue;
-          }
-          throw new Error(
-            `trial ${trial}: ${spec.name} sector ${sector} holds seed ${got.readUInt32LE(4)} counter ${got.readUInt32LE(8)}, ` +
-              `expected seed ${want.readUInt32LE(4)} counter ${want.readUInt32LE(8)}`,
-          );
-        }
-      }
-      await engine.close();
-    }
-    // The kills must land inside rotations, or this test proves nothing about resuming.
-    expect(resumedTrials).toBeGreaterThanOrEqual(Math.ceil(trials / 2));
+    await runRotationCrashTrials({ dir: tempDir(), trials, provider });
   }, 300_000);
 });

@@ -21,6 +21,7 @@ import { PASSPHRASE, runBlockvault } from '../cli/helpers.js';
 import { makeTempDir, removeTempDirs } from '../helpers/temp-dir.js';
 import { useCephCluster } from '../helpers/use-ceph-cluster.js';
 import { checkVolumeModel } from '../helpers/volume-model.js';
+import { runRotationCrashTrials } from '../engine/fixtures/rotation-crash-trials.js';
 
 afterAll(() => removeTempDirs());
 
@@ -212,6 +213,48 @@ describe.skipIf(skipReason !== '')(`volumes on RADOS${skipReason === '' ? '' : `
       await engine.close();
     }
   }, 120_000);
+
+  it('rotation survives SIGKILL of the engine process at random points and resumes on open (6 trials)', async () => {
+    await runRotationCrashTrials({ dir: makeTempDir('bv-rados-crash-'), trials: 6, provider: 'software', store: storeOptions() });
+  }, 240_000);
+
+  it('cryptoshred under heavy writes: the volume locks at once, writes in flight fail cleanly, later I/O is refused', async () => {
+    const engine = await openTestEngine(makeTempDir('bv-rados-shred-'), { store: storeOptions() });
+    try {
+      const key = await rootKey(engine);
+      const vol = await engine.createVolume({ name: 'shred', sizeBytes: 8 * MIB, sectorSize: 4096, diskEncryptionKeyCrn: key.crn });
+      await vol.write(0, randomBytes(8 * MIB));
+      let stop = false;
+      const outcomes = { ok: 0, refused: 0, other: [] as unknown[] };
+      const writer = async (w: number) => {
+        for (let i = 0; !stop; i++) {
+          try {
+            await vol.write((((i * 8 + w) * 4099) % 2040) * 4096, randomBytes(4096 * (1 + (w % 3))));
+            outcomes.ok++;
+          } catch (error) {
+            if (isBlockvaultError(error) && ['VOLUME_LOCKED', 'KEY_DESTROYED'].includes(error.code)) outcomes.refused++;
+            else outcomes.other.push(error);
+            return;
+          }
+        }
+      };
+      const writers = Array.from({ length: 8 }, (_, w) => writer(w));
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      const okBefore = outcomes.ok;
+      await engine.hsm.deleteKey(key.crn, { force: true });
+      // Locked at once: the next read fails without waiting for anything in flight.
+      await expect(vol.read(0, 4096)).rejects.toMatchObject({ code: 'VOLUME_LOCKED' });
+      stop = true;
+      await Promise.all(writers);
+      expect(outcomes.other).toEqual([]);
+      expect(okBefore).toBeGreaterThan(0);
+      expect(outcomes.refused).toBe(8); // every writer saw its next write refused
+      await expect(vol.write(0, Buffer.alloc(4096))).rejects.toMatchObject({ code: 'VOLUME_LOCKED' });
+      expect(engine.listVolumes()[0]).toMatchObject({ name: 'shred', state: 'locked' });
+    } finally {
+      await engine.close();
+    }
+  }, 60_000);
 
   it('fault: an OSD killed under writes and a rotation loses no acknowledged write; a second one makes I/O fail with STORE_TIMEOUT, not hang', async () => {
     expect([...ceph().runningOsds().keys()]).toEqual([0, 1, 2]);
