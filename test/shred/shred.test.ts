@@ -8,13 +8,16 @@
  */
 import { randomBytes } from 'node:crypto';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { afterAll, afterEach, expect, it, vi } from 'vitest';
+import { afterAll, afterEach, describe, expect, it, vi } from 'vitest';
 import type { Engine } from '../../src/engine.js';
 import { BlockvaultError, isBlockvaultError } from '../../src/errors.js';
 import { KeyState } from '../../src/hsm/types.js';
 import { RotationPool } from '../../src/rotation/worker-pool.js';
 import { cipherBackends } from '../helpers/cipher-backends.js';
-import { forEachProvider } from '../helpers/providers.js';
+import { forEachProvider, type ProviderName } from '../helpers/providers.js';
+import { radosSkipReason, radosStoreOf } from '../helpers/rados-store.js';
+import { useCephCluster } from '../helpers/use-ceph-cluster.js';
+import type { VolumeStoreOptions } from '../../src/store/volume-store.js';
 import { openTestEngine, rootKey } from '../helpers/engine.js';
 import { makeTempDir, removeTempDirs } from '../helpers/temp-dir.js';
 import { MIB, allZero, captureDataKeys, codeOf, observe, expectStoredVersions, readVolumeRecord, settleAll, type Outcome } from './helpers.js';
@@ -37,100 +40,7 @@ function useProbingWorkers(delayMs: number): void {
 for (const { backend, skipReason } of cipherBackends()) {
   forEachProvider(`cryptoshredding [${backend}]`, (provider) => {
     it('destroys every version, locks every volume before returning, zeroizes keys, audits; after a restart nothing reads', async () => {
-      const dir = makeTempDir('bv-shred-');
-      let engine: Engine = await openTestEngine(dir, { provider, cipher: backend, rotation: { workers: 1 } });
-      const otherKey = await rootKey(engine, { name: 'other' });
-      const other = await engine.createVolume({ name: 'other', sizeBytes: MIB, diskEncryptionKeyCrn: otherKey.crn });
-      const otherData = randomBytes(64 * 1024);
-      await other.write(0, otherData);
-      const keys = captureDataKeys();
-      const key = await rootKey(engine, { name: 'doomed' });
-      const a = await engine.createVolume({ name: 'a', sizeBytes: 4 * MIB, diskEncryptionKeyCrn: key.crn });
-      const b = await engine.createVolume({ name: 'b', sizeBytes: 4 * MIB, sectorSize: 512, diskEncryptionKeyCrn: key.crn });
-      const c = await engine.createVolume({ name: 'c', sizeBytes: MIB, diskEncryptionKeyCrn: key.crn });
-      for (const vol of [a, b, c]) await vol.write(0, randomBytes(MIB));
-      // Two key versions: the volumes' data keys move to v2 (rewrap), v1 stays for unwrap.
-      for (const task of await engine.hsm.rotateKey(key.crn, { rewrapOnly: true })) await engine.tasks.wait(task.id);
-      await engine.deleteVolume('c'); // soft-deleted: still registered, must be locked too
-      await expectStoredVersions(dir, key.id, provider, [1, 2]);
-      const ids = [a, b, c].map((v) => v.info().id);
-
-      // I/O in flight when the delete is called, and more while it runs.
-      const ops: Promise<Outcome<unknown>>[] = [];
-      const readsAfterReturn: Promise<Outcome<unknown>>[] = [];
-      const issue = (n: number) => {
-        for (let i = 0; i < n; i++) {
-          const vol = i % 2 === 0 ? a : b;
-          ops.push(observe<unknown>(i % 3 === 0 ? vol.write((i * 4096) % (3 * MIB), randomBytes(4096 + 512)) : vol.read((i * 8192) % (3 * MIB), 8192)));
-        }
-      };
-      issue(60);
-      const deleting = engine.hsm.deleteKey(key.crn, { force: true, initiator: 'shred-test' });
-      const feeder = setInterval(() => issue(4), 1);
-      const result = await deleting.finally(() => clearInterval(feeder));
-      // Before deleteKey returned, every volume of the key was locked, the soft-deleted one too.
-      const states = Object.fromEntries(engine.listVolumes().map((v) => [v.name, v.state]));
-      expect(states).toEqual({ other: 'active', a: 'locked', b: 'locked', c: 'locked' });
-      for (let i = 0; i < 10; i++) readsAfterReturn.push(observe<unknown>(a.read(0, 4096)), observe<unknown>(b.read(0, 512)));
-      expect(result.key.state).toBe(KeyState.Destroyed);
-      expect(result.affectedResources.sort()).toEqual([a, b, c].map((v) => v.info().crn).sort());
-
-      // None hangs; each completes or fails with a shred code; nothing read after the return has data.
-      const outcomes = await settleAll(ops, 10_000);
-      expect(outcomes.filter((o) => o.status === 'hung')).toHaveLength(0);
-      const codes = new Set(outcomes.flatMap((o) => (o.status === 'error' ? [o.code] : [])));
-      expect([...codes].filter((code) => !SHRED_CODES.includes(code))).toEqual([]);
-      expect(codes.size).toBeGreaterThan(0); // the feeder kept issuing until the return: some were refused
-      for (const outcome of await settleAll(readsAfterReturn, 5_000)) expect(outcome).toMatchObject({ status: 'error', code: 'VOLUME_LOCKED' });
-
-      // Material: every version destroyed, the sealed files gone; data keys zeroized in memory.
-      const destroyed = await engine.hsm.getKey(key.crn);
-      expect(destroyed.versions.map((v) => v.destroyedAtMs !== null && v.destroyedAtMs !== undefined)).toEqual([true, true]);
-      await expectStoredVersions(dir, key.id, provider, []);
-      expect(keys.ringKeys.length).toBeGreaterThanOrEqual(3);
-      expect(allZero(keys.ringKeys)).toBe(true);
-      keys.restore();
-
-      // Audit: the delete with force and the volumes it shredded; a lock event per volume.
-      const [event] = engine.events.list({ action: 'hs-crypto.secrets.delete', keyCrn: key.crn });
-      expect(event).toMatchObject({ outcome: 'success', initiator: 'shred-test' });
-      expect(event!.details.force).toBe(true);
-      expect([...(event!.details.affectedResources as string[])].sort()).toEqual([a, b, c].map((v) => v.info().crn).sort());
-      const lockEvents = engine.events.list({ action: 'blockvault.volume.lock' });
-      expect(lockEvents.map((e) => e.resourceCrn).sort()).toEqual([a, b, c].map((v) => v.info().crn).sort());
-      await engine.close();
-
-      // After a restart: locked, metadata readable, data unreachable through every door.
-      const record = (await readVolumeRecord(dir, ids[0]!))!;
-      expect(record.generations.length).toBeGreaterThan(0);
-      engine = await openTestEngine(dir, { provider, cipher: backend });
-      try {
-        const infos = Object.fromEntries(engine.listVolumes().map((v) => [v.name, v]));
-        expect(infos.a).toMatchObject({ state: 'locked', sizeBytes: 4 * MIB, sectorSize: 4096, diskEncryptionKeyCrn: key.crn, keyVersion: 2, platformManaged: false, lockReason: expect.any(String) });
-        expect(infos.b).toMatchObject({ state: 'locked', sizeBytes: 4 * MIB, sectorSize: 512, layout: 'compact', diskEncryptionKeyCrn: key.crn });
-        expect(infos.c).toMatchObject({ state: 'locked', deletedAtMs: expect.any(Number), purgeAtMs: expect.any(Number) });
-        expect(infos.other!.state).toBe('active');
-        for (const id of ids) {
-          const vol = await engine.openVolume(id);
-          expect(vol.info().state).toBe('locked');
-          expect(await codeOf(vol.read(0, 512))).toBe('VOLUME_LOCKED');
-          expect(await codeOf(vol.write(0, Buffer.alloc(512, 1)))).toBe('VOLUME_LOCKED');
-          expect(await codeOf(vol.trim(0, 512))).toBe('VOLUME_LOCKED');
-          expect(await codeOf(engineInternals(engine).reencryptTarget(id))).toBe('VOLUME_LOCKED');
-          await vol.close();
-        }
-        expect(await codeOf(engine.restoreVolume('c'))).toBe('VOLUME_LOCKED');
-        expect(await codeOf(engine.hsm.rotateKey(key.crn))).toBe('KEY_DESTROYED');
-        expect(await codeOf(engine.createVolume({ name: 'again', sizeBytes: MIB, diskEncryptionKeyCrn: key.crn }))).toBe('KEY_DESTROYED');
-        for (const generation of record.generations) {
-          expect(await codeOf(engine.hsm.unwrap(key.crn, generation.wrapped, generation.keyVersion, CALLER))).toBe('KEY_DESTROYED');
-        }
-        await expectStoredVersions(dir, key.id, provider, []);
-        const stillThere = await engine.openVolume('other');
-        expect(Buffer.from(await stillThere.read(0, otherData.length)).equals(otherData)).toBe(true);
-      } finally {
-        await engine.close();
-      }
+      await shredsEverything(backend, provider);
     });
 
     it('stops a running rotation: the task fails with KEY_DESTROYED, runner and worker keys are zeroized', async () => {
@@ -299,3 +209,114 @@ for (const { backend, skipReason } of cipherBackends()) {
     });
   }, skipReason);
 }
+
+/**
+ * The whole cryptoshred: every version destroyed, every volume of the key locked before deleteKey
+ * returns (a soft-deleted one too) while I/O is in flight, keys zeroized, audited, and after a
+ * restart nothing reads. On LMDB for every backend and provider, and with the sectors in RADOS.
+ */
+async function shredsEverything(backend: 'native' | 'ts', provider: ProviderName, store?: VolumeStoreOptions): Promise<void> {
+  const storeOption = store === undefined ? {} : { store };
+  const dir = makeTempDir('bv-shred-');
+  let engine: Engine = await openTestEngine(dir, { provider, cipher: backend, rotation: { workers: 1 }, ...storeOption });
+  const otherKey = await rootKey(engine, { name: 'other' });
+  const other = await engine.createVolume({ name: 'other', sizeBytes: MIB, diskEncryptionKeyCrn: otherKey.crn });
+  const otherData = randomBytes(64 * 1024);
+  await other.write(0, otherData);
+  const keys = captureDataKeys();
+  const key = await rootKey(engine, { name: 'doomed' });
+  const a = await engine.createVolume({ name: 'a', sizeBytes: 4 * MIB, diskEncryptionKeyCrn: key.crn });
+  const b = await engine.createVolume({ name: 'b', sizeBytes: 4 * MIB, sectorSize: 512, diskEncryptionKeyCrn: key.crn });
+  const c = await engine.createVolume({ name: 'c', sizeBytes: MIB, diskEncryptionKeyCrn: key.crn });
+  for (const vol of [a, b, c]) await vol.write(0, randomBytes(MIB));
+  // Two key versions: the volumes' data keys move to v2 (rewrap), v1 stays for unwrap.
+  for (const task of await engine.hsm.rotateKey(key.crn, { rewrapOnly: true })) await engine.tasks.wait(task.id);
+  await engine.deleteVolume('c'); // soft-deleted: still registered, must be locked too
+  await expectStoredVersions(dir, key.id, provider, [1, 2]);
+  const ids = [a, b, c].map((v) => v.info().id);
+
+  // I/O in flight when the delete is called, and more while it runs.
+  const ops: Promise<Outcome<unknown>>[] = [];
+  const readsAfterReturn: Promise<Outcome<unknown>>[] = [];
+  const issue = (n: number) => {
+    for (let i = 0; i < n; i++) {
+      const vol = i % 2 === 0 ? a : b;
+      ops.push(observe<unknown>(i % 3 === 0 ? vol.write((i * 4096) % (3 * MIB), randomBytes(4096 + 512)) : vol.read((i * 8192) % (3 * MIB), 8192)));
+    }
+  };
+  issue(60);
+  const deleting = engine.hsm.deleteKey(key.crn, { force: true, initiator: 'shred-test' });
+  const feeder = setInterval(() => issue(4), 1);
+  const result = await deleting.finally(() => clearInterval(feeder));
+  // Before deleteKey returned, every volume of the key was locked, the soft-deleted one too.
+  const states = Object.fromEntries(engine.listVolumes().map((v) => [v.name, v.state]));
+  expect(states).toEqual({ other: 'active', a: 'locked', b: 'locked', c: 'locked' });
+  for (let i = 0; i < 10; i++) readsAfterReturn.push(observe<unknown>(a.read(0, 4096)), observe<unknown>(b.read(0, 512)));
+  expect(result.key.state).toBe(KeyState.Destroyed);
+  expect(result.affectedResources.sort()).toEqual([a, b, c].map((v) => v.info().crn).sort());
+
+  // None hangs; each completes or fails with a shred code; nothing read after the return has data.
+  const outcomes = await settleAll(ops, 10_000);
+  expect(outcomes.filter((o) => o.status === 'hung')).toHaveLength(0);
+  const codes = new Set(outcomes.flatMap((o) => (o.status === 'error' ? [o.code] : [])));
+  expect([...codes].filter((code) => !SHRED_CODES.includes(code))).toEqual([]);
+  expect(codes.size).toBeGreaterThan(0); // the feeder kept issuing until the return: some were refused
+  for (const outcome of await settleAll(readsAfterReturn, 5_000)) expect(outcome).toMatchObject({ status: 'error', code: 'VOLUME_LOCKED' });
+
+  // Material: every version destroyed, the sealed files gone; data keys zeroized in memory.
+  const destroyed = await engine.hsm.getKey(key.crn);
+  expect(destroyed.versions.map((v) => v.destroyedAtMs !== null && v.destroyedAtMs !== undefined)).toEqual([true, true]);
+  await expectStoredVersions(dir, key.id, provider, []);
+  expect(keys.ringKeys.length).toBeGreaterThanOrEqual(3);
+  expect(allZero(keys.ringKeys)).toBe(true);
+  keys.restore();
+
+  // Audit: the delete with force and the volumes it shredded; a lock event per volume.
+  const [event] = engine.events.list({ action: 'hs-crypto.secrets.delete', keyCrn: key.crn });
+  expect(event).toMatchObject({ outcome: 'success', initiator: 'shred-test' });
+  expect(event!.details.force).toBe(true);
+  expect([...(event!.details.affectedResources as string[])].sort()).toEqual([a, b, c].map((v) => v.info().crn).sort());
+  const lockEvents = engine.events.list({ action: 'blockvault.volume.lock' });
+  expect(lockEvents.map((e) => e.resourceCrn).sort()).toEqual([a, b, c].map((v) => v.info().crn).sort());
+  await engine.close();
+
+  // After a restart: locked, metadata readable, data unreachable through every door.
+  const record = (await readVolumeRecord(dir, ids[0]!))!;
+  expect(record.generations.length).toBeGreaterThan(0);
+  engine = await openTestEngine(dir, { provider, cipher: backend, ...storeOption });
+  try {
+    const infos = Object.fromEntries(engine.listVolumes().map((v) => [v.name, v]));
+    expect(infos.a).toMatchObject({ state: 'locked', sizeBytes: 4 * MIB, sectorSize: 4096, diskEncryptionKeyCrn: key.crn, keyVersion: 2, platformManaged: false, lockReason: expect.any(String) });
+    expect(infos.b).toMatchObject({ state: 'locked', sizeBytes: 4 * MIB, sectorSize: 512, layout: 'compact', diskEncryptionKeyCrn: key.crn });
+    expect(infos.c).toMatchObject({ state: 'locked', deletedAtMs: expect.any(Number), purgeAtMs: expect.any(Number) });
+    expect(infos.other!.state).toBe('active');
+    for (const id of ids) {
+      const vol = await engine.openVolume(id);
+      expect(vol.info().state).toBe('locked');
+      expect(await codeOf(vol.read(0, 512))).toBe('VOLUME_LOCKED');
+      expect(await codeOf(vol.write(0, Buffer.alloc(512, 1)))).toBe('VOLUME_LOCKED');
+      expect(await codeOf(vol.trim(0, 512))).toBe('VOLUME_LOCKED');
+      expect(await codeOf(engineInternals(engine).reencryptTarget(id))).toBe('VOLUME_LOCKED');
+      await vol.close();
+    }
+    expect(await codeOf(engine.restoreVolume('c'))).toBe('VOLUME_LOCKED');
+    expect(await codeOf(engine.hsm.rotateKey(key.crn))).toBe('KEY_DESTROYED');
+    expect(await codeOf(engine.createVolume({ name: 'again', sizeBytes: MIB, diskEncryptionKeyCrn: key.crn }))).toBe('KEY_DESTROYED');
+    for (const generation of record.generations) {
+      expect(await codeOf(engine.hsm.unwrap(key.crn, generation.wrapped, generation.keyVersion, CALLER))).toBe('KEY_DESTROYED');
+    }
+    await expectStoredVersions(dir, key.id, provider, []);
+    const stillThere = await engine.openVolume('other');
+    expect(Buffer.from(await stillThere.read(0, otherData.length)).equals(otherData)).toBe(true);
+  } finally {
+    await engine.close();
+  }
+}
+
+const radosReason = radosSkipReason();
+describe.skipIf(radosReason !== '')(`cryptoshredding with the sectors in RADOS${radosReason === '' ? '' : ` (skipped: ${radosReason})`}`, () => {
+  const ceph = useCephCluster();
+  it('destroys every version, locks every volume before returning, zeroizes keys, audits; after a restart nothing reads', async () => {
+    await shredsEverything('native', 'software', radosStoreOf(ceph()));
+  }, 60_000);
+});

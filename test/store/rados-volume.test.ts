@@ -10,12 +10,11 @@ import { randomBytes } from 'node:crypto';
 import { afterAll, describe, expect, it } from 'vitest';
 import type { Engine } from '../../src/engine.js';
 import { isBlockvaultError } from '../../src/errors.js';
-import { nativeAddon } from '../../src/cipher/native-binding.js';
 import { RadosCluster, type RadosPool } from '../../src/store/rados/index.js';
 import { clusterObjectsOf, type VolumeStoreOptions } from '../../src/store/volume-store.js';
 import { decodeCluster } from '../../src/volume/cluster-format.js';
 import { engineInternals } from '../../src/engine-internals.js';
-import { cephCheck } from '../helpers/ceph.js';
+import { radosSkipReason, radosStoreOf, TEST_POOL, TEST_RADOS_TIMEOUT_MS } from '../helpers/rados-store.js';
 import { openTestEngine, rootKey } from '../helpers/engine.js';
 import { PASSPHRASE, runBlockvault } from '../cli/helpers.js';
 import { makeTempDir, removeTempDirs } from '../helpers/temp-dir.js';
@@ -26,19 +25,13 @@ import { runRotationCrashTrials } from '../engine/fixtures/rotation-crash-trials
 afterAll(() => removeTempDirs());
 
 const MIB = 1024 * 1024;
-const POOL = 'bv-test';
-/** Long enough for the re-peering after one OSD dies (about 1.3 s measured), short enough to wait for. */
-const TIMEOUT_MS = 6000;
-
-const addon = nativeAddon().addon as unknown as Record<string, unknown> | undefined;
-const addonReason = typeof addon?.['RadosClient'] === 'function' ? '' : 'the native addon has no RADOS binding; npm run build:native';
-const skipReason = addonReason !== '' ? addonReason : cephCheck.ok ? '' : cephCheck.reason;
-const mustRun = Boolean(process.env['CI']) || process.env['BLOCKVAULT_REQUIRE_TOOLS'] === '1';
-if (skipReason !== '' && mustRun) throw new Error(`the RADOS volume tests must run here (CI) but cannot: ${skipReason}`);
+const POOL = TEST_POOL;
+const TIMEOUT_MS = TEST_RADOS_TIMEOUT_MS;
+const skipReason = radosSkipReason();
 
 describe.skipIf(skipReason !== '')(`volumes on RADOS${skipReason === '' ? '' : ` (skipped: ${skipReason})`}`, () => {
   const ceph = useCephCluster();
-  const storeOptions = (pool = POOL): VolumeStoreOptions => ({ rados: { conf: ceph().confPath, user: 'admin', timeoutMs: TIMEOUT_MS, pool } });
+  const storeOptions = (pool = POOL): VolumeStoreOptions => radosStoreOf(ceph(), pool);
 
   async function withPool<T>(fn: (pool: RadosPool) => Promise<T>): Promise<T> {
     const cluster = await RadosCluster.connect({ conf: ceph().confPath, user: 'admin', timeoutMs: TIMEOUT_MS });
