@@ -101,9 +101,16 @@ export interface ClusterStore {
    * Make clusters fromCluster..toCluster answerable by the synchronous lookups: null when they
    * are already, else a promise that settles once they are (or rejects when the store cannot
    * reach them). The caller looks up right after it resolves, without yielding, and calls load
-   * again should it resolve without them (a bounded cache may have let them go).
+   * again should it resolve without them (a bounded cache may have let them go). `scan`: the
+   * caller looks only at the clusters that exist (clusterIndexes: a trim, an allocation map).
    */
-  load(fromCluster: number, toCluster: number): Promise<void> | null;
+  load(fromCluster: number, toCluster: number, scan?: boolean): Promise<void> | null;
+  /**
+   * A remote store's scans: the last cluster a step from `from` visits when it looks at `limit`
+   * clusters at most (those that may exist, where the store knows; else from + limit - 1), or a
+   * promise to wait for first. clusterIndexes(from, to, limit) covers exactly that window.
+   */
+  scanWindow(from: number, to: number, limit: number): number | Promise<void>;
 
   // Rotation: committed state, and compare-and-set commits (src/volume/reencrypt-target.ts).
   /** Up to `limit` stored clusters from `fromCluster` on with a generation below `generation`, with their stored images (fresh copies). */
@@ -335,6 +342,11 @@ abstract class StoreBase {
   /** LMDB answers every lookup at once. */
   load(): null {
     return null;
+  }
+
+  /** Not asked (the core's remote paths only); LMDB scans by key range. */
+  scanWindow(from: number, to: number, limit: number): number {
+    return Math.min(to, from + limit - 1);
   }
 
   staleSnapshots(fromCluster: number, generation: number, limit: number): ClusterSnapshot[] {

@@ -46,6 +46,12 @@ export interface ClusterObjects {
    * in one atomic operation; false when they differ or the object does not exist.
    */
   compareAndWrite(oid: string, expected: Uint8Array, data: Uint8Array): Promise<boolean>;
+  /**
+   * The names of the objects that start with `prefix`, in any order; refused when more than
+   * `limit` match. Optional: without it the store visits every cluster index of a volume where it
+   * needs to know which exist (scans, trims, allocation maps, the purge).
+   */
+  list?(prefix: string, limit: number): Promise<string[]>;
 }
 
 /** Default bound of what a store remembers of its clusters' latest images, in bytes. */
@@ -82,7 +88,64 @@ interface Loading {
 
 /** The name of a cluster's object: fixed width, so names sort like (storeId, clusterIndex). */
 export function clusterOid(prefix: string, storeId: number, clusterIndex: number): string {
-  return `${prefix}${storeId.toString(16).padStart(8, '0')}.${clusterIndex.toString(16).padStart(13, '0')}`;
+  return `${volumeOidPrefix(prefix, storeId)}${clusterIndex.toString(16).padStart(13, '0')}`;
+}
+
+/** What every object name of one volume starts with. */
+export function volumeOidPrefix(prefix: string, storeId: number): string {
+  return `${prefix}${storeId.toString(16).padStart(8, '0')}.`;
+}
+
+/** The cluster index of an object name of the volume whose names start with `volumePrefix`, or null for a name that is not one. */
+function clusterIndexOfOid(volumePrefix: string, oid: string): number | null {
+  const rest = oid.slice(volumePrefix.length);
+  if (!oid.startsWith(volumePrefix) || !/^[0-9a-f]{13}$/.test(rest)) return null;
+  return Number.parseInt(rest, 16);
+}
+
+/**
+ * Which clusters of a volume may exist (a superset of its objects: a bit set for every object),
+ * from one listing of the pool kept up to date by this store's own writes: a write sets its bit
+ * when issued; a removal clears it only once acknowledged, with no write issued after it. One bit
+ * per cluster: 4 MiB for 1 TiB of 32 KiB clusters.
+ */
+class Presence {
+  private readonly bits: Uint8Array;
+
+  constructor(readonly clustersTotal: number) {
+    this.bits = new Uint8Array(Math.ceil(clustersTotal / 8));
+  }
+
+  has(c: number): boolean {
+    return (this.bits[c >> 3]! & (1 << (c & 7))) !== 0;
+  }
+
+  set(c: number): void {
+    this.bits[c >> 3]! |= 1 << (c & 7);
+  }
+
+  clear(c: number): void {
+    this.bits[c >> 3]! &= ~(1 << (c & 7));
+  }
+
+  /** The first cluster >= from (and < clustersTotal) whose bit is set, or clustersTotal. */
+  next(from: number): number {
+    for (let c = from; c < this.clustersTotal; ) {
+      if ((c & 7) === 0 && this.bits[c >> 3] === 0) {
+        c += 8;
+        continue;
+      }
+      if (this.has(c)) return c;
+      c++;
+    }
+    return this.clustersTotal;
+  }
+
+  count(): number {
+    let n = 0;
+    for (const byte of this.bits) for (let b = byte; b !== 0; b &= b - 1) n++;
+    return n;
+  }
 }
 
 /**
@@ -140,6 +203,9 @@ export class ObjectClusterStore implements ClusterStore {
   private readonly pending = new Map<number, PendingImage>();
   private readonly known: KnownImages;
   private readonly loading = new Map<number, Loading>();
+  /** Which clusters may exist, once listed (null before, or when the pool cannot list). */
+  private presence: Presence | null = null;
+  private presenceListing: Promise<void> | null = null;
   /** Writes not yet acknowledged (or failed), for settled(). */
   private readonly inFlight = new Set<Promise<unknown>>();
   private failure: unknown = null;
@@ -166,16 +232,58 @@ export class ObjectClusterStore implements ClusterStore {
   /** The latest image, or undefined when the store does not know it (not loaded). */
   private latest(clusterIndex: number): Buffer | null | undefined {
     const pending = this.pending.get(clusterIndex);
-    return pending !== undefined ? pending.image : this.known.get(clusterIndex);
+    if (pending !== undefined) return pending.image;
+    // A cluster the listing never saw and this store never wrote has no object.
+    if (this.presence !== null && !this.presence.has(clusterIndex)) return null;
+    return this.known.get(clusterIndex);
   }
+
+  /**
+   * Null once the presence index is built (or the pool cannot list), else the promise of the
+   * listing that builds it: one per store, shared by whoever asks while it runs.
+   */
+  private presenceReady(): Promise<void> | null {
+    if (this.presence !== null || this.objects.list === undefined) return null;
+    if (this.presenceListing !== null) return this.presenceListing;
+    // Writes not yet acknowledged may be missing from the listing: present all the same.
+    for (const [c, entry] of this.pending) if (entry.image !== null) this.presentWhileListing.add(c);
+    const listing = (async () => {
+      const volumePrefix = volumeOidPrefix(this.options.oidPrefix, this.storeId);
+      const names = await this.objects.list!(volumePrefix, this.options.clustersTotal);
+      const presence = new Presence(this.options.clustersTotal);
+      for (const name of names) {
+        const c = clusterIndexOfOid(volumePrefix, name);
+        // A name of another shape under the volume's prefix, or past its end: not blockvault's.
+        if (c === null || c >= this.options.clustersTotal) assert(false, `object ${name} of the pool is a cluster of this volume`);
+        presence.set(c);
+      }
+      // Written while the listing ran: present whether or not the listing saw them.
+      for (const c of this.presentWhileListing) presence.set(c);
+      this.presentWhileListing.clear();
+      this.presence = presence;
+    })();
+    this.presenceListing = listing.finally(() => {
+      this.presenceListing = null;
+    });
+    return this.presenceListing;
+  }
+
+  /** Clusters written while the listing ran, or before it and not yet acknowledged: the listing may miss them. */
+  private readonly presentWhileListing = new Set<number>();
 
   // -------------------------------------------------------------------------------------------
   // Lookups: synchronous, of loaded clusters only.
 
-  load(fromCluster: number, toCluster: number): Promise<void> | null {
+  load(fromCluster: number, toCluster: number, scan = false): Promise<void> | null {
     assert(Number.isSafeInteger(fromCluster) && fromCluster >= 0 && toCluster >= fromCluster - 1, 'a load names a cluster range');
+    // A scan (trim, allocation map) lists the volume's objects first, so that it reads only the
+    // clusters that exist. Reads and writes never wait for a listing.
+    if (scan) {
+      const listing = this.presenceReady();
+      if (listing !== null) return listing;
+    }
     let waits: Promise<void>[] | null = null;
-    for (let c = fromCluster; c <= toCluster; c++) {
+    for (let c = this.nextCandidate(fromCluster); c <= toCluster; c = this.nextCandidate(c + 1)) {
       if (this.latest(c) !== undefined) continue;
       (waits ??= []).push(this.loadOne(c));
       if (waits.length >= READS_IN_FLIGHT_MAX) break; // the caller loads again for the rest
@@ -224,11 +332,28 @@ export class ObjectClusterStore implements ClusterStore {
     return this.meta(clusterIndex);
   }
 
-  /** Every index in the window (loaded: the caller loaded from..from+limit-1) whose cluster exists. */
+  /**
+   * The last cluster a scan step from `from` visits: the `limit`-th cluster in from..to that may
+   * exist (or `to`), or without an index from + limit - 1. A promise when the index is being built
+   * (the step runs again once it is).
+   */
+  scanWindow(from: number, to: number, limit: number): number | Promise<void> {
+    const listing = this.presenceReady();
+    if (listing !== null) return listing;
+    if (this.presence === null) return Math.min(to, from + limit - 1);
+    let seen = 0;
+    for (let c = this.presence.next(from); c <= to; c = this.presence.next(c + 1)) if (++seen === limit) return c;
+    return to;
+  }
+
+  /** The clusters that exist in the scan window from `from` (scanWindow; loaded by the caller). */
   clusterIndexes(from: number, to: number, limit: number): { indexes: number[]; scannedTo: number } {
-    const scannedTo = Math.min(to, from + limit - 1);
+    const end = this.scanWindow(from, to, limit);
+    const scannedTo = typeof end === 'number' ? end : Math.min(to, from + limit - 1);
     const indexes: number[] = [];
-    for (let c = from; c <= scannedTo; c++) if (this.loaded(c) !== null) indexes.push(c);
+    for (let c = this.nextCandidate(from); c <= scannedTo; c = this.nextCandidate(c + 1)) {
+      if (this.loaded(c) !== null) indexes.push(c);
+    }
     return { indexes, scannedTo };
   }
 
@@ -253,6 +378,10 @@ export class ObjectClusterStore implements ClusterStore {
     if (loading !== undefined) loading.stale = true;
     const budgetBytes = (image?.length ?? 0) + 64;
     const entry: PendingImage = { image, budgetBytes };
+    if (image !== null) {
+      this.presence?.set(clusterIndex);
+      if (this.presenceListing !== null) this.presentWhileListing.add(clusterIndex);
+    }
     this.pending.set(clusterIndex, entry);
     this.known.set(clusterIndex, image);
     this.options.budget.take(budgetBytes);
@@ -260,6 +389,8 @@ export class ObjectClusterStore implements ClusterStore {
     const sent: Promise<unknown> = image === null ? this.objects.remove(oid) : this.objects.writeFull(oid, image);
     const done = sent.then(
       () => {
+        // A removal acknowledged with nothing issued after it: the object is gone.
+        if (image === null && this.pending.get(clusterIndex) === entry) this.presence?.clear(clusterIndex);
         this.settle(clusterIndex, entry);
         return true;
       },
@@ -304,24 +435,32 @@ export class ObjectClusterStore implements ClusterStore {
    * there (a copy: snapshots are transferred to worker threads).
    */
   async staleSnapshots(fromCluster: number, generation: number, limit: number): Promise<ClusterSnapshot[]> {
+    await this.presenceReady();
     const found: ClusterSnapshot[] = [];
     const total = this.options.clustersTotal;
-    for (let window = fromCluster; window < total && found.length < limit; window += READS_IN_FLIGHT_MAX) {
-      const end = Math.min(total, window + READS_IN_FLIGHT_MAX);
-      const reads: Promise<Buffer | null>[] = [];
-      for (let c = window; c < end; c++) {
-        const latest = this.latest(c);
-        reads.push(latest !== undefined ? Promise.resolve(latest === null ? null : Buffer.from(latest)) : this.objects.read(this.oid(c)));
-      }
-      const images = await Promise.all(reads);
+    for (let c = this.nextCandidate(fromCluster); c < total && found.length < limit; ) {
+      // The next READS_IN_FLIGHT_MAX clusters that may exist, read at once.
+      const window: number[] = [];
+      for (; c < total && window.length < READS_IN_FLIGHT_MAX; c = this.nextCandidate(c + 1)) window.push(c);
+      const images = await Promise.all(
+        window.map((index) => {
+          const latest = this.latest(index);
+          return latest !== undefined ? Promise.resolve(latest === null ? null : Buffer.from(latest)) : this.objects.read(this.oid(index));
+        }),
+      );
       for (let i = 0; i < images.length && found.length < limit; i++) {
         const image = images[i]!;
         if (image === null) continue;
         const view = decodeCluster(image, this.g);
-        if (view.generation < generation) found.push({ clusterIndex: window + i, generation: view.generation, raw: image });
+        if (view.generation < generation) found.push({ clusterIndex: window[i]!, generation: view.generation, raw: image });
       }
     }
     return found;
+  }
+
+  /** The first cluster >= from that may exist (every one when the pool cannot list). */
+  private nextCandidate(from: number): number {
+    return this.presence === null ? from : this.presence.next(from);
   }
 
   /** One compare-and-write per cluster (the header: generation and bitmap), all in flight at once. */
@@ -364,22 +503,31 @@ export class ObjectClusterStore implements ClusterStore {
     if (!this.pending.has(clusterIndex)) this.known.delete(clusterIndex);
   }
 
-  /** An upper bound: the volume's cluster count (RADOS has no cheap count of one volume's objects). */
-  storedClusterCount(): number {
-    return this.options.clustersTotal;
+  /** From the listing (an upper bound: a superset of the objects); the volume's cluster count where the pool cannot list. */
+  async storedClusterCount(): Promise<number> {
+    await this.presenceReady();
+    return this.presence === null ? this.options.clustersTotal : this.presence.count();
   }
 }
 
 /**
- * Remove up to `limit` of a volume's cluster objects from `fromCluster` on, READS_IN_FLIGHT_MAX
- * at a time. Returns the next cluster to remove from; clustersTotal means the volume's data is gone.
+ * Remove every object of a volume, READS_IN_FLIGHT_MAX at a time: those a listing finds, or
+ * (where the pool cannot list) every cluster index's. `pause` runs between batches of `batch`.
  */
-export async function purgeObjects(objects: ClusterObjects, oidPrefix: string, storeId: number, fromCluster: number, clustersTotal: number, limit: number): Promise<number> {
-  const end = Math.min(clustersTotal, fromCluster + limit);
-  for (let window = fromCluster; window < end; window += READS_IN_FLIGHT_MAX) {
-    const removals: Promise<boolean>[] = [];
-    for (let c = window; c < Math.min(end, window + READS_IN_FLIGHT_MAX); c++) removals.push(objects.remove(clusterOid(oidPrefix, storeId, c)));
-    await Promise.all(removals);
+export async function purgeObjects(
+  objects: ClusterObjects,
+  oidPrefix: string,
+  storeId: number,
+  clustersTotal: number,
+  batch: number,
+  pause: () => Promise<void>,
+): Promise<void> {
+  const names =
+    objects.list !== undefined
+      ? await objects.list(volumeOidPrefix(oidPrefix, storeId), clustersTotal)
+      : Array.from({ length: clustersTotal }, (_, c) => clusterOid(oidPrefix, storeId, c));
+  for (let at = 0; at < names.length; at += READS_IN_FLIGHT_MAX) {
+    await Promise.all(names.slice(at, at + READS_IN_FLIGHT_MAX).map((name) => objects.remove(name)));
+    if ((at + READS_IN_FLIGHT_MAX) % batch < READS_IN_FLIGHT_MAX) await pause();
   }
-  return end;
 }

@@ -85,9 +85,8 @@ export class VolumePurger {
       }
       return;
     }
-    // No listing of one volume's objects: every cluster index of the volume is removed (absent ones answer ENOENT).
     const clustersTotal = Math.ceil(record.sizeBytes / (record.sectorSize * record.clusterSectors));
-    for (let next = 0; next < clustersTotal; ) next = await purgeObjects(pool.objects, pool.oidPrefix, record.storeId, next, clustersTotal, PURGE_BATCH_KEYS);
+    await purgeObjects(pool.objects, pool.oidPrefix, record.storeId, clustersTotal, PURGE_BATCH_KEYS, () => new Promise<void>((resolve) => setImmediate(resolve)));
   }
 
   async #purgeOne(record: VolumeRecord): Promise<void> {

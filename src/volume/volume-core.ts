@@ -378,9 +378,9 @@ export class VolumeCore {
   }
 
   /** Resolves once clusters from..to are loaded (in windows of READS_IN_FLIGHT_MAX), for a step that runs right after. */
-  private async loadClusters(from: number, to: number): Promise<void> {
+  private async loadClusters(from: number, to: number, scan = false): Promise<void> {
     for (let attempt = 0; ; attempt++) {
-      const wait = this.store.load(from, to);
+      const wait = this.store.load(from, to, scan);
       if (wait === null) return;
       if (attempt >= LOAD_ATTEMPTS_MAX) assert(false, `clusters ${from}..${to} of volume ${this.id} stay loaded for one step (${LOAD_ATTEMPTS_MAX} loads)`);
       await wait;
@@ -587,14 +587,20 @@ export class VolumeCore {
     const windowClusters = remote ? Math.min(this.deps.trimStepClustersMax, READS_IN_FLIGHT_MAX) : this.deps.trimStepClustersMax;
     return this.queue.submit((): StepResult<void> => {
       this.checkIo();
+      let windowEnd = lastCluster;
       if (remote) {
         // The clusters this step looks at: the partial pieces' (first step) and the window.
         const from = cursor === -1 ? Math.floor(fullFirst / cs) : cursor;
-        const to = Math.min(lastCluster, from + windowClusters - 1);
+        let to = -1;
+        if (lastCluster >= from) {
+          const end = this.store.scanWindow(from, lastCluster, windowClusters);
+          if (typeof end !== 'number') return stepAfter(end);
+          to = windowEnd = end;
+        }
         const clusterBytes = ss * cs;
         const wait = this.waitBeforeEdit(cursor === -1 ? Math.floor(offset / clusterBytes) : from, cursor === -1 ? Math.max(to, Math.floor((end - 1) / clusterBytes)) : to, () => {
           const edges = cursor === -1 ? this.loadForEdit(offset, end) : null;
-          const window = to >= from ? this.store.load(from, to) : null;
+          const window = to >= from ? this.store.load(from, to, true) : null;
           return edges === null || window === null ? (edges ?? window) : Promise.all([edges, window]).then(() => undefined);
         });
         if (wait !== null) return stepAfter(wait);
@@ -615,7 +621,7 @@ export class VolumeCore {
         if (end % ss !== 0) this.zeroPartial(fullEnd * ss, end, writes);
         cursor = Math.floor(fullFirst / cs);
       }
-      cursor = this.trimClusters(cursor, lastCluster, fullFirst, fullEnd - 1, windowClusters, writes);
+      cursor = this.trimClusters(cursor, windowEnd, fullFirst, fullEnd - 1, windowClusters, writes);
       return cursor > lastCluster ? { done: true, result: this.finish(writes, writeBack) } : stepPending();
     });
   }
@@ -672,12 +678,19 @@ export class VolumeCore {
       const clusterBytes = this.geometry.sectorSize * this.geometry.clusterSectors;
       const window = Math.max(1, Math.min(clustersMax, READS_IN_FLIGHT_MAX));
       const from = Math.floor(offset / clusterBytes);
-      const to = Math.min(Math.floor((offset + Math.max(1, length) - 1) / clusterBytes), from + window - 1);
+      const last = Math.floor((offset + Math.max(1, length) - 1) / clusterBytes);
       return this.afterQueued(() =>
-        this.underWay(from, to, async () => {
+        this.underWay(from, last, async () => {
           this.checkIo();
-          await this.loadClusters(from, to);
-          return this.allocationNow(offset, length, window);
+          let to = this.store.scanWindow(from, last, window);
+          if (typeof to !== 'number') {
+            await to;
+            to = this.store.scanWindow(from, last, window) as number;
+          }
+          await this.loadClusters(from, to, true);
+          // Writes to these clusters wait for this map (underWay), so none appears in the window
+          // after its load; the window bounds the lookups all the same.
+          return this.allocationNow(offset, length, Number.MAX_SAFE_INTEGER, to);
         }),
       );
     }
@@ -691,7 +704,8 @@ export class VolumeCore {
     return this.queue.submitOne(() => Promise.resolve(this.allocationNow(offset, length, clustersMax)));
   }
 
-  private allocationNow(offset: number, length: number, clustersMax: number): AllocationExtent[] {
+  /** `windowEnd`: a remote store's loaded scan window (the clusters a remote lookup may look at end there). */
+  private allocationNow(offset: number, length: number, clustersMax: number, windowEnd = Number.MAX_SAFE_INTEGER): AllocationExtent[] {
     this.checkIo();
     const extents: AllocationExtent[] = [];
     if (length === 0) return extents;
@@ -701,7 +715,7 @@ export class VolumeCore {
     const lastSector = Math.floor((end - 1) / ss);
     const fromCluster = Math.floor(firstSector / cs);
     const toCluster = Math.floor(lastSector / cs);
-    const { indexes, scannedTo } = this.store.clusterIndexes(fromCluster, toCluster, Math.max(1, clustersMax));
+    const { indexes, scannedTo } = this.store.clusterIndexes(fromCluster, Math.min(toCluster, windowEnd), Math.max(1, clustersMax));
     const coveredEnd = scannedTo >= toCluster ? end : Math.min(end, (scannedTo + 1) * cs * ss);
     let cursor = offset;
     const add = (allocated: boolean, from: number, to: number): void => {

@@ -12,7 +12,21 @@ export class MemoryObjects implements ClusterObjects {
   /** Operations sent and not yet answered. */
   inFlight = 0;
 
-  constructor(private readonly delayMsMax = 2) {}
+  /** `listing`: offer list() (the store then keeps an index of the clusters that exist). */
+  constructor(
+    private readonly delayMsMax = 2,
+    listing = false,
+  ) {
+    if (!listing) this.list = undefined;
+  }
+
+  /** Like RADOS listing: what exists when the listing reaches it, after a random delay; any order. */
+  list?: (prefix: string, limit: number) => Promise<string[]> = async (prefix, limit) => {
+    await new Promise((resolve) => setTimeout(resolve, Math.random() * this.delayMsMax));
+    const names = [...this.objects.keys()].filter((name) => name.startsWith(prefix)).reverse();
+    if (names.length > limit) throw new Error(`more than ${limit} objects start with ${prefix}`);
+    return names;
+  };
 
   private op<T>(oid: string, apply: () => T): Promise<T> {
     const previous = this.chains.get(oid) ?? Promise.resolve();

@@ -34,6 +34,7 @@ type Op =
   | { kind: 'write'; offset: number; length: number; seed: number }
   | { kind: 'read'; offset: number; length: number }
   | { kind: 'trim'; offset: number; length: number }
+  | { kind: 'map'; offset: number; length: number }
   | { kind: 'flush' }
   | { kind: 'reopen' }
   | { kind: 'batch'; ops: Op[] };
@@ -55,6 +56,7 @@ function opArb(sizeBytes: number, sectorSize: number, lengthMax: number): fc.Arb
     { weight: 6, arbitrary: fc.tuple(range, fc.nat()).map(([r, seed]) => ({ kind: 'write' as const, ...r, seed })) },
     { weight: 4, arbitrary: range.map((r) => ({ kind: 'read' as const, ...r })) },
     { weight: 2, arbitrary: range.map((r) => ({ kind: 'trim' as const, ...r })) },
+    { weight: 1, arbitrary: range.map((r) => ({ kind: 'map' as const, ...r })) },
     { weight: 1, arbitrary: fc.constant({ kind: 'flush' as const }) },
   );
   return fc.oneof(
@@ -89,12 +91,15 @@ export async function checkVolumeModel(options: ModelCheckOptions): Promise<void
         oidPrefix: pool?.oidPrefix,
       });
       const model = Buffer.alloc(sizeBytes);
+      // Which sectors are stored (allocated): written ones, until a trim covers them whole.
+      const allocated = new Uint8Array(Math.ceil(sizeBytes / sectorSize));
       try {
         const issue = (op: Op): Promise<void> => {
           switch (op.kind) {
             case 'write': {
               const data = xorshiftBytes(op.seed, op.length);
               data.copy(model, op.offset);
+              if (op.length > 0) allocated.fill(1, Math.floor(op.offset / sectorSize), Math.floor((op.offset + op.length - 1) / sectorSize) + 1);
               return h.core.write(op.offset, data);
             }
             case 'read': {
@@ -104,9 +109,31 @@ export async function checkVolumeModel(options: ModelCheckOptions): Promise<void
                 expect(Buffer.from(got).equals(expected)).toBe(true);
               });
             }
-            case 'trim':
+            case 'trim': {
               model.fill(0, op.offset, op.offset + op.length);
+              const whole = Math.floor((op.offset + op.length) / sectorSize);
+              if (Math.ceil(op.offset / sectorSize) < whole) allocated.fill(0, Math.ceil(op.offset / sectorSize), whole);
               return h.core.trim(op.offset, op.length);
+            }
+            case 'map': {
+              // One allocation call, issued now (as the NBD server's BLOCK_STATUS), at most 2
+              // stored clusters visited: its extents start at the offset, follow each other, and
+              // say per sector what the model says at this point of the call order.
+              const expected = Uint8Array.from(allocated);
+              return h.core.allocation(op.offset, op.length, 2).then((extents) => {
+                if (op.length > 0) expect(extents.length).toBeGreaterThan(0);
+                let at = op.offset;
+                for (const extent of extents) {
+                  expect(extent.offset).toBe(at);
+                  expect(extent.length).toBeGreaterThan(0);
+                  for (let s = Math.floor(extent.offset / sectorSize); s * sectorSize < extent.offset + extent.length; s++) {
+                    expect(extent.allocated, `sector ${s}`).toBe(expected[s] === 1);
+                  }
+                  at += extent.length;
+                }
+                expect(at).toBeLessThanOrEqual(op.offset + op.length);
+              });
+            }
             case 'flush':
               return h.core.flush();
             default:

@@ -23,6 +23,8 @@ const configs = [
   { sectorSize: 4096 as const, clusterSectors: 8, layout: 'compact' as const, store: 'objects' as const },
   { sectorSize: 512 as const, clusterSectors: 5, layout: 'compact' as const, store: 'objects' as const },
   { sectorSize: 4096 as const, clusterSectors: 1, layout: 'compact' as const, store: 'objects' as const },
+  { sectorSize: 4096 as const, clusterSectors: 8, layout: 'compact' as const, store: 'listed objects' as const },
+  { sectorSize: 512 as const, clusterSectors: 5, layout: 'compact' as const, store: 'listed objects' as const },
 ];
 
 /** Every cluster image the harness volume has in the pool. */
@@ -35,7 +37,8 @@ function storedClusters(objects: MemoryObjects): { clusterIndex: number; value: 
 for (const { backend, skipReason } of cipherBackends()) {
   describe.skipIf(skipReason !== null)(`VolumeCore vs an in-memory model [${backend}]`, () => {
     for (const { sectorSize, clusterSectors, layout, store } of configs) {
-      it(`sector ${sectorSize}, ${clusterSectors} sectors per cluster, ${layout}${store === 'objects' ? ', in an object pool' : ''}`, async () => {
+      const where = { lmdb: '', objects: ', in an object pool', 'listed objects': ', in an object pool that lists' }[store];
+      it(`sector ${sectorSize}, ${clusterSectors} sectors per cluster, ${layout}${where}`, async () => {
         await checkVolumeModel({
           backend,
           sectorSize,
@@ -43,9 +46,9 @@ for (const { backend, skipReason } of cipherBackends()) {
           layout,
           numRuns: 50,
           pool:
-            store === 'objects'
+            store !== 'lmdb'
               ? () => {
-                  const objects = new MemoryObjects();
+                  const objects = new MemoryObjects(2, store === 'listed objects');
                   return { objects, oidPrefix: HARNESS_OID_PREFIX, stored: () => storedClusters(objects) };
                 }
               : undefined,
@@ -53,11 +56,11 @@ for (const { backend, skipReason } of cipherBackends()) {
       });
     }
 
-    it.each(['split', 'compact', 'objects'] as const)('trim of a whole volume leaves no cluster behind (%s)', async (kind) => {
+    it.each(['split', 'compact', 'objects', 'listed objects'] as const)('trim of a whole volume leaves no cluster behind (%s)', async (kind) => {
       const dir = makeTempDir('bv-core-trim-');
       const sizeBytes = 4096 * 8 * 10;
-      const objects = kind === 'objects' ? new MemoryObjects() : undefined;
-      const layout = kind === 'objects' ? 'compact' : kind;
+      const objects = kind === 'objects' || kind === 'listed objects' ? new MemoryObjects(2, kind === 'listed objects') : undefined;
+      const layout = kind === 'split' ? 'split' : 'compact';
       const h = await CoreHarness.open({ dir, backend, sectorSize: 4096, clusterSectors: 8, layout, sizeBytes, trimStepClustersMax: 3, objects });
       const count = (): number => (objects === undefined ? h.storedClusterCount() : storedClusters(objects).length);
       try {
