@@ -290,6 +290,12 @@ export function writeSlots(
   return value;
 }
 
+/** The ciphertext of present slots slot..slot+count-1 (all present) of a compact image: a view of it. */
+export function compactRun(image: ClusterView, g: ClusterGeometry, slot: number, count: number): Uint8Array {
+  const at = CLUSTER_HEADER_BYTES + rankOf(image.bitmap, slot) * g.sectorSize;
+  return image.raw.subarray(at, at + count * g.sectorSize);
+}
+
 /** The cluster without slots firstSlot..lastSlot, or null when no sector is left. */
 export function removeSlots(old: ClusterView, g: ClusterGeometry, firstSlot: number, lastSlot: number): Buffer | null {
   assertSlotRun(g, firstSlot, lastSlot);

@@ -19,6 +19,7 @@ import type { Database } from 'lmdb';
 import { assert } from '../errors.js';
 import {
   CLUSTER_HEADER_BYTES,
+  compactRun,
   CLUSTER_KEY_BYTES,
   SPLIT_BODY_BYTES,
   SPLIT_TAIL_BYTES,
@@ -41,6 +42,7 @@ import {
 } from './cluster-format.js';
 import type { WriteBudget } from './write-budget.js';
 import type { ValuePins } from './buffer-slab.js';
+import { TwoGenerationCache } from './two-generation-cache.js';
 import type { ClusterSnapshot } from './reencrypt-contract.js';
 
 export type VolumeLayout = 'compact' | 'split';
@@ -416,8 +418,7 @@ export class CompactStore extends StoreBase implements ClusterStore {
   }
 
   ciphertext(_clusterIndex: number, meta: ClusterView, slot: number, count: number): Uint8Array {
-    const at = CLUSTER_HEADER_BYTES + rankOf(meta.bitmap, slot) * this.g.sectorSize;
-    return meta.raw.subarray(at, at + count * this.g.sectorSize);
+    return compactRun(meta, this.g, slot, count);
   }
 
   image(clusterIndex: number): ClusterView | null {
@@ -460,8 +461,8 @@ export class CompactStore extends StoreBase implements ClusterStore {
 
 /**
  * Decoded split-layout meta values by cluster index (null: no cluster stored), at most
- * `clustersMax` of them, the least recently used ones dropped first (approximately). Meta values hold ciphertext tails and headers, never
- * plaintext or keys.
+ * `clustersMax` of them, the least recently used ones dropped first (approximately:
+ * two-generation-cache.ts). Meta values hold ciphertext tails and headers, never plaintext or keys.
  *
  * Why an entry always equals what a lookup (overlay, then LMDB) would return:
  *  - foreground edits go through issueMeta, which puts the issued value into the cache as it
@@ -478,57 +479,13 @@ export class CompactStore extends StoreBase implements ClusterStore {
  *    no lookup happened while it ran;
  *  - the purge removes clusters only of a deleted volume, which refuses I/O.
  */
-class MetaCache {
-  /**
-   * Two generations instead of a strict LRU list, so a hit costs one Map lookup: entries go into
-   * `young`; when it holds half the bound, `old` is dropped and `young` becomes `old`; a hit in
-   * `old` moves the entry back to `young`. At most clustersMax entries, and every entry used
-   * since the last swap survives the next one.
-   */
+class MetaCache extends TwoGenerationCache<ClusterView | null> {
   /** The epoch (ClusterStoreOptions.metaCacheEpoch) the entries were made in. */
   epoch: number | null = null;
-  private young = new Map<number, ClusterView | null>();
-  private old = new Map<number, ClusterView | null>();
-  private readonly youngMax: number;
 
-  constructor(readonly clustersMax: number) {
+  constructor(clustersMax: number) {
     assert(Number.isSafeInteger(clustersMax) && clustersMax >= 0, 'the meta cache bound is a whole number');
-    this.youngMax = Math.floor(clustersMax / 2);
-  }
-
-  get size(): number {
-    return this.young.size + this.old.size;
-  }
-
-  /** The entry, or undefined when not cached. */
-  get(clusterIndex: number): ClusterView | null | undefined {
-    const entry = this.young.get(clusterIndex);
-    if (entry !== undefined) return entry;
-    const aged = this.old.get(clusterIndex);
-    if (aged !== undefined) {
-      this.old.delete(clusterIndex);
-      this.setYoung(clusterIndex, aged);
-    }
-    return aged;
-  }
-
-  set(clusterIndex: number, entry: ClusterView | null): void {
-    if (this.youngMax === 0) return;
-    this.old.delete(clusterIndex);
-    this.setYoung(clusterIndex, entry);
-  }
-
-  clear(): void {
-    this.young.clear();
-    this.old.clear();
-  }
-
-  private setYoung(clusterIndex: number, entry: ClusterView | null): void {
-    this.young.set(clusterIndex, entry);
-    if (this.young.size >= this.youngMax) {
-      this.old = this.young;
-      this.young = new Map();
-    }
+    super(clustersMax, () => 1);
   }
 }
 

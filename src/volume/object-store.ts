@@ -22,8 +22,8 @@
 import { assert } from '../errors.js';
 import {
   CLUSTER_HEADER_BYTES,
+  compactRun,
   decodeCluster,
-  rankOf,
   removeSlots,
   writeSlots,
   type ClusterGeometry,
@@ -32,6 +32,7 @@ import {
 import type { ClusterStore } from './cluster-store.js';
 import type { ClusterSnapshot } from './reencrypt-contract.js';
 import type { WriteBudget } from './write-budget.js';
+import { TwoGenerationCache } from './two-generation-cache.js';
 
 /** What the store needs of an object pool (RADOS: src/store/rados.ts). Objects are whole cluster images. */
 export interface ClusterObjects {
@@ -148,60 +149,13 @@ class Presence {
   }
 }
 
-/**
- * `known`, bounded by bytes: two generations instead of a strict LRU list (a hit costs one Map
- * lookup); when `young` holds half the bound, `old` goes and `young` becomes `old`.
- */
-class KnownImages {
-  private young = new Map<number, Buffer | null>();
-  private old = new Map<number, Buffer | null>();
-  private youngBytes = 0;
-
-  constructor(private readonly bytesMax: number) {
-    assert(Number.isSafeInteger(bytesMax) && bytesMax > 0, 'the known-image bound is a positive whole number of bytes');
-  }
-
-  /** undefined when not known. */
-  get(clusterIndex: number): Buffer | null | undefined {
-    const entry = this.young.get(clusterIndex);
-    if (entry !== undefined) return entry;
-    const aged = this.old.get(clusterIndex);
-    if (aged !== undefined) {
-      this.old.delete(clusterIndex);
-      this.set(clusterIndex, aged);
-    }
-    return aged;
-  }
-
-  set(clusterIndex: number, image: Buffer | null): void {
-    this.old.delete(clusterIndex);
-    this.young.set(clusterIndex, image);
-    this.youngBytes += (image?.length ?? 0) + 64;
-    if (this.youngBytes >= this.bytesMax / 2) {
-      this.old = this.young;
-      this.young = new Map();
-      this.youngBytes = 0;
-    }
-  }
-
-  delete(clusterIndex: number): void {
-    this.young.delete(clusterIndex);
-    this.old.delete(clusterIndex);
-  }
-
-  clear(): void {
-    this.young.clear();
-    this.old.clear();
-    this.youngBytes = 0;
-  }
-}
-
 export class ObjectClusterStore implements ClusterStore {
   readonly layout = 'compact';
   readonly remote = true;
   private readonly objects: ClusterObjects;
   private readonly pending = new Map<number, PendingImage>();
-  private readonly known: KnownImages;
+  /** Bounded by bytes (an entry costs its image and 64 bytes). */
+  private readonly known: TwoGenerationCache<Buffer | null>;
   private readonly loading = new Map<number, Loading>();
   /** Which clusters may exist, once listed (null before, or when the pool cannot list). */
   private presence: Presence | null = null;
@@ -218,7 +172,9 @@ export class ObjectClusterStore implements ClusterStore {
     assert(Number.isSafeInteger(options.clustersTotal) && options.clustersTotal >= 0, 'clustersTotal is a whole number');
     assert(clusterOid(options.oidPrefix, storeId, options.clustersTotal).length <= OID_BYTES_MAX, `object names stay within ${OID_BYTES_MAX} bytes`);
     this.objects = options.objects;
-    this.known = new KnownImages(options.knownBytesMax ?? KNOWN_BYTES_MAX);
+    const knownBytesMax = options.knownBytesMax ?? KNOWN_BYTES_MAX;
+    assert(Number.isSafeInteger(knownBytesMax) && knownBytesMax >= 2 * 1024 * 1024, 'the known-image bound is a whole number of bytes, at least 2 MiB');
+    this.known = new TwoGenerationCache<Buffer | null>(knownBytesMax, (image) => (image?.length ?? 0) + 64);
   }
 
   get pendingCount(): number {
@@ -324,8 +280,7 @@ export class ObjectClusterStore implements ClusterStore {
   }
 
   ciphertext(_clusterIndex: number, meta: ClusterView, slot: number, count: number): Uint8Array {
-    const at = CLUSTER_HEADER_BYTES + rankOf(meta.bitmap, slot) * this.g.sectorSize;
-    return meta.raw.subarray(at, at + count * this.g.sectorSize);
+    return compactRun(meta, this.g, slot, count);
   }
 
   image(clusterIndex: number): ClusterView | null {

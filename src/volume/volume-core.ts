@@ -321,6 +321,11 @@ export class VolumeCore {
       out.fill(0);
       throw error;
     }
+    return this.requested(out, skip, length);
+  }
+
+  /** The `length` bytes from `skip` of whole sectors read into `out` (wiped when not returned). */
+  private requested(out: Buffer, skip: number, length: number): Uint8Array {
     if (skip === 0 && out.length === length) return out;
     // From this volume's slab, not Buffer.from: Node's shared pool would put the plaintext next to
     // any other allocation in the process, reachable through `part.buffer`.
@@ -416,11 +421,7 @@ export class VolumeCore {
       out.fill(0);
       throw error;
     }
-    if (skip === 0 && out.length === length) return out;
-    const part = this.readSlab.take(length);
-    part.set(out.subarray(skip, skip + length));
-    out.fill(0);
-    return part;
+    return this.requested(out, skip, length);
   }
 
   /**
