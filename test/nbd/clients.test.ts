@@ -6,6 +6,9 @@
  * Clients: nbdinfo (size, flags, block sizes, --map), qemu-io (pattern write/read, zero, discard,
  * FUA write, flush), qemu-img convert in and out (byte-exact) and map, nbdcopy with 4
  * connections both ways, fio's nbd ioengine with verify=crc32c on random 4 KiB writes.
+ *
+ * The blockvault matrix runs twice: with the sectors in LMDB, and in RADOS on a throwaway Ceph
+ * cluster (test/helpers/ceph.ts), where reads, maps and trims take the remote store's paths.
  */
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -15,6 +18,9 @@ import { useTempDirs } from '../helpers/temp-dir.js';
 import { xorshiftBytes } from '../helpers/xorshift.js';
 import { killAll, killServers, run, runOk, startNbdkitMemory } from './helpers/processes.js';
 import { serveVolumes, type Served } from './helpers/served.js';
+import type { CephCluster } from '../helpers/ceph.js';
+import { radosSkipReason, radosStoreOf } from '../helpers/rados-store.js';
+import { useCephCluster } from '../helpers/use-ceph-cluster.js';
 
 const check = findTools([
   { name: 'nbdinfo', debianPackage: 'libnbd-bin' },
@@ -37,12 +43,24 @@ interface Target {
   stop(): Promise<void>;
 }
 
-const targets: Record<string, (dir: string) => Promise<Target>> = {
-  blockvault: async (dir) => {
-    const served: Served = await serveVolumes(dir, [{ name: 'disk', sizeBytes: SIZE }]);
-    return { uri: served.uri('disk'), stop: () => served.stop() };
+const radosReason = radosSkipReason();
+
+/** Each target: how to start it, and whether it needs a Ceph cluster (started for its describe). */
+const targets: Record<string, { start(dir: string, ceph: CephCluster | null): Promise<Target>; ceph?: boolean }> = {
+  blockvault: {
+    start: async (dir) => {
+      const served: Served = await serveVolumes(dir, [{ name: 'disk', sizeBytes: SIZE }]);
+      return { uri: served.uri('disk'), stop: () => served.stop() };
+    },
   },
-  'nbdkit memory (reference)': (dir) => startNbdkitMemory(join(dir, 'nbdkit.sock'), SIZE),
+  [`blockvault, sectors in RADOS${radosReason === '' ? '' : ` (skipped: ${radosReason})`}`]: {
+    ceph: true,
+    start: async (dir, ceph) => {
+      const served: Served = await serveVolumes(dir, [{ name: 'disk', sizeBytes: SIZE }], undefined, { store: radosStoreOf(ceph!) });
+      return { uri: served.uri('disk'), stop: () => served.stop() };
+    },
+  },
+  'nbdkit memory (reference)': { start: (dir) => startNbdkitMemory(join(dir, 'nbdkit.sock'), SIZE) },
 };
 
 /** A test image: random data with a 1 MiB zero run in the middle and zeros at the end. */
@@ -56,13 +74,15 @@ function testImage(seed: number, sizeBytes: number): Buffer {
 describe.skipIf(!check.ok)(`real NBD clients${check.ok ? '' : ` (skipped: ${check.reason})`}`, () => {
   afterEach(() => killAll());
 
-  for (const [targetName, startTarget] of Object.entries(targets)) {
-    describe(targetName, () => {
+  for (const [targetName, { start, ceph: needsCeph = false }] of Object.entries(targets)) {
+    describe.skipIf(needsCeph && radosReason !== '')(targetName, () => {
+      // Every replica of a 64 MiB volume on each of the three memstore OSDs, with room to spare.
+      const ceph = needsCeph ? useCephCluster({ memstoreBytes: 512 * MiB }) : null;
       let target: Target;
       let dir: string;
       beforeAll(async () => {
         dir = tempDir();
-        target = await startTarget(dir);
+        target = await start(dir, ceph?.() ?? null);
       });
       afterAll(async () => {
         killAll();

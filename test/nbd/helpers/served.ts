@@ -5,6 +5,7 @@
 import { join } from 'node:path';
 import type { Engine } from '../../../src/engine.js';
 import type { RootKeyInfo } from '../../../src/hsm/types.js';
+import type { VolumeStoreOptions } from '../../../src/store/volume-store.js';
 import type { NbdExportOptions, NbdServeOptions, NbdServerHandle } from '../../../src/nbd/serve.js';
 import type { ConnectionEvent } from '../../../src/nbd/server.js';
 import { openTestEngine, rootKey } from '../../helpers/engine.js';
@@ -26,9 +27,9 @@ export async function serveVolumes(
   dir: string,
   volumes: ReadonlyArray<{ name: string; sizeBytes: number; sectorSize?: 512 | 4096 }>,
   exports?: NbdExportOptions[],
-  options: { provider?: ProviderName; serve?: Omit<NbdServeOptions, 'onConnectionEvent'> } = {},
+  options: { provider?: ProviderName; serve?: Omit<NbdServeOptions, 'onConnectionEvent'>; store?: VolumeStoreOptions } = {},
 ): Promise<Served> {
-  const engine = await openTestEngine(dir, { provider: options.provider ?? 'software' });
+  const engine = await openTestEngine(dir, { provider: options.provider ?? 'software', ...(options.store === undefined ? {} : { store: options.store }) });
   try {
     const key = await rootKey(engine);
     for (const v of volumes) {
