@@ -17,7 +17,10 @@
  *    random 4 KiB read, sequential 1 MiB write, sequential 1 MiB read; fio --ioengine=nbd,
  *    iodepth 16, one job, time based. MB/s are fio's bandwidth summed over rounds.
  *
- * `npm run bench:nbd [-- --size 256MiB --seconds 3 --rounds 2]`. Writes bench/results/nbd.json
+ * `npm run bench:nbd [-- --size 256MiB --seconds 3 --rounds 2]` (`-- --help` lists every option).
+ * `--cases randwrite,write` runs only those fio cases (in the usual order), `--layout compact`
+ * and `--cluster-bytes 16KiB` set the blockvault volumes' layout (the engine options of the same
+ * names) for comparing layouts; a run with any of these says so in its header. Writes bench/results/nbd.json
  * and .md (`npm run readme:bench` copies the table into the README). Targets (issue 12): at
  * least 1.0x qemu-nbd+LUKS on random 4 KiB, at least 1.5x on sequential 1 MiB.
  *
@@ -51,6 +54,28 @@ const SECONDS = Number(argValue('--seconds') ?? '3');
 const ROUNDS = Number(argValue('--rounds') ?? '2');
 const ONLY = argValue('--only');
 if (ONLY !== undefined && ONLY !== 'fio' && ONLY !== 'pgbench') throw new Error(`--only ${ONLY}: give fio or pgbench`);
+const LAYOUT_ARG = argValue('--layout');
+if (LAYOUT_ARG !== undefined && LAYOUT_ARG !== 'split' && LAYOUT_ARG !== 'compact') throw new Error(`--layout ${LAYOUT_ARG}: give split or compact`);
+const LAYOUT: 'split' | 'compact' | undefined = LAYOUT_ARG;
+const CLUSTER_BYTES_ARG = argValue('--cluster-bytes');
+const CLUSTER_BYTES = CLUSTER_BYTES_ARG === undefined ? undefined : parseByteSize(CLUSTER_BYTES_ARG, '--cluster-bytes');
+const CASES_ARG = argValue('--cases');
+
+const HELP = `npm run bench:nbd [-- options]
+  --size 256MiB        disk size per target (default 256MiB)
+  --seconds 3          seconds per fio case and target (default 3)
+  --rounds 2           rounds, the target order rotating (default 2)
+  --only fio|pgbench   run one part (default both)
+  --cases LIST         fio cases to run, comma-separated: randwrite,randread,write,read (default all)
+  --layout split|compact, --cluster-bytes 32KiB
+                       the blockvault volumes' layout (Engine.open volumeLayout, clusterBytes;
+                       default the engine's: split, 32KiB); such a run says so in its header
+  --pg-size 512MiB --pg-scale 8 --pg-seconds 10 --pg-rounds 4   the pgbench part
+Writes bench/results/nbd.{json,md} (and nbd-pgbench.*); npm run readme:bench copies them into the README.`;
+if (process.argv.includes('--help') || process.argv.includes('-h')) {
+  console.log(HELP);
+  process.exit(0);
+}
 
 interface Case {
   name: string;
@@ -59,12 +84,22 @@ interface Case {
   target: { ratio: number; against: string } | null;
 }
 
-const CASES: Case[] = [
+const ALL_CASES: Case[] = [
   { name: 'random write 4 KiB', rw: 'randwrite', bs: '4k', target: { ratio: 1.0, against: 'qemu-nbd + LUKS' } },
   { name: 'random read 4 KiB', rw: 'randread', bs: '4k', target: { ratio: 1.0, against: 'qemu-nbd + LUKS' } },
   { name: 'sequential write 1 MiB', rw: 'write', bs: '1M', target: { ratio: 1.5, against: 'qemu-nbd + LUKS' } },
   { name: 'sequential read 1 MiB', rw: 'read', bs: '1M', target: { ratio: 1.5, against: 'qemu-nbd + LUKS' } },
 ];
+
+/** The cases `--cases` picks by fio's rw name, in the usual order. */
+function pickCases(list: string | undefined): Case[] {
+  if (list === undefined) return ALL_CASES;
+  const wanted = list.split(',').map((rw) => rw.trim());
+  const unknown = wanted.filter((rw) => !ALL_CASES.some((c) => c.rw === rw));
+  if (unknown.length > 0 || wanted.length === 0) throw new Error(`--cases ${list}: give some of ${ALL_CASES.map((c) => c.rw).join(',')}`);
+  return ALL_CASES.filter((c) => wanted.includes(c.rw));
+}
+const CASES = pickCases(CASES_ARG);
 
 function run(command: string, args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
@@ -118,7 +153,13 @@ async function main(): Promise<void> {
   const stops: Array<() => Promise<void>> = [];
   const started = Date.now();
   try {
-    const engine = await Engine.open({ dir: join(dir, 'engine'), hsm: { passphrase: PASSPHRASE }, purgeIntervalMs: 0 });
+    const engine = await Engine.open({
+      dir: join(dir, 'engine'),
+      hsm: { passphrase: PASSPHRASE },
+      purgeIntervalMs: 0,
+      ...(LAYOUT === undefined ? {} : { volumeLayout: LAYOUT }),
+      ...(CLUSTER_BYTES === undefined ? {} : { clusterBytes: CLUSTER_BYTES }),
+    });
     stops.push(() => engine.close());
     for (const name of ['bench', 'bench-wt']) await (await engine.createVolume({ name, sizeBytes: SIZE, sectorSize: 4096 })).close();
     const served = await engine.serveNbd({ socketPath: join(dir, 'bv.sock') }, [{ volume: 'bench' }, { volume: 'bench-wt', writeThrough: true }]);
@@ -168,11 +209,15 @@ async function main(): Promise<void> {
       };
     });
     const seconds = Math.round((Date.now() - started) / 1000);
+    const layoutNote =
+      LAYOUT === undefined && CLUSTER_BYTES === undefined
+        ? 'blockvault volumes with the default layout (split, 32 KiB clusters)'
+        : `blockvault volumes with layout ${LAYOUT ?? 'split'} and ${(CLUSTER_BYTES ?? 32 * 1024) / 1024} KiB clusters (NOT the default; --layout/--cluster-bytes)`;
     const md = [
       '# NBD: fio through the nbd engine (bench/nbd.bench.ts)',
       '',
       `${machine.date}, ${machine.cpuModel}, ${machine.logicalCpus} logical CPUs (load ${machine.loadAverage1m} at start), ${machine.memoryGiB} GiB, Node ${machine.node}, ${machine.platform}; ${nativeCipherStatus().available ? 'native' : 'ts'} cipher; ${seconds} s.`,
-      `A ${SIZE / MIB} MiB disk per target, filled once; fio --ioengine=nbd, iodepth 16, ${SECONDS} s per case, ${ROUNDS} rounds (target order rotating); MB/s is the mean over rounds.`,
+      `A ${SIZE / MIB} MiB disk per target, filled once; fio --ioengine=nbd, iodepth 16, ${SECONDS} s per case, ${ROUNDS} rounds (target order rotating); MB/s is the mean over rounds; ${layoutNote}.${CASES.length === ALL_CASES.length ? '' : ` Only some cases (--cases ${CASES_ARG}).`}`,
       'qemu-nbd runs with its defaults (cache=writeback: writes acknowledged from the page cache, no fsync); blockvault answers a write once applied (write-back: FLUSH and FUA make it durable), blockvault write-through once its LMDB transaction committed.',
       '',
       markdownTable(
@@ -190,7 +235,7 @@ async function main(): Promise<void> {
         ]),
       ),
     ].join('\n');
-    const paths = saveResults('nbd', { machine, sizeBytes: SIZE, seconds: SECONDS, rounds: ROUNDS, rows }, md);
+    const paths = saveResults('nbd', { machine, sizeBytes: SIZE, seconds: SECONDS, rounds: ROUNDS, layout: LAYOUT ?? 'split', clusterBytes: CLUSTER_BYTES ?? 32 * 1024, rows }, md);
     console.log(md);
     console.log(`\nwrote ${paths.json} and ${paths.md}`);
   } finally {
