@@ -40,6 +40,7 @@ export function clusterObjectsOf(pool: RadosPool): ClusterObjects {
     writeFull: (oid, data) => pool.writeFull(oid, data),
     remove: (oid) => pool.remove(oid),
     compareAndWrite: (oid, expected, data) => pool.compareAndWrite(oid, { offset: 0, bytes: expected }, data),
+    list: (prefix, limit) => pool.listObjects(prefix, { limit }),
   };
 }
 

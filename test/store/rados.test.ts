@@ -151,6 +151,25 @@ describe.skipIf(skipReason !== '')(`RADOS object layer on the test cluster${skip
     });
   });
 
+  it('listObjects: the names with the prefix, what was written before the call, bounded by its limit', async () => {
+    await withPool(async (pool) => {
+      const prefix = `list-${process.pid}.`;
+      const names = Array.from({ length: 40 }, (_, i) => `${prefix}${String(i).padStart(3, '0')}`);
+      await Promise.all(names.map((name) => pool.writeFull(name, Buffer.from(name))));
+      await pool.writeFull(`other-${prefix}0`, Buffer.from('x'));
+      expect((await pool.listObjects(prefix, { limit: 40 })).sort()).toEqual(names);
+      expect(await pool.listObjects(`${prefix}none.`, { limit: 1 })).toEqual([]);
+      const tooMany = await failure(pool.listObjects(prefix, { limit: 39 }));
+      expect(tooMany.code).toBe('STORE_IO');
+      expect(tooMany.details).toMatchObject({ reason: 'too-many', limit: 39 });
+      expect(tooMany.message).toContain('more than 39');
+      await Promise.all(names.slice(0, 10).map((name) => pool.remove(name)));
+      expect((await pool.listObjects(prefix, { limit: 40 })).sort()).toEqual(names.slice(10));
+      for (const bad of [0, 2 ** 24 + 1, 1.5]) expect((await failure(pool.listObjects(prefix, { limit: bad }))).code).toBe('INVALID_ARGUMENT');
+      expect((await failure(pool.listObjects('a b', { limit: 1 }))).code).toBe('INVALID_ARGUMENT');
+    });
+  });
+
   it('refuses bad input with INVALID_ARGUMENT before touching the cluster', async () => {
     await withPool(async (pool) => {
       for (const oid of ['', 'a b', 'é', 'x'.repeat(257), 'nul\0', 42]) {
@@ -380,6 +399,13 @@ describe.skipIf(skipReason !== '')(`RADOS object layer on the test cluster${skip
         console.log(`every OSD down: ${outcomes.map(([code, errno, ms]) => `${code}/${errno}@${ms}ms`).join(' ')}`);
         // Two ran in librados and timed out there; the queued ones gave up waiting.
         expect(outcomes.filter(([, errno]) => errno === 'ETIMEDOUT').length).toBeGreaterThanOrEqual(2);
+        // A listing (a sequence of PG listing ops on a libuv thread) times out too.
+        const listStartedMs = performance.now();
+        const listing = await failure(pool.listObjects('down-', { limit: 10 }));
+        const listMs = Math.round(performance.now() - listStartedMs);
+        console.log(`every OSD down: listObjects ${listing.code}/${String(listing.details?.['errno'])}@${listMs}ms`);
+        expect(listing.code).toBe('STORE_TIMEOUT');
+        expect(listMs).toBeLessThan(2 * 2000 + 1500);
       },
       { timeoutMs: 2000, opsInFlightMax: 2 },
     );

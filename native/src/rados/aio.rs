@@ -298,6 +298,8 @@ unsafe fn start(api: &Api, ioctx: IoCtx, raw: *mut InFlight, oid: &CString) -> c
 
 /// The errno values this module produces itself (Linux numbering, as librados returns them).
 pub mod libc_errno {
+    pub const ENOENT: i32 = 2;
+    pub const E2BIG: i32 = 7;
     pub const ENOMEM: i32 = 12;
     pub const EBUSY: i32 = 16;
     pub const ENOTCONN: i32 = 107;

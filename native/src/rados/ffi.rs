@@ -18,6 +18,8 @@ pub type Cluster = *mut c_void;
 pub type IoCtx = *mut c_void;
 pub type Completion = *mut c_void;
 pub type WriteOp = *mut c_void;
+/// `rados_list_ctx_t`: an object listing in progress.
+pub type ListCtx = *mut c_void;
 /// `rados_callback_t`.
 pub type Callback = unsafe extern "C" fn(Completion, *mut c_void);
 
@@ -88,6 +90,9 @@ librados_api! {
     write_op_create = "rados_write_op_create": fn(WriteOp, c_int, *const c_char);
     write_op_write_full = "rados_write_op_write_full": fn(WriteOp, *const c_char, usize);
     aio_write_op_operate = "rados_aio_write_op_operate": fn(WriteOp, IoCtx, Completion, *const c_char, *mut libc_time_t, c_int) -> c_int;
+    nobjects_list_open = "rados_nobjects_list_open": fn(IoCtx, *mut ListCtx) -> c_int;
+    nobjects_list_next = "rados_nobjects_list_next": fn(ListCtx, *mut *const c_char, *mut *const c_char, *mut *const c_char) -> c_int;
+    nobjects_list_close = "rados_nobjects_list_close": fn(ListCtx);
 }
 
 /// `time_t` on the 64-bit Linux targets the addon is built for.

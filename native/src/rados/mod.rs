@@ -539,6 +539,23 @@ impl RadosPool {
         )
     }
 
+    /// The names in the pool's default namespace that start with `prefix`, listed on a libuv
+    /// thread (listing blocks; each step is bounded by rados_osd_op_timeout). At most `limit`
+    /// (1 to 2^24): with more, rc is -E2BIG and no names are returned.
+    #[napi(ts_return_type = "Promise<RadosListReply>")]
+    pub fn list_objects(&self, prefix: String, limit: u32) -> Result<AsyncTask<ListTask>> {
+        if !(1..=LIST_NAMES_LIMIT).contains(&limit) {
+            return Err(invalid(format!("limit must be 1 to {LIST_NAMES_LIMIT}")));
+        }
+        Ok(AsyncTask::new(ListTask {
+            pool: self.pool(),
+            prefix,
+            limit: limit as usize,
+            rc: 0,
+            names: Vec::new(),
+        }))
+    }
+
     /// Operations submitted and not yet completed.
     #[napi(getter)]
     pub fn ops_in_flight(&self) -> u32 {
@@ -558,6 +575,100 @@ impl RadosPool {
             _ => None,
         };
         AsyncTask::new(ReleaseTask { held })
+    }
+}
+
+/// The most names one listing returns (memory stays bounded: 2^24 names of ~60 bytes, ~1 GiB).
+const LIST_NAMES_LIMIT: u32 = 1 << 24;
+
+#[napi(object)]
+pub struct RadosListReply {
+    pub rc: i32,
+    pub names: Vec<String>,
+}
+
+pub struct ListTask {
+    pool: Option<Arc<PoolHandle>>,
+    prefix: String,
+    limit: usize,
+    rc: i32,
+    names: Vec<String>,
+}
+
+/// Closes a listing when dropped, whichever way the listing ends.
+struct ListGuard<'a> {
+    pool: &'a PoolHandle,
+    ctx: ffi::ListCtx,
+}
+
+impl Drop for ListGuard<'_> {
+    fn drop(&mut self) {
+        // SAFETY: `ctx` came from a successful rados_nobjects_list_open on this pool's ioctx,
+        // which `pool` keeps alive; it is closed exactly once, here.
+        unsafe { (self.pool.cluster.api.nobjects_list_close)(self.ctx) };
+    }
+}
+
+impl Task for ListTask {
+    type Output = ();
+    type JsValue = RadosListReply;
+
+    fn compute(&mut self) -> Result<()> {
+        let Some(pool) = self.pool.take() else {
+            self.rc = -libc_errno::ENOTCONN;
+            return Ok(());
+        };
+        let api = pool.cluster.api;
+        let mut ctx: ffi::ListCtx = ptr::null_mut();
+        // SAFETY: an open ioctx (held by `pool`, alive for this whole call) and a place for the
+        // new list context, which librados fills in on success.
+        let rc = unsafe { (api.nobjects_list_open)(pool.raw, &mut ctx) };
+        if rc < 0 {
+            self.rc = rc;
+            return Ok(());
+        }
+        let guard = ListGuard { pool: &pool, ctx };
+        loop {
+            let mut entry: *const c_char = ptr::null();
+            // SAFETY: a live list context (closed only by `guard`); librados sets `entry` to a
+            // NUL-terminated name it owns until the next call on this context; key and namespace
+            // are not asked for (null out-pointers are allowed by librados.h).
+            let rc = unsafe {
+                (api.nobjects_list_next)(guard.ctx, &mut entry, ptr::null_mut(), ptr::null_mut())
+            };
+            if rc == -libc_errno::ENOENT {
+                break;
+            }
+            if rc < 0 {
+                self.rc = rc;
+                self.names.clear();
+                return Ok(());
+            }
+            if entry.is_null() {
+                continue;
+            }
+            // SAFETY: `entry` is the NUL-terminated name librados just returned, valid until the
+            // next rados_nobjects_list_next; it is copied out here, before that call.
+            let name = unsafe { std::ffi::CStr::from_ptr(entry) }.to_bytes();
+            if !name.starts_with(self.prefix.as_bytes()) {
+                continue;
+            }
+            if self.names.len() == self.limit {
+                self.rc = -libc_errno::E2BIG;
+                self.names.clear();
+                return Ok(());
+            }
+            self.names.push(String::from_utf8_lossy(name).into_owned());
+        }
+        drop(guard);
+        Ok(())
+    }
+
+    fn resolve(&mut self, _env: Env, _output: ()) -> Result<RadosListReply> {
+        Ok(RadosListReply {
+            rc: self.rc,
+            names: std::mem::take(&mut self.names),
+        })
     }
 }
 

@@ -39,6 +39,7 @@ export interface NativeRadosPool {
   stat(oid: string): Promise<NativeRadosReply>;
   compareAndWriteFull(oid: string, offset: number, expected: Buffer, data: Buffer): Promise<NativeRadosReply>;
   createExclusive(oid: string, data: Buffer): Promise<NativeRadosReply>;
+  listObjects(prefix: string, limit: number): Promise<{ rc: number; names: string[] }>;
   readonly opsInFlight: number;
   close(): Promise<void>;
 }

@@ -18,6 +18,7 @@ export function errnoName(rc: number): string {
 
 export const ERRNO = {
   ENOENT: constants.errno.ENOENT,
+  E2BIG: constants.errno.E2BIG,
   EEXIST: constants.errno.EEXIST,
   EBUSY: constants.errno.EBUSY,
   ENOTCONN: constants.errno.ENOTCONN,

@@ -10,6 +10,8 @@ import { BlockvaultError } from '../../errors.js';
  * (`rados get <oid>`) and JSON, and leaves room for namespaces and locators later.
  */
 export const OID_CHARS_MAX = 256;
+/** The most names one listObjects returns (the addon's bound too): 2^24 names, about 1 GiB at most. */
+export const LIST_NAMES_MAX = 2 ** 24;
 const OID_PATTERN = /^[A-Za-z0-9._:-]+$/;
 /** Pool names: Ceph allows more, but its CLI and most tooling expect this alphabet. */
 export const POOL_NAME_CHARS_MAX = 128;

@@ -28,6 +28,7 @@ import {
   checkPoolName,
   checkWholeNumber,
   invalid,
+  LIST_NAMES_MAX,
 } from './limits.js';
 
 export interface RadosPoolOptions {
@@ -219,6 +220,30 @@ export class RadosPool {
     if (-reply.rc === ERRNO.ENOENT) return false;
     this.#check('remove', oid, reply);
     return true;
+  }
+
+  /**
+   * The names of the objects in the pool (its default namespace) that start with `prefix`, in no
+   * particular order: a listing of the whole pool, filtered (its cost grows with the pool, not
+   * with the matches). Refused with STORE_IO (details.reason 'too-many') when more than `limit`
+   * (1 to LIST_NAMES_MAX) match. An object written before the call started is listed; one written
+   * or removed during it may or may not be.
+   */
+  async listObjects(prefix: string, options: { limit: number }): Promise<string[]> {
+    if (prefix !== '') checkOid(prefix);
+    const limit = checkWholeNumber('limit', options?.limit, 1, LIST_NAMES_MAX);
+    const what = `objects starting with ${JSON.stringify(prefix)}`;
+    let names: string[] = [];
+    const reply = await this.#run('listObjects', what, 0, [], async () => {
+      const listed = await this.#native.listObjects(prefix, limit);
+      names = listed.names;
+      return { rc: listed.rc };
+    });
+    if (-reply.rc === ERRNO.E2BIG) {
+      throw new BlockvaultError('STORE_IO', `RADOS pool ${JSON.stringify(this.name)} has more than ${limit} ${what} (the listing's limit)`, { pool: this.name, op: 'listObjects', reason: 'too-many', limit });
+    }
+    this.#check('listObjects', what, reply);
+    return names;
   }
 
   /** Size and modification time; null when the object does not exist. */
