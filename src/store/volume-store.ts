@@ -37,6 +37,7 @@ export interface VolumeObjectPool {
 export function clusterObjectsOf(pool: RadosPool): ClusterObjects {
   return {
     read: (oid) => pool.read(oid),
+    readHead: (oid, bytes) => pool.read(oid, 0, bytes),
     writeFull: (oid, data) => pool.writeFull(oid, data),
     remove: (oid) => pool.remove(oid),
     compareAndWrite: (oid, expected, data) => pool.compareAndWrite(oid, { offset: 0, bytes: expected }, data),

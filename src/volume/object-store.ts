@@ -22,6 +22,7 @@
 import { assert } from '../errors.js';
 import {
   CLUSTER_HEADER_BYTES,
+  clusterGeneration,
   compactRun,
   decodeCluster,
   removeSlots,
@@ -38,6 +39,8 @@ import { TwoGenerationCache } from './two-generation-cache.js';
 export interface ClusterObjects {
   /** The whole object, or null when it does not exist. */
   read(oid: string): Promise<Buffer | null>;
+  /** Its first `bytes` bytes (fewer when shorter), or null when it does not exist. Optional: scans then read whole objects. */
+  readHead?(oid: string, bytes: number): Promise<Buffer | null>;
   /** Replace the whole object (create it if absent); resolves once the pool acknowledged it. */
   writeFull(oid: string, data: Uint8Array): Promise<void>;
   /** Resolves true when it was removed, false when it did not exist. */
@@ -397,20 +400,48 @@ export class ObjectClusterStore implements ClusterStore {
       // The next READS_IN_FLIGHT_MAX clusters that may exist, read at once.
       const window: number[] = [];
       for (; c < total && window.length < READS_IN_FLIGHT_MAX; c = this.nextCandidate(c + 1)) window.push(c);
-      const images = await Promise.all(
-        window.map((index) => {
-          const latest = this.latest(index);
-          return latest !== undefined ? Promise.resolve(latest === null ? null : Buffer.from(latest)) : this.objects.read(this.oid(index));
-        }),
-      );
+      const images = await this.readForScan(window, generation);
+      let stale = 0;
       for (let i = 0; i < images.length && found.length < limit; i++) {
         const image = images[i]!;
         if (image === null) continue;
         const view = decodeCluster(image, this.g);
-        if (view.generation < generation) found.push({ clusterIndex: window[i]!, generation: view.generation, raw: image });
+        if (view.generation < generation) {
+          found.push({ clusterIndex: window[i]!, generation: view.generation, raw: image });
+          stale++;
+        }
       }
+      this.scanMostlyStale = stale * 2 >= window.length;
     }
     return found;
+  }
+
+  /**
+   * Whether the last scan window was mostly stale clusters. A first pass of a re-encryption finds
+   * nearly all stale, so it reads whole objects at once; a verifying pass finds nearly none, so it
+   * reads each object's 16-byte header first and whole objects only for the stale ones.
+   */
+  private scanMostlyStale = true;
+
+  /** The images of `window` (null: no object) that a scan for generations below `generation` needs: stale ones whole, others may be null. */
+  private async readForScan(window: number[], generation: number): Promise<(Buffer | null)[]> {
+    const fromMemory = (index: number): Buffer | null | undefined => {
+      const latest = this.latest(index);
+      return latest === undefined ? undefined : latest === null ? null : Buffer.from(latest);
+    };
+    const readHead = this.objects.readHead;
+    if (this.scanMostlyStale || readHead === undefined) {
+      return Promise.all(window.map((index) => fromMemory(index) ?? this.objects.read(this.oid(index))));
+    }
+    return Promise.all(
+      window.map(async (index) => {
+        const known = fromMemory(index);
+        if (known !== undefined) return known;
+        const head = await readHead.call(this.objects, this.oid(index), CLUSTER_HEADER_BYTES);
+        if (head === null || clusterGeneration(head) >= generation) return null; // not stale: not needed
+        return this.objects.read(this.oid(index));
+      }),
+    );
   }
 
   /** The first cluster >= from that may exist (every one when the pool cannot list). */

@@ -59,6 +59,13 @@ export class MemoryObjects implements ClusterObjects {
     });
   }
 
+  readHead(oid: string, bytes: number): Promise<Buffer | null> {
+    return this.op(oid, () => {
+      const value = this.objects.get(oid);
+      return value === undefined ? null : Buffer.from(value.subarray(0, bytes));
+    });
+  }
+
   writeFull(oid: string, data: Uint8Array): Promise<void> {
     const copy = Buffer.from(data);
     return this.op(oid, () => {
