@@ -22,6 +22,7 @@
 import { assert } from '../errors.js';
 import {
   CLUSTER_HEADER_BYTES,
+  clusterCorrupt,
   clusterGeneration,
   compactRun,
   decodeCluster,
@@ -212,8 +213,8 @@ export class ObjectClusterStore implements ClusterStore {
       const presence = new Presence(this.options.clustersTotal);
       for (const name of names) {
         const c = clusterIndexOfOid(volumePrefix, name);
-        // A name of another shape under the volume's prefix, or past its end: not blockvault's.
-        if (c === null || c >= this.options.clustersTotal) assert(false, `object ${name} of the pool is a cluster of this volume`);
+        // A name of another shape under the volume's prefix, or past its end: not written here.
+        if (c === null || c >= this.options.clustersTotal) clusterCorrupt('object', `${name} in the pool is under the volume's name prefix but is none of its ${this.options.clustersTotal} clusters`);
         presence.set(c);
       }
       // Written while the listing ran: present whether or not the listing saw them.

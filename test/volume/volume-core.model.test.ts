@@ -78,3 +78,19 @@ for (const { backend, skipReason } of cipherBackends()) {
     });
   });
 }
+
+describe('an object pool holding a foreign object under a volume\'s name prefix', () => {
+  it('makes a scan fail with VOLUME_CORRUPT, naming the object; reads and writes of real clusters go on', async () => {
+    const objects = new MemoryObjects(1, true);
+    const h = await CoreHarness.open({ dir: makeTempDir('bv-core-foreign-'), backend: 'native', sectorSize: 4096, clusterSectors: 8, layout: 'compact', sizeBytes: 4096 * 8 * 4, objects });
+    try {
+      const data = randomBytes(4096);
+      await h.core.write(0, data);
+      objects.objects.set(`${HARNESS_OID_PREFIX}00000001.not-a-cluster`, Buffer.from('x'));
+      await expect(h.core.trim(4096 * 8, 4096 * 8)).rejects.toMatchObject({ code: 'VOLUME_CORRUPT', message: expect.stringContaining('not-a-cluster') });
+      expect(Buffer.from(await h.core.read(0, 4096)).equals(data)).toBe(true);
+    } finally {
+      await h.close();
+    }
+  });
+});
