@@ -19,10 +19,11 @@
  *   object, no session object left on the token, and the audit log records the failure with its code;
  * - what exists goes on: keys wrap and unwrap (session objects only), volumes open and read, a new
  *   volume under an existing key is created;
- * - deleting a key (normal or forced) destroys its objects, and creating works again.
+ * - deleting a key (normal or forced) destroys its objects, and creating works again;
+ * - a new engine directory on a full token fails to open with HSM_FULL and opens once there is room.
  */
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -263,6 +264,35 @@ describe.skipIf(!quotaModuleCheck.ok)(title, () => {
       expect(await sessionObjects()).toBe(0);
     } finally {
       await engine.close();
+    }
+  });
+
+  it('a new engine directory on a full token: Engine.open fails with HSM_FULL (no room for its metadata key), and the same directory opens once there is room', async () => {
+    await leaveRoom(0);
+    const dir = engineDir();
+    const full = await failure(openEngine(dir));
+    expect(full.code).toBe('HSM_FULL');
+    expect(full.message).toMatch(/token is full .*metadata key/);
+    expect(await sessionObjects()).toBe(0);
+    // No marker naming a namespace without its metadata key: that would be KEYSTORE_CORRUPT forever.
+    expect(existsSync(join(dir, 'hsm', 'pkcs11.json'))).toBe(false);
+
+    await leaveRoom(2);
+    const engine = await openEngine(dir);
+    try {
+      const key = await rootKey(engine);
+      const vol = await engine.createVolume({ name: 'v', sizeBytes: MIB, diskEncryptionKeyCrn: key.crn });
+      await vol.write(0, Buffer.from('after the token had room'));
+      await vol.close();
+      expect(await tokenObjects()).toBe(QUOTA_OBJECTS);
+    } finally {
+      await engine.close();
+    }
+    const reopened = await openEngine(dir);
+    try {
+      expect(Buffer.from(await (await reopened.openVolume('v')).read(0, 24)).toString()).toBe('after the token had room');
+    } finally {
+      await reopened.close();
     }
   });
 });
