@@ -192,7 +192,8 @@ describe.skipIf(!softHsmCheck.ok)(title, () => {
   });
 
   it('a full token is HSM_FULL', () => {
-    // SoftHSM2's file store has no object limit to hit, so the mapping is checked on the error pkcs11js throws.
+    // The error pkcs11js throws, mapped; test/hsm/pkcs11-full.test.ts provokes a real one end to end
+    // (SoftHSM2 itself has no object limit, so there it runs behind a quota module).
     const full = Object.assign(new Error('CKR_DEVICE_MEMORY'), { name: 'Pkcs11Error', code: 0x31 });
     const mapped = mapPkcs11Error(full, 'generating a root key');
     expect(mapped).toBeInstanceOf(BlockvaultError);

@@ -1,8 +1,8 @@
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { BlockvaultError } from '../../errors.js';
-import { writeFileAtomicSync } from '../secure-files.js';
+import { fsyncDirectory, writeFileAtomicSync } from '../secure-files.js';
 
 /**
  * `<hsmDir>/pkcs11.json` says that this engine directory keeps its root keys on a PKCS#11 token,
@@ -49,4 +49,14 @@ export function writePkcs11Marker(hsmDir: string, token: { serial: string; label
   const marker: Pkcs11Marker = { format: FORMAT, version: 1, namespace: randomBytes(8).toString('hex'), tokenSerial: token.serial, tokenLabel: token.label, createdAtMs: nowMs };
   writeFileAtomicSync(join(hsmDir, PKCS11_MARKER_FILE_NAME), Buffer.from(`${JSON.stringify(marker, null, 2)}\n`));
   return marker;
+}
+
+/**
+ * Undo writePkcs11Marker when the first open of a directory fails after it (the token has no room
+ * for the metadata key, for example): a marker without its metadata key would make every later
+ * open refuse the directory as KEYSTORE_CORRUPT, although it never held anything.
+ */
+export function removePkcs11Marker(hsmDir: string): void {
+  rmSync(join(hsmDir, PKCS11_MARKER_FILE_NAME), { force: true });
+  fsyncDirectory(hsmDir);
 }

@@ -4,7 +4,7 @@ import { BlockvaultError, assert } from '../../errors.js';
 import { kwpWrap } from '../kwp.js';
 import { acceptRootMaterial, decryptImportToken, type ImportMaterial, type KeyProvider, type KeyVersionRef, type ProviderInventory } from '../provider.js';
 import { ckrName, mapPkcs11Error } from './errors.js';
-import { readPkcs11Marker, writePkcs11Marker, type Pkcs11Marker } from './marker.js';
+import { readPkcs11Marker, removePkcs11Marker, writePkcs11Marker, type Pkcs11Marker } from './marker.js';
 import {
   CKM_SHA256_HMAC,
   DATA_KEY_BYTES_MAX,
@@ -106,6 +106,8 @@ export class Pkcs11KeyProvider implements KeyProvider {
   /** Log in to the token and find (or, for a new HSM, make) this directory's metadata key. */
   static async open(options: Pkcs11ProviderOpenOptions): Promise<Pkcs11KeyProvider> {
     const token = Pkcs11Token.acquire(options.pkcs11);
+    /** Whether this call wrote the marker: a failure below removes it again (removePkcs11Marker). */
+    let wroteMarker = false;
     try {
       let marker = readPkcs11Marker(options.hsmDir);
       if (marker === null) {
@@ -113,6 +115,7 @@ export class Pkcs11KeyProvider implements KeyProvider {
           throw new BlockvaultError('KEYSTORE_CORRUPT', `${options.hsmDir}/pkcs11.json is missing although the HSM holds keys; restore it from a backup (it names the token objects of this directory)`);
         }
         marker = writePkcs11Marker(options.hsmDir, token, options.nowMs);
+        wroteMarker = true;
       } else if (marker.tokenSerial !== token.serial) {
         throw new BlockvaultError(
           'HSM_UNAVAILABLE',
@@ -137,6 +140,9 @@ export class Pkcs11KeyProvider implements KeyProvider {
       });
       return new Pkcs11KeyProvider(token, marker, mechanism, metadata);
     } catch (error) {
+      // Nothing was made on the token (the metadata key is its last step), so the directory goes
+      // back to new: it opens once the cause is fixed, e.g. a full token (HSM_FULL) has room again.
+      if (wroteMarker) removePkcs11Marker(options.hsmDir);
       token.release();
       throw error;
     }
