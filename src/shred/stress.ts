@@ -639,18 +639,8 @@ function resolveOptions(options: ShredStressOptions): Resolved {
   if (ioBytesMax % MARKER_BYTES !== 0) throw invalid(`runShredStress: ioBytesMax must be a multiple of ${MARKER_BYTES}, got ${ioBytesMax}`);
   if (options.cipher !== undefined && options.cipher !== 'native' && options.cipher !== 'ts') throw invalid(`runShredStress: cipher must be 'native' or 'ts', got ${String(options.cipher)}`);
   if (options.log !== undefined && typeof options.log !== 'function') throw invalid('runShredStress: log must be a function');
-  let dir = options.dir;
-  let ownDir = false;
-  if (dir === undefined) {
-    dir = mkdtempSync(join(tmpdir(), 'blockvault-shred-'));
-    ownDir = true;
-  } else {
-    if (typeof dir !== 'string' || dir.length === 0) throw invalid('runShredStress: dir must be a non-empty path');
-    mkdirSync(dir, { recursive: true });
-  }
-  return {
-    dir,
-    ownDir,
+  // Every option is checked before the directory is made: a refused option leaves nothing behind.
+  const resolved = {
     keepDir: options.keepDir === true,
     hsm: options.hsm ?? { passphrase: randomBytes(24).toString('base64url') },
     volumes: int('volumes', 4, 1, 256),
@@ -669,6 +659,16 @@ function resolveOptions(options: ShredStressOptions): Resolved {
     verifyRestart: options.verifyRestart !== false,
     log: options.log ?? (() => undefined),
   };
+  let dir = options.dir;
+  let ownDir = false;
+  if (dir === undefined) {
+    dir = mkdtempSync(join(tmpdir(), 'blockvault-shred-'));
+    ownDir = true;
+  } else {
+    if (typeof dir !== 'string' || dir.length === 0) throw invalid('runShredStress: dir must be a non-empty path');
+    mkdirSync(dir, { recursive: true });
+  }
+  return { ...resolved, dir, ownDir };
 }
 
 function invalid(message: string): BlockvaultError {

@@ -4,6 +4,8 @@
  * run really exercised the lock (writes acknowledged before it, refused after it, rotations caught
  * running).
  */
+import { readdirSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { describe, expect, it } from 'vitest';
 import { MUST_BE_ZERO, runShredStress } from '../../src/shred/stress.js';
 import { cipherBackends } from '../helpers/cipher-backends.js';
@@ -65,8 +67,12 @@ describe('shred stress harness', () => {
   });
 
   it('refuses bad options with INVALID_ARGUMENT before touching anything', async () => {
+    const ownDirs = () => readdirSync(tmpdir()).filter((name) => name.startsWith('blockvault-shred-')).sort();
+    const before = ownDirs();
     await expect(runShredStress({ volumes: 0 })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
     await expect(runShredStress({ sizeBytes: 100_000 })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
     await expect(runShredStress({ durationMs: 10 })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
+    // No temporary directory was made for a refused run (tests in other files may add their own meanwhile).
+    expect(ownDirs().filter((name) => !before.includes(name))).toEqual([]);
   });
 });
