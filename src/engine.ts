@@ -127,7 +127,7 @@ export class Engine {
       trimStepClustersMax: TRIM_STEP_CLUSTERS_MAX,
       metaCacheClustersMax: options.metaCacheClustersMax,
       keyAccess: this.#keyAccess,
-      ...(objectPool === null ? {} : { objectPool: { objects: objectPool.objects, oidPrefix: objectPool.oidPrefix } }),
+      ...(objectPool === null ? {} : { objectPool }),
     };
     const keyService = this.#port.keyService;
     const audit: VolumeAudit = (action, record) => this.#audit(action, record);
@@ -174,7 +174,7 @@ export class Engine {
       volumes: this.#volumes,
       keyService,
       stores: { clusters, sectors },
-      ...(objectPool === null ? {} : { objectPool: { objects: objectPool.objects, oidPrefix: objectPool.oidPrefix } }),
+      ...(objectPool === null ? {} : { objectPool }),
       audit,
       clock: options.clock,
       flushed,

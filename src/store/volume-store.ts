@@ -28,8 +28,6 @@ export interface VolumeObjectPool {
   objects: ClusterObjects;
   /** Object names of this engine start with it (several engines may share a pool). */
   oidPrefix: string;
-  /** For messages: `RADOS pool <name> at <monitors>`. */
-  description: string;
   close(): Promise<void>;
 }
 
@@ -98,7 +96,6 @@ export async function openVolumeStore(
   return {
     objects: clusterObjectsOf(pool),
     oidPrefix: `bv.${engineId}.`,
-    description: `RADOS pool ${poolName} at ${cluster.where}`,
     close: () => cluster.close(),
   };
 }

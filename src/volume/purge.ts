@@ -77,16 +77,15 @@ export class VolumePurger {
 
   /** Remove the volume's clusters in bounded batches (LMDB transactions, or object removals). */
   async #purgeData(record: VolumeRecord): Promise<void> {
+    // Let I/O on other volumes proceed between batches.
+    const yieldToIo = () => new Promise<void>((resolve) => setImmediate(resolve));
     const pool = this.#deps.objectPool;
     if (pool === undefined) {
-      while ((await purgeBatch(this.#deps.stores, record.storeId, PURGE_BATCH_KEYS)) > 0) {
-        // Let I/O on other volumes proceed between batches.
-        await new Promise<void>((resolve) => setImmediate(resolve));
-      }
+      while ((await purgeBatch(this.#deps.stores, record.storeId, PURGE_BATCH_KEYS)) > 0) await yieldToIo();
       return;
     }
     const clustersTotal = Math.ceil(record.sizeBytes / (record.sectorSize * record.clusterSectors));
-    await purgeObjects(pool.objects, pool.oidPrefix, record.storeId, clustersTotal, PURGE_BATCH_KEYS, () => new Promise<void>((resolve) => setImmediate(resolve)));
+    await purgeObjects(pool.objects, pool.oidPrefix, record.storeId, clustersTotal, PURGE_BATCH_KEYS, yieldToIo);
   }
 
   async #purgeOne(record: VolumeRecord): Promise<void> {

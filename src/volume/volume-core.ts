@@ -64,6 +64,8 @@ export class VolumeCore {
   readonly queue: OpQueue;
   readonly store: ClusterStore;
   private readonly geometry: ClusterGeometry;
+  /** Sector bytes per cluster (sectorSize * clusterSectors). */
+  private readonly clusterBytes: number;
   private closedError: BlockvaultError | null = null;
   /** The first write-back write whose commit failed: every flush from then on rejects with it. */
   private lostWrite: BlockvaultError | null = null;
@@ -96,11 +98,11 @@ export class VolumeCore {
     // under a new write generation, which starts a new cache epoch (cluster-store.ts, MetaCache).
     const pool = deps.objectPool;
     if (pool !== undefined) assert(currentRecord.layout === 'compact', 'a volume in an object pool has the compact layout');
-    const clusterBytes = this.geometry.sectorSize * this.geometry.clusterSectors;
+    this.clusterBytes = this.geometry.sectorSize * this.geometry.clusterSectors;
     this.store = pool !== undefined
       ? new ObjectClusterStore(currentRecord.storeId, this.geometry, {
           ...pool,
-          clustersTotal: Math.ceil(currentRecord.sizeBytes / clusterBytes),
+          clustersTotal: Math.ceil(currentRecord.sizeBytes / this.clusterBytes),
           budget: deps.budget,
         })
       : createClusterStore(currentRecord.layout, deps, currentRecord.storeId, this.geometry, {
@@ -352,7 +354,7 @@ export class VolumeCore {
   /**
    * Reads (and allocation maps) of a remote store under way, by cluster range: they load outside
    * the queue, so a write step that comes after one in call order waits for it to end before it
-   * edits those clusters (loadsFor). Otherwise the read, still loading, would return the write's
+   * edits those clusters (waitBeforeEdit). Otherwise the read, still loading, would return the write's
    * data: reads keep call order as on LMDB, where they run synchronously.
    */
   private readonly readsUnderWay = new Set<{ from: number; to: number; done: Promise<unknown> }>();
@@ -371,8 +373,8 @@ export class VolumeCore {
   }
 
   /**
-   * What a remote store's step of a write or trim must wait for before it edits `ranges` of
-   * clusters: earlier reads of them still under way, then the loads of those it edits in part
+   * What a remote store's step of a write or trim must wait for before it edits clusters
+   * from..to: earlier reads of them still under way, then the loads of those it edits in part
    * (`loads`). Null when it may run now.
    */
   private waitBeforeEdit(from: number, to: number, loads: () => Promise<void> | null): Promise<void> | null {
@@ -393,8 +395,8 @@ export class VolumeCore {
   }
 
   private readRemote(offset: number, length: number): Promise<Uint8Array> {
-    const clusterBytes = this.geometry.sectorSize * this.geometry.clusterSectors;
-    return this.underWay(Math.floor(offset / clusterBytes), Math.floor((offset + Math.max(1, length) - 1) / clusterBytes), () => this.readRemoteNow(offset, length));
+    const cb = this.clusterBytes;
+    return this.underWay(Math.floor(offset / cb), Math.floor((offset + Math.max(1, length) - 1) / cb), () => this.readRemoteNow(offset, length));
   }
 
   private async readRemoteNow(offset: number, length: number): Promise<Uint8Array> {
@@ -430,7 +432,7 @@ export class VolumeCore {
    * rewrites whole needs no base.
    */
   private loadForEdit(offset: number, end: number): Promise<void> | null {
-    const clusterBytes = this.geometry.sectorSize * this.geometry.clusterSectors;
+    const clusterBytes = this.clusterBytes;
     const first = Math.floor(offset / clusterBytes);
     const last = Math.floor((end - 1) / clusterBytes);
     const waitFirst = offset % clusterBytes !== 0 || (first === last && end % clusterBytes !== 0) ? this.store.load(first, first) : null;
@@ -519,7 +521,7 @@ export class VolumeCore {
       // Steps end on multiples of writeStepBytesMax, which are cluster boundaries.
       const stepEnd = Math.min(end, (Math.floor(cursor / stepBytes) + 1) * stepBytes);
       if (this.store.remote) {
-        const clusterBytes = this.geometry.sectorSize * this.geometry.clusterSectors;
+        const clusterBytes = this.clusterBytes;
         const stepStart = cursor;
         const wait = this.waitBeforeEdit(Math.floor(stepStart / clusterBytes), Math.floor((stepEnd - 1) / clusterBytes), () => this.loadForEdit(stepStart, stepEnd));
         if (wait !== null) return stepAfter(wait);
@@ -598,7 +600,7 @@ export class VolumeCore {
           if (typeof end !== 'number') return stepAfter(end);
           to = windowEnd = end;
         }
-        const clusterBytes = ss * cs;
+        const clusterBytes = this.clusterBytes;
         const wait = this.waitBeforeEdit(cursor === -1 ? Math.floor(offset / clusterBytes) : from, cursor === -1 ? Math.max(to, Math.floor((end - 1) / clusterBytes)) : to, () => {
           const edges = cursor === -1 ? this.loadForEdit(offset, end) : null;
           const window = to >= from ? this.store.load(from, to, true) : null;
@@ -676,7 +678,7 @@ export class VolumeCore {
    */
   allocation(offset: number, length: number, clustersMax: number): Promise<AllocationExtent[]> {
     if (this.store.remote) {
-      const clusterBytes = this.geometry.sectorSize * this.geometry.clusterSectors;
+      const clusterBytes = this.clusterBytes;
       const window = Math.max(1, Math.min(clustersMax, READS_IN_FLIGHT_MAX));
       const from = Math.floor(offset / clusterBytes);
       const last = Math.floor((offset + Math.max(1, length) - 1) / clusterBytes);
