@@ -124,7 +124,7 @@ export interface ClusterStore {
    * has one that can hold other writes (LMDB); a store without cross-object transactions leaves
    * it out and the caller persists its checkpoint after this resolves.
    */
-  compareAndSetImages(items: { expected: ClusterSnapshot; image: Uint8Array }[], inSameCommit: () => void): Promise<number>;
+  compareAndSetImages(items: { expected: ClusterSnapshot; raw: Uint8Array }[], inSameCommit: () => void): Promise<number>;
   storedClusterCount(): number | Promise<number>;
 
   /** Resolves when every write issued so far has settled (committed or failed). */
@@ -366,10 +366,10 @@ abstract class StoreBase {
    * order, so a foreground put issued earlier is already applied when the comparison runs (it
    * differs: skip), and one issued later is applied after (it overwrites: it wins).
    */
-  compareAndSetImages(items: { expected: ClusterSnapshot; image: Uint8Array }[], inSameCommit: () => void): Promise<number> {
+  compareAndSetImages(items: { expected: ClusterSnapshot; raw: Uint8Array }[], inSameCommit: () => void): Promise<number> {
     return this.deps.clusters.transaction(() => {
       let stored = 0;
-      for (const { expected, image } of items) {
+      for (const { expected, raw: image } of items) {
         // Inside the write transaction: reads see every write queued before this one.
         const current = this.committedImage(expected.clusterIndex);
         if (current !== null && Buffer.compare(current, expected.raw) === 0) {

@@ -451,9 +451,9 @@ export class ObjectClusterStore implements ClusterStore {
   }
 
   /** One compare-and-write per cluster (the header: generation and bitmap), all in flight at once. */
-  async compareAndSetImages(items: { expected: ClusterSnapshot; image: Uint8Array }[]): Promise<number> {
+  async compareAndSetImages(items: { expected: ClusterSnapshot; raw: Uint8Array }[]): Promise<number> {
     const results = await Promise.all(
-      items.map(async ({ expected, image }) => {
+      items.map(async ({ expected, raw: image }) => {
         decodeCluster(image, this.g);
         const header = expected.raw.subarray(0, CLUSTER_HEADER_BYTES);
         const stored = await this.objects.compareAndWrite(this.oid(expected.clusterIndex), header, image);

@@ -90,10 +90,7 @@ export class VolumeReencryptTarget implements ReencryptTarget {
       assert(view.generation <= writeGeneration, 'a re-encrypted cluster is not newer than the write generation');
       assert(item.raw.length === item.expected.raw.length, 're-encryption keeps the cluster length');
     }
-    return this.core.store.compareAndSetImages(
-      items.map(({ expected, raw }) => ({ expected, image: raw })),
-      checkpoint,
-    );
+    return this.core.store.compareAndSetImages(items, checkpoint);
   }
 
   async retireGenerations(generation: number): Promise<void> {
