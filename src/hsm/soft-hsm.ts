@@ -117,7 +117,11 @@ export class SoftHsm {
       if (options.passphrase !== undefined || options.keyFile !== undefined) invalid('give the HSM either pkcs11 or a passphrase / keyFile, not both');
       const pkcs11 = resolvePkcs11Options(options.pkcs11);
       if (keystoreExists(hsmDir)) invalid(`${hsmDir} keeps its root keys in the software keystore (keystore.json); open it with hsm.passphrase or hsm.keyFile, not hsm.pkcs11`);
-      provider = await Pkcs11KeyProvider.open({ hsmDir, pkcs11, create: !pkcs11MarkerExists(hsmDir) && store.isEmpty(), nowMs: clock.nowMs() });
+      // Not `!pkcs11MarkerExists(hsmDir) && ...` as for the keystore: a first open writes the marker
+      // and then makes the metadata key on the token, and a crash between the two leaves a marker
+      // whose namespace has no metadata key. While the metadata store is empty nothing depends on
+      // that key yet, so the open completes the first one (test/hsm/pkcs11-crash.test.ts).
+      provider = await Pkcs11KeyProvider.open({ hsmDir, pkcs11, create: store.isEmpty(), nowMs: clock.nowMs() });
     } else {
       if (pkcs11MarkerExists(hsmDir)) invalid(`${hsmDir} keeps its root keys on a PKCS#11 token (pkcs11.json); open it with hsm.pkcs11 { module, slot | tokenLabel, pin }`);
       const masterKey = await openMasterKey(hsmDir, source, { create, nowMs: clock.nowMs() });

@@ -22,6 +22,8 @@ const SOURCE = fileURLToPath(new URL('../hsm/fixtures/quota-pkcs11.c', import.me
 /** Where the fixture's module looks for the module it forwards to, and for its object limit. */
 export const QUOTA_INNER_ENV = 'BLOCKVAULT_QUOTA_INNER';
 export const QUOTA_OBJECTS_ENV = 'BLOCKVAULT_QUOTA_OBJECTS';
+/** Set to 1: the module SIGKILLs its process on entering C_GenerateKey (a crash at a chosen point). */
+export const QUOTA_KILL_ON_GENERATE_KEY_ENV = 'BLOCKVAULT_QUOTA_KILL_ON_GENERATE_KEY';
 
 function check(): ToolCheck {
   if (!softHsmCheck.ok) return softHsmCheck;

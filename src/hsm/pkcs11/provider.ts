@@ -76,7 +76,11 @@ function checkDataKey(plaintext: Uint8Array): void {
 export interface Pkcs11ProviderOpenOptions {
   hsmDir: string;
   pkcs11: ResolvedPkcs11Options;
-  /** True for an HSM that holds nothing yet: write the marker and make the metadata key. */
+  /**
+   * True for an HSM whose metadata holds nothing yet: write the marker if there is none, and make
+   * the metadata key if the token has none under the marker's namespace (which completes a first
+   * open that crashed between the two).
+   */
   create: boolean;
   nowMs: number;
 }
