@@ -59,6 +59,8 @@ if (LAYOUT_ARG !== undefined && LAYOUT_ARG !== 'split' && LAYOUT_ARG !== 'compac
 const LAYOUT: 'split' | 'compact' | undefined = LAYOUT_ARG;
 const CLUSTER_BYTES_ARG = argValue('--cluster-bytes');
 const CLUSTER_BYTES = CLUSTER_BYTES_ARG === undefined ? undefined : parseByteSize(CLUSTER_BYTES_ARG, '--cluster-bytes');
+const WRITE_BUFFER_ARG = argValue('--write-buffer');
+const WRITE_BUFFER_BYTES = WRITE_BUFFER_ARG === undefined ? undefined : parseByteSize(WRITE_BUFFER_ARG, '--write-buffer');
 const CASES_ARG = argValue('--cases');
 
 const HELP = `npm run bench:nbd [-- options]
@@ -70,6 +72,8 @@ const HELP = `npm run bench:nbd [-- options]
   --layout split|compact, --cluster-bytes 32KiB
                        the blockvault volumes' layout (Engine.open volumeLayout, clusterBytes;
                        default the engine's: split, 32KiB); such a run says so in its header
+  --write-buffer 64MiB the engine's writeBufferBytesMax (default the engine's, 64MiB); such a run
+                       says so in its header
   --pg-size 512MiB --pg-scale 8 --pg-seconds 10 --pg-rounds 4   the pgbench part
 Writes bench/results/nbd.{json,md} (and nbd-pgbench.*); npm run readme:bench copies them into the README.`;
 if (process.argv.includes('--help') || process.argv.includes('-h')) {
@@ -159,6 +163,7 @@ async function main(): Promise<void> {
       purgeIntervalMs: 0,
       ...(LAYOUT === undefined ? {} : { volumeLayout: LAYOUT }),
       ...(CLUSTER_BYTES === undefined ? {} : { clusterBytes: CLUSTER_BYTES }),
+      ...(WRITE_BUFFER_BYTES === undefined ? {} : { writeBufferBytesMax: WRITE_BUFFER_BYTES }),
     });
     stops.push(() => engine.close());
     for (const name of ['bench', 'bench-wt']) await (await engine.createVolume({ name, sizeBytes: SIZE, sectorSize: 4096 })).close();
@@ -213,11 +218,12 @@ async function main(): Promise<void> {
       LAYOUT === undefined && CLUSTER_BYTES === undefined
         ? 'blockvault volumes with the default layout (split, 32 KiB clusters)'
         : `blockvault volumes with layout ${LAYOUT ?? 'split'} and ${(CLUSTER_BYTES ?? 32 * 1024) / 1024} KiB clusters (NOT the default; --layout/--cluster-bytes)`;
+    const bufferNote = WRITE_BUFFER_BYTES === undefined ? '' : ` Engine write buffer ${WRITE_BUFFER_BYTES / MIB} MiB (NOT the default; --write-buffer).`;
     const md = [
       '# NBD: fio through the nbd engine (bench/nbd.bench.ts)',
       '',
       `${machine.date}, ${machine.cpuModel}, ${machine.logicalCpus} logical CPUs (load ${machine.loadAverage1m} at start), ${machine.memoryGiB} GiB, Node ${machine.node}, ${machine.platform}; ${nativeCipherStatus().available ? 'native' : 'ts'} cipher; ${seconds} s.`,
-      `A ${SIZE / MIB} MiB disk per target, filled once; fio --ioengine=nbd, iodepth 16, ${SECONDS} s per case, ${ROUNDS} rounds (target order rotating); MB/s is the mean over rounds; ${layoutNote}.${CASES.length === ALL_CASES.length ? '' : ` Only some cases (--cases ${CASES_ARG}).`}`,
+      `A ${SIZE / MIB} MiB disk per target, filled once; fio --ioengine=nbd, iodepth 16, ${SECONDS} s per case, ${ROUNDS} rounds (target order rotating); MB/s is the mean over rounds; ${layoutNote}.${bufferNote}${CASES.length === ALL_CASES.length ? '' : ` Only some cases (--cases ${CASES_ARG}).`}`,
       'qemu-nbd runs with its defaults (cache=writeback: writes acknowledged from the page cache, no fsync); blockvault answers a write once applied (write-back: FLUSH and FUA make it durable), blockvault write-through once its LMDB transaction committed.',
       '',
       markdownTable(
