@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { BlockvaultError } from '../errors.js';
+import { BlockvaultError, isBlockvaultError } from '../errors.js';
 import { DEFAULT_INITIATOR, roughInitiator, roughText, type AuditMeta, type HsmCore } from './hsm-core.js';
 import type { ImportTokenRecord } from './metadata-store.js';
 import { addKey, newKeySpec, type NewKeyOptions } from './root-keys.js';
@@ -42,9 +42,32 @@ export async function createImportToken(core: HsmCore, instanceId: string, optio
       const instance = core.requireCustomerInstance(instanceId);
       const expiresInMs = checkIntegerRange(opts.expiresInMs, 'expiresInMs', 1000, EXPIRES_IN_MS_MAX, EXPIRES_IN_MS_DEFAULT);
       const maxRetrievals = checkIntegerRange(opts.maxRetrievals, 'maxRetrievals', 1, RETRIEVALS_MAX, 1);
-      const previous = core.store.token(instance.id);
-      const transportKeyId = randomUUID();
-      const { publicKeyPem } = await core.provider.createTransportKey(transportKeyId);
+      let previous = core.store.token(instance.id);
+      let transportKeyId = randomUUID();
+      let publicKeyPem: string;
+      let madeRoom = false;
+      try {
+        ({ publicKeyPem } = await core.provider.createTransportKey(transportKeyId));
+      } catch (error) {
+        // A replacement needs no more room than the token it replaces: on a full HSM the previous
+        // token goes first (its record, then its key, so a crash between leaves no record naming
+        // a destroyed key), and the new one is made in its place. Should that fail too, the
+        // instance has no token, which the error says.
+        if (previous === undefined || !isBlockvaultError(error, 'HSM_FULL')) throw error;
+        core.store.transact((tx) => tx.removeToken(previous!.instanceId));
+        await core.provider.destroyTransportKey(previous.transportKeyId);
+        madeRoom = true;
+        previous = undefined;
+        transportKeyId = randomUUID();
+        try {
+          ({ publicKeyPem } = await core.provider.createTransportKey(transportKeyId));
+        } catch (retryError) {
+          if (isBlockvaultError(retryError)) {
+            throw new BlockvaultError(retryError.code, `${retryError.message} (the previous import token of instance ${instance.id} was removed to make room for this one, so the instance has none now)`, retryError.details, { cause: retryError });
+          }
+          throw retryError;
+        }
+      }
       const now = core.clock.nowMs();
       const record: ImportTokenRecord = { instanceId: instance.id, transportKeyId, publicKeyPem, createdAtMs: now, expiresAtMs: now + expiresInMs, maxRetrievals, retrievals: 0 };
       try {
@@ -54,7 +77,7 @@ export async function createImportToken(core: HsmCore, instanceId: string, optio
         throw error;
       }
       if (previous !== undefined) await core.provider.destroyTransportKey(previous.transportKeyId);
-      meta.details = { expiresAtMs: record.expiresAtMs, maxRetrievals, replacedPrevious: previous !== undefined };
+      meta.details = { expiresAtMs: record.expiresAtMs, maxRetrievals, replacedPrevious: previous !== undefined || madeRoom, ...(madeRoom ? { previousRemovedForRoom: true } : {}) };
       return status(record);
     }),
   );

@@ -22,7 +22,7 @@
  * - deleting a key (normal or forced) destroys its objects, and creating works again;
  * - a new engine directory on a full token fails to open with HSM_FULL and opens once there is room.
  */
-import { randomBytes } from 'node:crypto';
+import { constants, publicEncrypt, randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -225,6 +225,44 @@ describe.skipIf(!quotaModuleCheck.ok)(title, () => {
       ]);
       expect(await sessionObjects()).toBe(0);
       expect(await tokenObjects()).toBe(objectsBefore);
+    } finally {
+      await engine.close();
+    }
+  });
+
+  it('on a full token, createImportToken still replaces an instance\'s import token: the old one makes room for the new one, which works; the old public key no longer does', async () => {
+    await leaveRoom(ROOM_TO_SET_UP);
+    const engine = await openEngine();
+    try {
+      const instance = await engine.hsm.createInstance({ name: 'byok' });
+      await engine.hsm.createImportToken(instance.id, { maxRetrievals: 2 });
+      const old = await engine.hsm.getImportToken(instance.id);
+      const material = randomBytes(32);
+      const toOld = publicEncrypt({ key: old.publicKeyPem, padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: 'sha256' }, material);
+
+      await leaveRoom(0);
+      const objectsBefore = await tokenObjects();
+      // A new instance's first token needs room that is not there...
+      const other = await engine.hsm.createInstance({ name: 'no-room' });
+      expect(await outcome(engine.hsm.createImportToken(other.id))).toBe('HSM_FULL');
+      // ...but a replacement does not.
+      const replaced = await engine.hsm.createImportToken(instance.id);
+      expect(replaced.retrievals).toBe(0);
+      const events = (await engine.events.list({ action: 'hs-crypto.import-token.create' })) as Array<{ outcome: string; details: Record<string, unknown> | null }>;
+      expect(events.at(-1)).toMatchObject({ outcome: 'success', details: { replacedPrevious: true, previousRemovedForRoom: true } });
+      expect(await tokenObjects()).toBe(objectsBefore);
+      expect(await sessionObjects()).toBe(0);
+      const fresh = await engine.hsm.getImportToken(instance.id);
+      expect(fresh.publicKeyPem).not.toBe(old.publicKeyPem);
+
+      // The import itself makes the root key object: give it that one object of room.
+      await leaveRoom(1);
+      expect(await outcome(engine.hsm.importRootKeyWithToken(instance.id, { name: 'via-old-token', encryptedMaterial: toOld }))).toBe('INVALID_ARGUMENT');
+      const toFresh = publicEncrypt({ key: fresh.publicKeyPem, padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: 'sha256' }, material);
+      const key = await engine.hsm.importRootKeyWithToken(instance.id, { name: 'via-new-token', encryptedMaterial: toFresh });
+      expect(key.name).toBe('via-new-token');
+      expect(await sessionObjects()).toBe(0);
+      expect(engine.events.verify()).toMatchObject({ ok: true });
     } finally {
       await engine.close();
     }
