@@ -11,11 +11,13 @@
  */
 import { BlockvaultError } from '../errors.js';
 import type { ClusterObjects } from '../volume/object-store.js';
+import { ENGINE_LEASE_MS_MAX, ENGINE_LEASE_MS_MIN, EngineLease, leasedObjects } from './engine-lease.js';
 import { RadosCluster, type RadosConnectOptions, type RadosPool, type RadosPoolOptions } from './rados/index.js';
 
 /** Engine.open's `store`: volumes in a RADOS pool (which must exist; `ceph osd pool create`). */
 export interface VolumeStoreOptions {
-  rados: RadosConnectOptions & { pool: string; poolOptions?: RadosPoolOptions };
+  /** `leaseMs`: how long the engine's lease on its objects holds unrenewed (default 60000; src/store/engine-lease.ts). */
+  rados: RadosConnectOptions & { pool: string; poolOptions?: RadosPoolOptions; leaseMs?: number };
 }
 
 /** What engine-meta records of the store (`volumeStore`). */
@@ -28,6 +30,8 @@ export interface VolumeObjectPool {
   objects: ClusterObjects;
   /** Object names of this engine start with it (several engines may share a pool). */
   oidPrefix: string;
+  /** This engine's hold on those objects (src/store/engine-lease.ts). */
+  lease: EngineLease;
   close(): Promise<void>;
 }
 
@@ -51,6 +55,10 @@ export function checkVolumeStoreOptions(store: unknown): VolumeStoreOptions | un
   }
   const pool = (rados as { pool?: unknown }).pool;
   if (typeof pool !== 'string' || pool.length === 0) throw new BlockvaultError('INVALID_ARGUMENT', 'Engine.open: store.rados.pool must name a RADOS pool');
+  const leaseMs = (rados as { leaseMs?: unknown }).leaseMs;
+  if (leaseMs !== undefined && !(Number.isSafeInteger(leaseMs) && (leaseMs as number) >= ENGINE_LEASE_MS_MIN && (leaseMs as number) <= ENGINE_LEASE_MS_MAX)) {
+    throw new BlockvaultError('INVALID_ARGUMENT', `Engine.open: store.rados.leaseMs must be a whole number of milliseconds from ${ENGINE_LEASE_MS_MIN} to ${ENGINE_LEASE_MS_MAX}, got ${String(leaseMs)}`);
+  }
   return store as VolumeStoreOptions;
 }
 
@@ -81,11 +89,14 @@ export async function openVolumeStore(
     if (recorded === undefined) await meta.put(META_KEY, choice);
     return null;
   }
-  const { pool: poolName, poolOptions, ...connect } = options.rados;
+  const { pool: poolName, poolOptions, leaseMs, ...connect } = options.rados;
   const cluster = await RadosCluster.connect(connect);
   let pool: RadosPool;
+  let lease: EngineLease;
   try {
     pool = await cluster.openPool(poolName, poolOptions);
+    // Before anything is recorded or touched: a copy of this directory in use elsewhere is refused.
+    lease = await EngineLease.take(pool, engineId, { dir, ...(leaseMs === undefined ? {} : { leaseMs }) });
     // Recorded once the pool answered: a directory whose first open named a missing pool or an
     // unreachable cluster can be opened again with the right one.
     if (recorded === undefined) await meta.put(META_KEY, choice);
@@ -94,8 +105,12 @@ export async function openVolumeStore(
     throw error;
   }
   return {
-    objects: clusterObjectsOf(pool),
+    objects: leasedObjects(clusterObjectsOf(pool), lease),
     oidPrefix: `bv.${engineId}.`,
-    close: () => cluster.close(),
+    lease,
+    close: async () => {
+      await lease.release();
+      await cluster.close();
+    },
   };
 }

@@ -7,6 +7,8 @@
  * One cluster serves the file. The fault test kills OSDs, so it comes last.
  */
 import { randomBytes } from 'node:crypto';
+import { cpSync, realpathSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import type { Engine } from '../../src/engine.js';
 import { isBlockvaultError } from '../../src/errors.js';
@@ -21,6 +23,7 @@ import { makeTempDir, removeTempDirs } from '../helpers/temp-dir.js';
 import { useCephCluster } from '../helpers/use-ceph-cluster.js';
 import { checkVolumeModel } from '../helpers/volume-model.js';
 import { runRotationCrashTrials } from '../engine/fixtures/rotation-crash-trials.js';
+import { runChildUntilKilled } from '../helpers/kill-child.js';
 
 afterAll(() => removeTempDirs());
 
@@ -205,6 +208,80 @@ describe.skipIf(skipReason !== '')(`volumes on RADOS${skipReason === '' ? '' : `
     } finally {
       await engine.close();
     }
+  }, 120_000);
+
+  it('one engine at a time on an engine\'s objects: a copy of the directory is refused while the original is open or its dead process\'s lease holds; the same directory takes over at once; a lost lease stops all I/O', async () => {
+    const original = makeTempDir('bv-rados-lease-');
+    let engine = await openTestEngine(original, { store: storeOptions() });
+    const vol = await engine.createVolume({ name: 'v', sizeBytes: MIB });
+    await vol.write(0, Buffer.from('before the copy'));
+    await vol.close();
+    await engine.close();
+    const copy = makeTempDir('bv-rados-lease-copy-');
+    cpSync(original, copy, { recursive: true });
+
+    // The original is open: its copy is refused, naming the holder.
+    engine = await openTestEngine(original, { store: storeOptions() });
+    const busy = await openTestEngine(copy, { store: storeOptions() }).then(
+      () => null,
+      (error: unknown) => error as Error & { code?: string; details?: Record<string, unknown> },
+    );
+    expect(busy?.code).toBe('ENGINE_BUSY');
+    expect(busy?.message).toContain(`pid ${process.pid}`);
+    expect(busy?.message).toContain(realpathSync(original));
+    await engine.close();
+    // Closed: the lease is released, and the copy opens at once and sees the data.
+    engine = await openTestEngine(copy, { store: storeOptions() });
+    expect((await (await engine.openVolume('v')).read(0, 15)).toString()).toBe('before the copy');
+    await engine.close();
+
+    const childStore = (leaseMs: number): string => JSON.stringify({ rados: { ...storeOptions().rados, leaseMs } });
+    const holdAndKill = (dir: string, leaseMs: number): Promise<number> =>
+      runChildUntilKilled(fileURLToPath(new URL('./fixtures/hold-engine-child.ts', import.meta.url)), [dir], {
+        env: { ...process.env, BLOCKVAULT_TEST_STORE: childStore(leaseMs) },
+        name: 'lease holder',
+        onLine: (line, control) => line === 'open' && control.kill(),
+      }).then(() => Date.now());
+
+    // A process that died holding the copy: the original waits for its lease to expire.
+    const killedAtMs = await holdAndKill(copy, 3000);
+    await expect(openTestEngine(original, { store: storeOptions() })).rejects.toMatchObject({ code: 'ENGINE_BUSY', message: expect.stringContaining(realpathSync(copy)) });
+    await new Promise((resolve) => setTimeout(resolve, Math.max(0, killedAtMs + 3500 - Date.now())));
+    engine = await openTestEngine(original, { store: storeOptions() });
+    await engine.close();
+
+    // A process that died holding the original: the original itself takes over at once.
+    await holdAndKill(original, 60_000);
+    engine = await openTestEngine(original, { store: storeOptions() });
+    await engine.close();
+
+    // A lease taken over behind an open engine's back (as a copy would after a long stall):
+    // its next renewal sees the change, and from then on every object operation is refused.
+    engine = await openTestEngine(original, { store: { rados: { ...storeOptions().rados, leaseMs: 3000 } } });
+    const leaseOid = await withPool(async (pool) => {
+      for (const name of await pool.listObjects('bv.', { limit: 1 << 20 })) {
+        if (!name.endsWith('.lease')) continue;
+        const record = JSON.parse((await pool.read(name))!.toString()) as { dir: string; released: boolean };
+        if (record.dir === realpathSync(original) && !record.released) return name;
+      }
+      throw new Error('no lease object names the original directory');
+    });
+    const usurper = Buffer.from(JSON.stringify({ format: 'blockvault-engine-lease', version: 1, session: 'usurper', host: 'elsewhere', dir: '/elsewhere', pid: 1, renewedAtMs: Date.now(), leaseMs: 60_000, released: false }));
+    await withPool((pool) => pool.writeFull(leaseOid, usurper));
+    await new Promise((resolve) => setTimeout(resolve, 1600)); // a renewal runs every leaseMs / 3
+    const lost = await engine.openVolume('v').then(
+      async (v) => v.write(0, Buffer.from('after the takeover')),
+      (error: unknown) => Promise.reject(error),
+    ).then(
+      () => null,
+      (error: unknown) => error as Error & { code?: string; details?: Record<string, unknown> },
+    );
+    expect(lost?.code).toBe('STORE_IO');
+    expect(lost?.details?.['reason']).toBe('lease-lost');
+    await engine.close();
+    // Its close left the other holder's lease alone.
+    expect((await withPool((pool) => pool.read(leaseOid)))!.equals(usurper)).toBe(true);
+    await withPool((pool) => pool.remove(leaseOid));
   }, 120_000);
 
   it('rotation survives SIGKILL of the engine process at random points and resumes on open (6 trials)', async () => {
