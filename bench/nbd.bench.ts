@@ -241,7 +241,7 @@ async function main(): Promise<void> {
         ]),
       ),
     ].join('\n');
-    const paths = saveResults('nbd', { machine, sizeBytes: SIZE, seconds: SECONDS, rounds: ROUNDS, layout: LAYOUT ?? 'split', clusterBytes: CLUSTER_BYTES ?? 32 * 1024, rows }, md);
+    const paths = saveResults('nbd', { machine, sizeBytes: SIZE, seconds: SECONDS, rounds: ROUNDS, layout: LAYOUT ?? 'split', clusterBytes: CLUSTER_BYTES ?? 32 * 1024, writeBufferBytes: WRITE_BUFFER_BYTES ?? null, rows }, md);
     console.log(md);
     console.log(`\nwrote ${paths.json} and ${paths.md}`);
   } finally {

@@ -55,13 +55,16 @@ export async function createImportToken(core: HsmCore, instanceId: string, optio
         // instance has no token, which the error says.
         if (previous === undefined || !isBlockvaultError(error, 'HSM_FULL')) throw error;
         core.store.transact((tx) => tx.removeToken(previous!.instanceId));
-        await core.provider.destroyTransportKey(previous.transportKeyId);
         madeRoom = true;
+        meta.details = { replacedPrevious: true, previousRemovedForRoom: true };
+        const removedKeyId = previous.transportKeyId;
         previous = undefined;
         transportKeyId = randomUUID();
         try {
+          await core.provider.destroyTransportKey(removedKeyId);
           ({ publicKeyPem } = await core.provider.createTransportKey(transportKeyId));
         } catch (retryError) {
+          // (A transport key left by a failed destroy has no record any more; recovery at open removes it.)
           if (isBlockvaultError(retryError)) {
             throw new BlockvaultError(retryError.code, `${retryError.message} (the previous import token of instance ${instance.id} was removed to make room for this one, so the instance has none now)`, retryError.details, { cause: retryError });
           }

@@ -9,10 +9,16 @@
  * (real path), its pid and a random session, renewed by compare-and-write every third of the
  * lease. Taking the lease is refused with ENGINE_BUSY while another holder renews it.
  *
- * A holder that died leaves its lease behind. It is taken over at once when it names this host
- * and this directory (the directory lock, which this process holds, says that process is gone),
- * and otherwise once it was not renewed for its lease time (by this host's clock: a clock far
- * ahead of the holder's takes over early, which the lease time's size is there to absorb).
+ * A holder that died leaves its lease behind. It is taken over at once when it names this
+ * directory: the same host name, boot id, real path, and device and inode number of the directory
+ * (the directory lock, which this process holds, says that process is gone; the inode tells a
+ * copy at the same path, in another container, from the directory itself). Anyone else takes it
+ * over only after seeing its bytes unchanged for its lease time plus the cluster timeout, timed on
+ * this host's monotonic clock: clocks are never compared across hosts for a takeover. (The holder's
+ * timestamp only lets an open refuse at once, with ENGINE_BUSY, a lease renewed recently.) The
+ * holder counts its own lease time from before each renewal was issued, on its monotonic clock,
+ * and stops issuing operations when it ends; the taker's extra timeout covers an operation issued
+ * just before that.
  *
  * A renewal that finds the object changed means another engine took over: the lease is lost, and
  * every later object operation of this engine fails (STORE_IO, reason 'lease-lost') rather than
@@ -20,8 +26,9 @@
  * the lease time passed without one is the lease counted as lost.
  */
 import { randomBytes } from 'node:crypto';
-import { realpathSync } from 'node:fs';
+import { readFileSync, realpathSync, statSync } from 'node:fs';
 import { hostname } from 'node:os';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { assert, BlockvaultError } from '../errors.js';
 import type { ClusterObjects } from '../volume/object-store.js';
 import type { RadosPool } from './rados/index.js';
@@ -41,7 +48,11 @@ interface LeaseRecord {
   version: 1;
   session: string;
   host: string;
+  /** The kernel's boot id ('' where there is none): the same host name after a reboot, or in another VM, is another host. */
+  bootId: string;
   dir: string;
+  /** `<dev>:<ino>` of the directory: a copy at the same path is another directory. */
+  dirId: string;
   pid: number;
   renewedAtMs: number;
   leaseMs: number;
@@ -66,7 +77,9 @@ function decode(oid: string, bytes: Buffer): LeaseRecord {
     parsed.version !== 1 ||
     typeof parsed.session !== 'string' ||
     typeof parsed.host !== 'string' ||
+    typeof parsed.bootId !== 'string' ||
     typeof parsed.dir !== 'string' ||
+    typeof parsed.dirId !== 'string' ||
     typeof parsed.pid !== 'number' ||
     typeof parsed.renewedAtMs !== 'number' ||
     typeof parsed.leaseMs !== 'number' ||
@@ -78,15 +91,40 @@ function decode(oid: string, bytes: Buffer): LeaseRecord {
 }
 
 export interface EngineLeaseOptions {
-  /** The engine directory (compared by real path with a dead holder's). */
+  /** The engine directory (compared by identity with a dead holder's). */
   dir: string;
   leaseMs?: number;
-  nowMs?: () => number;
+  /** The longest one operation of the pool may run (its cluster's timeoutMs). */
+  timeoutMs: number;
+}
+
+/** The leaseMs option, checked: null when valid, else what is wrong. */
+export function leaseMsProblem(leaseMs: unknown): string | null {
+  return Number.isSafeInteger(leaseMs) && (leaseMs as number) >= ENGINE_LEASE_MS_MIN && (leaseMs as number) <= ENGINE_LEASE_MS_MAX
+    ? null
+    : `leaseMs must be a whole number of milliseconds from ${ENGINE_LEASE_MS_MIN} to ${ENGINE_LEASE_MS_MAX}, got ${String(leaseMs)}`;
+}
+
+function bootId(): string {
+  try {
+    return readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim();
+  } catch {
+    return '';
+  }
+}
+
+function busy(pool: RadosPool, oid: string, held: LeaseRecord, detail: string): BlockvaultError {
+  return new BlockvaultError(
+    'ENGINE_BUSY',
+    `another engine uses this engine's objects in RADOS pool ${JSON.stringify(pool.name)}: pid ${held.pid} on ${held.host} with directory ${held.dir} ${detail} (a copy of this directory; if that engine is gone, its lease can be taken over ${Math.round(held.leaseMs / 1000)} s after its last renewal)`,
+    { oid, holder: { host: held.host, dir: held.dir, pid: held.pid }, renewedAtMs: held.renewedAtMs, leaseMs: held.leaseMs },
+  );
 }
 
 export class EngineLease {
   #last: Buffer;
-  #renewedAtMs: number;
+  /** performance.now() just before the last successful renewal (or the take) was issued. */
+  #renewedAtMono: number;
   #lost: string | null = null;
   #renewing: Promise<void> | null = null;
   #released = false;
@@ -97,10 +135,10 @@ export class EngineLease {
     readonly oid: string,
     private readonly record: LeaseRecord,
     written: Buffer,
-    private readonly nowMs: () => number,
+    issuedAtMono: number,
   ) {
     this.#last = written;
-    this.#renewedAtMs = record.renewedAtMs;
+    this.#renewedAtMono = issuedAtMono;
     // unref: a lease never keeps a process alive; the engine's close releases it.
     this.#timer = setInterval(() => void this.renew(), Math.floor(record.leaseMs / 3)).unref();
   }
@@ -108,38 +146,44 @@ export class EngineLease {
   /** Take the engine's lease, or fail with ENGINE_BUSY naming its live holder. */
   static async take(pool: RadosPool, engineId: string, options: EngineLeaseOptions): Promise<EngineLease> {
     const leaseMs = options.leaseMs ?? ENGINE_LEASE_MS_DEFAULT;
-    assert(Number.isSafeInteger(leaseMs) && leaseMs >= ENGINE_LEASE_MS_MIN && leaseMs <= ENGINE_LEASE_MS_MAX, `leaseMs is ${ENGINE_LEASE_MS_MIN} to ${ENGINE_LEASE_MS_MAX}`);
-    const nowMs = options.nowMs ?? Date.now;
+    assert(leaseMsProblem(leaseMs) === null, `leaseMs is ${ENGINE_LEASE_MS_MIN} to ${ENGINE_LEASE_MS_MAX}`);
+    assert(Number.isSafeInteger(options.timeoutMs) && options.timeoutMs > 0, 'timeoutMs is a positive whole number');
     const oid = engineLeaseOid(engineId);
     const dir = realpathSync(options.dir);
-    const host = hostname();
+    const stat = statSync(dir);
+    const identity = { host: hostname(), bootId: bootId(), dir, dirId: `${stat.dev}:${stat.ino}` };
+    const sameDirectory = (held: LeaseRecord): boolean => held.host === identity.host && held.bootId === identity.bootId && held.dir === identity.dir && held.dirId === identity.dirId;
     for (let attempt = 0; attempt < TAKE_ATTEMPTS_MAX; attempt += 1) {
-      const record: LeaseRecord = { format: FORMAT, version: 1, session: randomBytes(16).toString('hex'), host, dir, pid: process.pid, renewedAtMs: nowMs(), leaseMs, released: false };
-      const mine = Buffer.from(JSON.stringify(record));
       const current = await pool.read(oid);
-      if (current === null) {
-        if (await pool.compareAndWrite(oid, 'absent', mine)) return new EngineLease(pool, oid, record, mine, nowMs);
-        continue;
+      if (current !== null) {
+        const held = decode(oid, current);
+        if (!held.released && !sameDirectory(held)) {
+          const ageMs = Date.now() - held.renewedAtMs;
+          if (ageMs < held.leaseMs) throw busy(pool, oid, held, `renewed its lease ${Math.max(0, Math.round(ageMs / 1000))} s ago`);
+          // Stale by this host's clock, which may not be the holder's: take it over only once it
+          // stayed as it is for a whole lease, plus the longest an operation issued before its
+          // end may run, on this host's monotonic clock.
+          await sleep(held.leaseMs + options.timeoutMs);
+          const later = await pool.read(oid);
+          if (later !== null && !later.equals(current)) {
+            const now = decode(oid, later);
+            if (!now.released && !sameDirectory(now)) throw busy(pool, oid, now, `renewed its lease while this engine waited ${Math.round((held.leaseMs + options.timeoutMs) / 1000)} s for it to run out (the two hosts' clocks disagree)`);
+          }
+          if (later === null || !later.equals(current)) continue; // released or gone meanwhile: look again
+        }
       }
-      const held = decode(oid, current);
-      const sameDirectory = held.host === host && held.dir === dir;
-      const expired = record.renewedAtMs > held.renewedAtMs + held.leaseMs;
-      if (!held.released && !sameDirectory && !expired) {
-        const ageS = Math.max(0, Math.round((record.renewedAtMs - held.renewedAtMs) / 1000));
-        throw new BlockvaultError(
-          'ENGINE_BUSY',
-          `another engine uses this engine's objects in RADOS pool ${JSON.stringify(pool.name)}: pid ${held.pid} on ${held.host} with directory ${held.dir} renewed its lease ${ageS} s ago (a copy of this directory; if that engine is gone, its lease expires ${Math.round(held.leaseMs / 1000)} s after its last renewal)`,
-          { oid, holder: { host: held.host, dir: held.dir, pid: held.pid }, renewedAtMs: held.renewedAtMs, leaseMs: held.leaseMs },
-        );
-      }
-      if (await pool.compareAndWrite(oid, { offset: 0, bytes: current }, mine)) return new EngineLease(pool, oid, record, mine, nowMs);
+      const issuedAtMono = performance.now();
+      const record: LeaseRecord = { format: FORMAT, version: 1, session: randomBytes(16).toString('hex'), ...identity, pid: process.pid, renewedAtMs: Date.now(), leaseMs, released: false };
+      const mine = Buffer.from(JSON.stringify(record));
+      const taken = current === null ? await pool.compareAndWrite(oid, 'absent', mine) : await pool.compareAndWrite(oid, { offset: 0, bytes: current }, mine);
+      if (taken) return new EngineLease(pool, oid, record, mine, issuedAtMono);
     }
-    throw new BlockvaultError('ENGINE_BUSY', `the engine lease ${oid} in RADOS pool ${JSON.stringify(pool.name)} changed ${TAKE_ATTEMPTS_MAX} times while this engine took it: another engine is opening a copy of this directory`, { oid });
+    throw new BlockvaultError('ENGINE_BUSY', `the engine lease ${oid} in RADOS pool ${JSON.stringify(pool.name)} changed ${TAKE_ATTEMPTS_MAX} times while this engine took it: another engine is opening or renewing it`, { oid });
   }
 
   /** Why the lease is lost, or null while it holds. */
   get lost(): string | null {
-    if (this.#lost === null && !this.#released && this.nowMs() > this.#renewedAtMs + this.record.leaseMs) {
+    if (this.#lost === null && !this.#released && performance.now() > this.#renewedAtMono + this.record.leaseMs) {
       this.#lost = `its lease ${this.oid} was not renewed for ${this.record.leaseMs} ms (the RADOS cluster did not answer), so another engine may have taken it`;
     }
     return this.#lost;
@@ -155,13 +199,13 @@ export class EngineLease {
   renew(): Promise<void> {
     if (this.#renewing !== null || this.#released || this.#lost !== null) return this.#renewing ?? Promise.resolve();
     this.#renewing = (async () => {
-      const renewedAtMs = this.nowMs();
-      const next = Buffer.from(JSON.stringify({ ...this.record, renewedAtMs }));
+      const issuedAtMono = performance.now();
+      const next = Buffer.from(JSON.stringify({ ...this.record, renewedAtMs: Date.now() }));
       try {
         const outcome = await this.pool.compareAndWriteOutcome(this.oid, { offset: 0, bytes: this.#last }, next);
         if (outcome.written) {
           this.#last = next;
-          this.#renewedAtMs = renewedAtMs;
+          this.#renewedAtMono = issuedAtMono;
         } else {
           this.#lost = `its lease ${this.oid}: another engine took it over (${outcome.reason === 'absent' ? 'the lease object was removed' : 'the lease object changed'})`;
         }
@@ -181,7 +225,7 @@ export class EngineLease {
     await this.#renewing;
     this.#released = true;
     if (this.#lost !== null) return;
-    const released = Buffer.from(JSON.stringify({ ...this.record, renewedAtMs: this.nowMs(), released: true }));
+    const released = Buffer.from(JSON.stringify({ ...this.record, renewedAtMs: Date.now(), released: true }));
     try {
       await this.pool.compareAndWrite(this.oid, { offset: 0, bytes: this.#last }, released);
     } catch {

@@ -11,7 +11,7 @@
  */
 import { BlockvaultError } from '../errors.js';
 import type { ClusterObjects } from '../volume/object-store.js';
-import { ENGINE_LEASE_MS_MAX, ENGINE_LEASE_MS_MIN, EngineLease, leasedObjects } from './engine-lease.js';
+import { EngineLease, leasedObjects, leaseMsProblem } from './engine-lease.js';
 import { RadosCluster, type RadosConnectOptions, type RadosPool, type RadosPoolOptions } from './rados/index.js';
 
 /** Engine.open's `store`: volumes in a RADOS pool (which must exist; `ceph osd pool create`). */
@@ -56,9 +56,8 @@ export function checkVolumeStoreOptions(store: unknown): VolumeStoreOptions | un
   const pool = (rados as { pool?: unknown }).pool;
   if (typeof pool !== 'string' || pool.length === 0) throw new BlockvaultError('INVALID_ARGUMENT', 'Engine.open: store.rados.pool must name a RADOS pool');
   const leaseMs = (rados as { leaseMs?: unknown }).leaseMs;
-  if (leaseMs !== undefined && !(Number.isSafeInteger(leaseMs) && (leaseMs as number) >= ENGINE_LEASE_MS_MIN && (leaseMs as number) <= ENGINE_LEASE_MS_MAX)) {
-    throw new BlockvaultError('INVALID_ARGUMENT', `Engine.open: store.rados.leaseMs must be a whole number of milliseconds from ${ENGINE_LEASE_MS_MIN} to ${ENGINE_LEASE_MS_MAX}, got ${String(leaseMs)}`);
-  }
+  const leaseProblem = leaseMs === undefined ? null : leaseMsProblem(leaseMs);
+  if (leaseProblem !== null) throw new BlockvaultError('INVALID_ARGUMENT', `Engine.open: store.rados.${leaseProblem}`);
   return store as VolumeStoreOptions;
 }
 
@@ -92,24 +91,26 @@ export async function openVolumeStore(
   const { pool: poolName, poolOptions, leaseMs, ...connect } = options.rados;
   const cluster = await RadosCluster.connect(connect);
   let pool: RadosPool;
-  let lease: EngineLease;
+  let lease: EngineLease | undefined;
   try {
     pool = await cluster.openPool(poolName, poolOptions);
     // Before anything is recorded or touched: a copy of this directory in use elsewhere is refused.
-    lease = await EngineLease.take(pool, engineId, { dir, ...(leaseMs === undefined ? {} : { leaseMs }) });
+    lease = await EngineLease.take(pool, engineId, { dir, timeoutMs: cluster.timeoutMs, ...(leaseMs === undefined ? {} : { leaseMs }) });
     // Recorded once the pool answered: a directory whose first open named a missing pool or an
     // unreachable cluster can be opened again with the right one.
     if (recorded === undefined) await meta.put(META_KEY, choice);
   } catch (error) {
+    await lease?.release();
     await cluster.close();
     throw error;
   }
+  const held = lease;
   return {
-    objects: leasedObjects(clusterObjectsOf(pool), lease),
+    objects: leasedObjects(clusterObjectsOf(pool), held),
     oidPrefix: `bv.${engineId}.`,
-    lease,
+    lease: held,
     close: async () => {
-      await lease.release();
+      await held.release();
       await cluster.close();
     },
   };

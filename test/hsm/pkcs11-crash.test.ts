@@ -15,7 +15,8 @@ import { openTestEngine, rootKey } from '../helpers/engine.js';
 import { QUOTA_INNER_ENV, QUOTA_KILL_ON_GENERATE_KEY_ENV, QUOTA_OBJECTS_ENV, quotaModule, quotaModuleCheck } from '../helpers/quota-pkcs11.js';
 import { SOFTHSM_MODULE, softHsmToken } from '../helpers/softhsm.js';
 import { useTempDirs } from '../helpers/temp-dir.js';
-import type { Pkcs11Options } from '../../src/hsm/pkcs11/index.js';
+import { resolvePkcs11Options, type Pkcs11Options } from '../../src/hsm/pkcs11/index.js';
+import { Pkcs11Token } from '../../src/hsm/pkcs11/session-pool.js';
 
 const tempDir = useTempDirs('bv-p11-crash-');
 const MIB = 1024 * 1024;
@@ -23,7 +24,7 @@ const MIB = 1024 * 1024;
 const CHILD_TIMEOUT_MS = 60_000;
 
 /** Open `dir` in a child on the quota module that kills itself in C_GenerateKey; its exit. */
-function openAndDieInChild(dir: string, hsm: Pkcs11Options): Promise<{ code: number | null; signal: string | null; stdout: string; stderr: string }> {
+function openAndDieInChild(dir: string, hsm: Pkcs11Options): Promise<{ code: number | null; signal: string | null; timedOut: boolean; stdout: string; stderr: string }> {
   const script = `
     import { Engine } from ${JSON.stringify(new URL('../../src/engine.ts', import.meta.url).href)};
     await Engine.open({ dir: ${JSON.stringify(dir)}, hsm: { pkcs11: JSON.parse(process.env.BLOCKVAULT_TEST_PKCS11) }, purgeIntervalMs: 0 });
@@ -43,13 +44,34 @@ function openAndDieInChild(dir: string, hsm: Pkcs11Options): Promise<{ code: num
   let stderr = '';
   child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
   child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-  const timer = setTimeout(() => child.kill('SIGKILL'), CHILD_TIMEOUT_MS);
+  let timedOut = false;
+  const timer = setTimeout(() => {
+    timedOut = true;
+    child.kill('SIGKILL');
+  }, CHILD_TIMEOUT_MS);
   return new Promise((resolve) => {
     child.on('exit', (code, signal) => {
       clearTimeout(timer);
-      resolve({ code, signal, stdout, stderr });
+      resolve({ code, signal, timedOut, stdout, stderr });
     });
   });
+}
+
+/** How many metadata keys of `namespace` the token holds. */
+async function metadataKeys(options: Pkcs11Options, namespace: string): Promise<number> {
+  const token = Pkcs11Token.acquire(resolvePkcs11Options(options));
+  try {
+    return await token.withSession((s) => {
+      token.module.C_FindObjectsInit(s, [{ type: token.p.CKA_LABEL, value: `blockvault/${namespace}/metadata` }]);
+      try {
+        return token.module.C_FindObjects(s, 4).length;
+      } finally {
+        token.module.C_FindObjectsFinal(s);
+      }
+    });
+  } finally {
+    token.release();
+  }
 }
 
 const title = quotaModuleCheck.ok ? 'a crash during a PKCS#11 directory first open' : `a crash during a PKCS#11 directory first open (skipped: ${quotaModuleCheck.reason})`;
@@ -64,17 +86,21 @@ describe.skipIf(!quotaModuleCheck.ok)(title, () => {
     const dir = tempDir();
     const died = await openAndDieInChild(dir, { ...softHsm, module: quotaModule() });
     expect(died.stdout).not.toContain('opened');
+    expect(died.timedOut, 'the child hung instead of dying in C_GenerateKey').toBe(false);
     expect(died.signal, `child stderr: ${died.stderr}`).toBe('SIGKILL');
     // The crash came where it was meant to: the marker is on disk, naming a namespace.
     const markerPath = join(dir, 'hsm', 'pkcs11.json');
     expect(existsSync(markerPath)).toBe(true);
     const marker = JSON.parse(readFileSync(markerPath, 'utf8')) as { namespace: string };
+    // ...and the token has no metadata key under it.
+    expect(await metadataKeys(softHsm, marker.namespace)).toBe(0);
 
     const engine = await openTestEngine(dir, { hsm: { pkcs11: softHsm } });
     let crn: string;
     try {
       // The first open was completed under the same marker, not replaced by a new one.
       expect(JSON.parse(readFileSync(markerPath, 'utf8'))).toMatchObject({ namespace: marker.namespace });
+      expect(await metadataKeys(softHsm, marker.namespace)).toBe(1);
       const key = await rootKey(engine);
       crn = key.crn;
       const vol = await engine.createVolume({ name: 'after-crash', sizeBytes: MIB, diskEncryptionKeyCrn: crn });
@@ -106,8 +132,6 @@ describe.skipIf(!quotaModuleCheck.ok)(title, () => {
       await engine.close();
     }
     // Destroy this directory's metadata key on the token, as an operator's mistake would.
-    const { Pkcs11Token } = await import('../../src/hsm/pkcs11/session-pool.js');
-    const { resolvePkcs11Options } = await import('../../src/hsm/pkcs11/options.js');
     const token = Pkcs11Token.acquire(resolvePkcs11Options(softHsm));
     try {
       await token.withSession((s) => {
@@ -120,6 +144,7 @@ describe.skipIf(!quotaModuleCheck.ok)(title, () => {
     } finally {
       token.release();
     }
+    expect(await metadataKeys(softHsm, namespace)).toBe(0);
     await expect(openTestEngine(dir, { hsm: { pkcs11: softHsm } })).rejects.toMatchObject({ code: 'KEYSTORE_CORRUPT' });
   });
 });

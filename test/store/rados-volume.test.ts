@@ -45,6 +45,18 @@ describe.skipIf(skipReason !== '')(`volumes on RADOS${skipReason === '' ? '' : `
     }
   }
 
+  /** The lease object naming `dir` (held, or also released ones). */
+  async function leaseOidOf(dir: string, heldOnly = false): Promise<string> {
+    return withPool(async (pool) => {
+      for (const name of await pool.listObjects('bv.', { limit: 1 << 20 })) {
+        if (!name.endsWith('.lease')) continue;
+        const record = JSON.parse((await pool.read(name))!.toString()) as { dir: string; released: boolean };
+        if (record.dir === realpathSync(dir) && !(heldOnly && record.released)) return name;
+      }
+      throw new Error(`no lease object names ${dir}`);
+    });
+  }
+
   /** The object names of a volume's first `clusters` clusters. */
   function objectNames(engine: Engine, volumeId: string, clusters: number): string[] {
     const internals = engineInternals(engine);
@@ -243,12 +255,30 @@ describe.skipIf(skipReason !== '')(`volumes on RADOS${skipReason === '' ? '' : `
         onLine: (line, control) => line === 'open' && control.kill(),
       }).then(() => Date.now());
 
-    // A process that died holding the copy: the original waits for its lease to expire.
-    const killedAtMs = await holdAndKill(copy, 3000);
+    // A process that died holding the copy: the original refuses while its lease looks fresh,
+    // and once it looks stale waits for it to stay unchanged a whole lease plus the timeout.
+    const childLeaseMs = 8000;
+    const killedAtMs = await holdAndKill(copy, childLeaseMs);
     await expect(openTestEngine(original, { store: storeOptions() })).rejects.toMatchObject({ code: 'ENGINE_BUSY', message: expect.stringContaining(realpathSync(copy)) });
-    await new Promise((resolve) => setTimeout(resolve, Math.max(0, killedAtMs + 3500 - Date.now())));
+    await new Promise((resolve) => setTimeout(resolve, Math.max(0, killedAtMs + childLeaseMs + 200 - Date.now())));
+    const takeoverStartMs = performance.now();
     engine = await openTestEngine(original, { store: storeOptions() });
+    expect(performance.now() - takeoverStartMs).toBeGreaterThanOrEqual(childLeaseMs + TIMEOUT_MS - 50);
     await engine.close();
+
+    // A holder whose timestamp looks stale (its clock far behind this host's) but which renews:
+    // the open waits, sees the renewals, and refuses; it never takes over a live lease.
+    const skewedOid = await leaseOidOf(original); // released by the close above
+    let renewals = 0;
+    const skewed = (): Buffer => Buffer.from(JSON.stringify({ format: 'blockvault-engine-lease', version: 1, session: `skewed-${renewals++}`, host: 'elsewhere', bootId: 'b', dir: '/elsewhere', dirId: '1:1', pid: 1, renewedAtMs: Date.now() - 3_600_000, leaseMs: 3000, released: false }));
+    await withPool((pool) => pool.writeFull(skewedOid, skewed()));
+    const renewer = setInterval(() => void withPool((pool) => pool.writeFull(skewedOid, skewed())), 1000);
+    try {
+      await expect(openTestEngine(original, { store: storeOptions() })).rejects.toMatchObject({ code: 'ENGINE_BUSY', message: expect.stringContaining('clocks disagree') });
+    } finally {
+      clearInterval(renewer);
+    }
+    await withPool((pool) => pool.remove(skewedOid));
 
     // A process that died holding the original: the original itself takes over at once.
     await holdAndKill(original, 60_000);
@@ -258,24 +288,19 @@ describe.skipIf(skipReason !== '')(`volumes on RADOS${skipReason === '' ? '' : `
     // A lease taken over behind an open engine's back (as a copy would after a long stall):
     // its next renewal sees the change, and from then on every object operation is refused.
     engine = await openTestEngine(original, { store: { rados: { ...storeOptions().rados, leaseMs: 3000 } } });
-    const leaseOid = await withPool(async (pool) => {
-      for (const name of await pool.listObjects('bv.', { limit: 1 << 20 })) {
-        if (!name.endsWith('.lease')) continue;
-        const record = JSON.parse((await pool.read(name))!.toString()) as { dir: string; released: boolean };
-        if (record.dir === realpathSync(original) && !record.released) return name;
-      }
-      throw new Error('no lease object names the original directory');
-    });
+    const leaseOid = await leaseOidOf(original, true);
+    const v = await engine.openVolume('v');
     const usurper = Buffer.from(JSON.stringify({ format: 'blockvault-engine-lease', version: 1, session: 'usurper', host: 'elsewhere', dir: '/elsewhere', pid: 1, renewedAtMs: Date.now(), leaseMs: 60_000, released: false }));
     await withPool((pool) => pool.writeFull(leaseOid, usurper));
-    await new Promise((resolve) => setTimeout(resolve, 1600)); // a renewal runs every leaseMs / 3
-    const lost = await engine.openVolume('v').then(
-      async (v) => v.write(0, Buffer.from('after the takeover')),
-      (error: unknown) => Promise.reject(error),
-    ).then(
-      () => null,
-      (error: unknown) => error as Error & { code?: string; details?: Record<string, unknown> },
-    );
+    // A renewal runs every leaseMs / 3: write until one refuses (a bounded number of tries).
+    let lost: (Error & { code?: string; details?: Record<string, unknown> }) | null = null;
+    for (let tries = 0; tries < 100 && lost === null; tries += 1) {
+      lost = await v.write(0, Buffer.from('after the takeover')).then(
+        () => null,
+        (error: unknown) => error as Error & { code?: string; details?: Record<string, unknown> },
+      );
+      if (lost === null) await new Promise((resolve) => setTimeout(resolve, 100));
+    }
     expect(lost?.code).toBe('STORE_IO');
     expect(lost?.details?.['reason']).toBe('lease-lost');
     await engine.close();
