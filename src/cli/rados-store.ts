@@ -17,6 +17,7 @@ export interface RadosCliOptions {
   radosUser?: string;
   radosKeyring?: string;
   radosTimeoutMs?: string;
+  radosLeaseMs?: string;
 }
 
 /** The flags, for the root program (src/cli/context.ts addGlobalOptions). */
@@ -27,22 +28,23 @@ export const RADOS_FLAGS: ReadonlyArray<[flags: string, description: string]> = 
   ['--rados-user <id>', 'the Ceph user id (default admin, the entity client.admin), with --rados-pool'],
   ['--rados-keyring <path>', "a keyring with the user's key (not needed with auth none), with --rados-pool"],
   ['--rados-timeout-ms <ms>', `bound of connecting and of each RADOS operation (default ${RADOS_TIMEOUT_MS_DEFAULT})`],
+  ['--rados-lease-ms <ms>', "how long the engine's lease on its objects holds unrenewed (default 60000; README, Volumes on RADOS)"],
 ];
 
 /** Engine.open's `store` from the flags, or undefined without --rados-pool (the volumes stay in LMDB). */
 export function radosStoreOf(options: RadosCliOptions): VolumeStoreOptions | undefined {
-  const { radosPool, radosConf, radosMonHost, radosUser, radosKeyring, radosTimeoutMs } = options;
+  const { radosPool, radosConf, radosMonHost, radosUser, radosKeyring, radosTimeoutMs, radosLeaseMs } = options;
   if (radosPool === undefined) {
-    const stray = Object.entries({ radosConf, radosMonHost, radosUser, radosKeyring, radosTimeoutMs }).find(([, v]) => v !== undefined);
+    const stray = Object.entries({ radosConf, radosMonHost, radosUser, radosKeyring, radosTimeoutMs, radosLeaseMs }).find(([, v]) => v !== undefined);
     if (stray !== undefined) throw new UsageError(`--${stray[0].replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)} needs --rados-pool`);
     return undefined;
   }
   if (radosConf === undefined && radosMonHost === undefined) throw new UsageError('--rados-pool needs --rados-conf or --rados-mon-host to find the cluster');
-  let timeoutMs = RADOS_TIMEOUT_MS_DEFAULT;
-  if (radosTimeoutMs !== undefined) {
-    if (!/^[0-9]+$/.test(radosTimeoutMs)) throw new UsageError(`--rados-timeout-ms must be a whole number of milliseconds, got ${JSON.stringify(radosTimeoutMs)}`);
-    timeoutMs = Number(radosTimeoutMs);
-  }
+  const milliseconds = (flag: string, value: string): number => {
+    if (!/^[0-9]+$/.test(value)) throw new UsageError(`${flag} must be a whole number of milliseconds, got ${JSON.stringify(value)}`);
+    return Number(value);
+  };
+  const timeoutMs = radosTimeoutMs === undefined ? RADOS_TIMEOUT_MS_DEFAULT : milliseconds('--rados-timeout-ms', radosTimeoutMs);
   return {
     rados: {
       pool: radosPool,
@@ -51,6 +53,7 @@ export function radosStoreOf(options: RadosCliOptions): VolumeStoreOptions | und
       ...(radosConf !== undefined ? { conf: radosConf } : {}),
       ...(radosMonHost !== undefined ? { monHost: radosMonHost } : {}),
       ...(radosKeyring !== undefined ? { keyring: radosKeyring } : {}),
+      ...(radosLeaseMs !== undefined ? { leaseMs: milliseconds('--rados-lease-ms', radosLeaseMs) } : {}),
     },
   };
 }

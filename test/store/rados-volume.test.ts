@@ -131,7 +131,7 @@ describe.skipIf(skipReason !== '')(`volumes on RADOS${skipReason === '' ? '' : `
 
   it('the CLI keeps a directory\'s volumes in the pool named by --rados-pool, and refuses a command without it', async () => {
     const dir = makeTempDir('bv-rados-cli-');
-    const rados = ['--rados-pool', POOL, '--rados-conf', ceph().confPath, '--rados-timeout-ms', String(TIMEOUT_MS)];
+    const rados = ['--rados-pool', POOL, '--rados-conf', ceph().confPath, '--rados-timeout-ms', String(TIMEOUT_MS), '--rados-lease-ms', '5000'];
     const bv = (args: string[], input?: Buffer) => runBlockvault([...args, '--dir', dir, ...rados], input === undefined ? {} : { input });
     const ok = (result: Awaited<ReturnType<typeof runBlockvault>>) => {
       expect(result.code, result.stderr).toBe(0);
@@ -153,6 +153,12 @@ describe.skipIf(skipReason !== '')(`volumes on RADOS${skipReason === '' ? '' : `
     const stray = await runBlockvault(['volume', 'list', '--json', '--dir', dir, '--rados-conf', ceph().confPath]);
     expect(stray.code).not.toBe(0);
     expect(stray.stderr).toContain('--rados-conf needs --rados-pool');
+    // The lease the commands took had the lease time given; a lease time out of range is refused.
+    const lease = await withPool(async (pool) => JSON.parse((await pool.read(await leaseOidOf(dir)))!.toString()) as { leaseMs: number; released: boolean });
+    expect(lease).toMatchObject({ leaseMs: 5000, released: true });
+    const badLease = await runBlockvault(['volume', 'list', '--json', '--dir', dir, ...rados.slice(0, -1), '10']);
+    expect(badLease.code).toBe(1);
+    expect(badLease.jsonError().error).toMatchObject({ code: 'INVALID_ARGUMENT', message: expect.stringContaining('leaseMs must be a whole number of milliseconds from 3000') });
     // The objects are in the pool.
     const engine = await openTestEngine(dir, { store: storeOptions(), hsm: { passphrase: PASSPHRASE } });
     try {
