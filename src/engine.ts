@@ -56,7 +56,8 @@ const LMDB_FILE = 'engine.lmdb';
  * engine.hsm is the SoftHsm itself; only rotateKey's result is narrowed: through the engine's
  * hook it returns the "Syncing KMS state" tasks it started (the HSM knows nothing of tasks).
  */
-export type EngineHsm = Omit<SoftHsm, 'rotateKey'> & {
+/** The engine's HSM as users reach it: the engine owns its hooks and its life (no setHooks, no close). */
+export type EngineHsm = Omit<SoftHsm, 'rotateKey' | 'setHooks' | 'close'> & {
   rotateKey(crn: string, options?: Parameters<SoftHsm['rotateKey']>[1]): Promise<TaskRecord[]>;
 };
 
@@ -78,6 +79,8 @@ interface EngineParts {
 export class Engine {
   /** The HSM: instances, root keys, authorizations, registrations. rotateKey returns the tasks it started. */
   readonly hsm: EngineHsm;
+  /** The same object with its full interface, for the engine's own close. */
+  readonly #hsm: SoftHsm;
   /** The audit log (hash-chained activity events). */
   readonly events: AuditLog;
   readonly cipher: XtsCipher;
@@ -108,6 +111,7 @@ export class Engine {
     this.#root = root;
     // Sound because the engine installs the onRotated hook, whose result rotateKey returns.
     this.hsm = parts.hsm as unknown as EngineHsm;
+    this.#hsm = parts.hsm;
     this.events = parts.events;
     this.cipher = parts.cipher;
     this.#options = options;
@@ -534,7 +538,7 @@ export class Engine {
     await this.#volumes.closeAll(this.#closedError());
     this.#catalog.close();
     await this.#root.flushed;
-    await this.hsm.close();
+    await this.#hsm.close();
     this.events.close();
     // Every volume has closed, so every write to the pool was answered.
     await this.#objectPool?.close();

@@ -74,6 +74,8 @@ export class SoftHsm {
     private readonly core: HsmCore,
     /** The provider's metadata key; zeroized on close. */
     private readonly metadataKey: Buffer,
+    /** Hooks were given to open: setHooks refuses. */
+    private readonly hooksFinal: boolean,
   ) {}
 
   /**
@@ -144,7 +146,7 @@ export class SoftHsm {
       throw error;
     }
     const core = new HsmCore(store, provider, audit, clock, account, options.hooks ?? {});
-    const hsm = new SoftHsm(core, metadataKey);
+    const hsm = new SoftHsm(core, metadataKey, options.hooks !== undefined);
     try {
       await recover(core);
     } catch (error) {
@@ -154,9 +156,14 @@ export class SoftHsm {
     return hsm;
   }
 
-  /** Replace the hooks (the engine may only have them once it exists). */
+  /**
+   * Set the hooks of an HSM opened without any (test harnesses). Hooks given to open are final:
+   * an engine's hooks lock volumes when their key is destroyed (cryptoshred), so replacing them
+   * through engine.hsm would quietly turn that off.
+   */
   setHooks(hooks: HsmHooks): void {
     if (hooks === null || typeof hooks !== 'object') invalid('hooks must be an object');
+    if (this.hooksFinal) invalid('this HSM was opened with its hooks (an engine\'s cryptoshred and rotation hooks); they cannot be replaced');
     this.core.hooks = hooks;
   }
 

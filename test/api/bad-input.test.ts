@@ -368,8 +368,10 @@ describe('engine.hsm', () => {
     await expectCode('INVALID_ARGUMENT', () => hsm().listRegistrations!({ resourceCrn: {} }));
   });
 
-  it('setHooks refuses a non-object', async () => {
-    await expectEach('INVALID_ARGUMENT', [undefined, null, 5], (hooks) => (engine.hsm as unknown as { setHooks(h: unknown): void }).setHooks(hooks));
+  it('setHooks refuses a non-object, and on an engine\'s HSM refuses to replace the engine\'s hooks at all', async () => {
+    const setHooks = (hooks: unknown): unknown => (engine.hsm as unknown as { setHooks(h: unknown): void }).setHooks(hooks);
+    await expectEach('INVALID_ARGUMENT', [undefined, null, 5, {}], setHooks);
+    await expectCode('INVALID_ARGUMENT', () => setHooks({ onDestroying: () => {} }));
   });
 });
 
