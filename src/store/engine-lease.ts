@@ -163,7 +163,12 @@ export class EngineLease {
           // Stale by this host's clock, which may not be the holder's: take it over only once it
           // stayed as it is for a whole lease, plus the longest an operation issued before its
           // end may run, on this host's monotonic clock.
-          await sleep(held.leaseMs + options.timeoutMs);
+          const waitMs = held.leaseMs + options.timeoutMs;
+          process.emitWarning(
+            `blockvault: the engine lease ${oid} in RADOS pool ${JSON.stringify(pool.name)} names pid ${held.pid} on ${held.host} with directory ${held.dir}, last renewed ${Math.round(ageMs / 1000)} s ago by this host's clock; waiting ${Math.round(waitMs / 1000)} s to see that it is not renewed before taking it over`,
+            { code: 'BLOCKVAULT_LEASE_WAIT' },
+          );
+          await sleep(waitMs);
           const later = await pool.read(oid);
           if (later !== null && !later.equals(current)) {
             const now = decode(oid, later);

@@ -268,8 +268,17 @@ describe.skipIf(skipReason !== '')(`volumes on RADOS${skipReason === '' ? '' : `
     await expect(openTestEngine(original, { store: storeOptions() })).rejects.toMatchObject({ code: 'ENGINE_BUSY', message: expect.stringContaining(realpathSync(copy)) });
     await new Promise((resolve) => setTimeout(resolve, Math.max(0, killedAtMs + childLeaseMs + 200 - Date.now())));
     const takeoverStartMs = performance.now();
-    engine = await openTestEngine(original, { store: storeOptions() });
+    const warnings: Error[] = [];
+    const onWarning = (warning: Error): void => void warnings.push(warning);
+    process.on('warning', onWarning);
+    try {
+      engine = await openTestEngine(original, { store: storeOptions() });
+    } finally {
+      process.off('warning', onWarning);
+    }
     expect(performance.now() - takeoverStartMs).toBeGreaterThanOrEqual(childLeaseMs + TIMEOUT_MS - 50);
+    // The wait is announced, with what it waits for.
+    expect(warnings.filter((w) => (w as { code?: string }).code === 'BLOCKVAULT_LEASE_WAIT').map((w) => w.message)).toEqual([expect.stringContaining(realpathSync(copy))]);
     await engine.close();
 
     // A holder whose timestamp looks stale (its clock far behind this host's) but which renews:
