@@ -354,16 +354,20 @@ export class TaskManager extends EventEmitter<TaskManagerEvents> {
   private async runTask(task: TaskRecord, active: Active): Promise<TaskRecord> {
     let target: ReencryptTarget;
     let pool: RotationPool;
+    // An abort that arrived while the task was still opening is why it fails, whatever the open
+    // then said: a cryptoshred locks the volume before it aborts the tasks, so the open of a
+    // task it caught half way is refused with VOLUME_LOCKED, and the task must say KEY_DESTROYED.
+    const cause = (error: unknown): unknown => (active.pendingStop?.kind === 'abort' && active.pendingStop.reason !== undefined ? active.pendingStop.reason : error);
     try {
       target = await this.openTarget(task);
     } catch (error) {
-      return this.failBeforeStart(task, error);
+      return this.failBeforeStart(task, cause(error));
     }
     try {
       pool = await this.ensurePool();
     } catch (error) {
       await this.closeQuietly(task, target);
-      return this.failBeforeStart(task, error);
+      return this.failBeforeStart(task, cause(error));
     }
     const runner = new RotationRunner({
       target,

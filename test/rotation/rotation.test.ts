@@ -1,5 +1,5 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { isBlockvaultError, type BlockvaultError } from '../../src/errors.js';
+import { BlockvaultError, isBlockvaultError } from '../../src/errors.js';
 import type { TaskProgressEvent } from '../../src/rotation/task-types.js';
 import { bytesEqual, sectorContent } from './helpers/content.js';
 import { cipherBackendAvailable } from './helpers/test-cipher.js';
@@ -243,6 +243,28 @@ describe('rotation tasks', () => {
     expect(probe.keysSeen).toBeGreaterThan(0);
     expect(probe.allZero).toBe(true);
     await expect(h.manager.wait(task.id)).rejects.toSatisfy((e) => isBlockvaultError(e, 'TASK_FAILED'));
+  });
+
+  it('an abort (cryptoshred) that catches a task while its volume is still opening fails it with the abort reason, not the open\'s VOLUME_LOCKED', async () => {
+    let entered!: () => void;
+    const entering = new Promise<void>((resolve) => (entered = resolve));
+    let release!: () => void;
+    const released = new Promise<void>((resolve) => (release = resolve));
+    const h = await harness({
+      // As the engine's open does once the shred lock holds the volume.
+      beforeOpenTarget: async () => {
+        entered();
+        await released;
+        throw new BlockvaultError('VOLUME_LOCKED', 'volume vol-o is locked');
+      },
+    });
+    await createFilledVolume(h, 'vol-o', { sizeSectors: 8 * 10 });
+    const task = await h.manager.create({ volumeId: 'vol-o', keyCrn: KEY_CRN, fromKeyVersion: 1, toKeyVersion: 2 });
+    await entering;
+    const aborting = h.manager.abortTasks({ keyCrn: KEY_CRN }, new BlockvaultError('KEY_DESTROYED', 'key destroyed'));
+    release();
+    expect((await aborting).map((t) => t.state)).toEqual(['failed']);
+    expect(h.manager.get(task.id).error).toEqual({ code: 'KEY_DESTROYED', message: 'key destroyed' });
   });
 
   it('a failing batch fails the task with the error; wait rejects with TASK_FAILED', async () => {

@@ -42,7 +42,7 @@ export interface Harness {
 
 export async function openHarness(
   dir: string,
-  options: { rotation?: RotationOptions; opsUrl?: string; backend?: string; volumes?: TestVolume[] } = {},
+  options: { rotation?: RotationOptions; opsUrl?: string; backend?: string; volumes?: TestVolume[]; beforeOpenTarget?: (task: TaskRecord) => Promise<void> } = {},
 ): Promise<Harness> {
   const root = openRoot(dir);
   const cipher = await createTestCipher(options.backend);
@@ -50,7 +50,8 @@ export async function openHarness(
   const events: Harness['events'] = [];
   const manager = new TaskManager({
     root,
-    openTarget: (task: TaskRecord) => {
+    openTarget: async (task: TaskRecord) => {
+      await options.beforeOpenTarget?.(task);
       let volume = volumes.get(task.volumeId);
       if (volume === undefined) {
         volume = TestVolume.open(root, cipher, task.volumeId);
