@@ -82,7 +82,7 @@ function decode(oid: string, bytes: Buffer): LeaseRecord {
     typeof parsed.dirId !== 'string' ||
     typeof parsed.pid !== 'number' ||
     typeof parsed.renewedAtMs !== 'number' ||
-    typeof parsed.leaseMs !== 'number' ||
+    leaseMsProblem(parsed.leaseMs) !== null || // bounds how long a takeover may wait
     typeof parsed.released !== 'boolean'
   ) {
     throw new BlockvaultError('STORE_IO', `the engine lease object ${oid} is not a blockvault lease (${bytes.length} bytes); if no engine uses this engine id, remove it (rados rm ${oid})`, { oid, reason: 'lease-damaged' });

@@ -30,8 +30,7 @@ export interface VolumeObjectPool {
   objects: ClusterObjects;
   /** Object names of this engine start with it (several engines may share a pool). */
   oidPrefix: string;
-  /** This engine's hold on those objects (src/store/engine-lease.ts). */
-  lease: EngineLease;
+  /** Releases the engine's lease on those objects (src/store/engine-lease.ts), then the connection. */
   close(): Promise<void>;
 }
 
@@ -108,7 +107,6 @@ export async function openVolumeStore(
   return {
     objects: leasedObjects(clusterObjectsOf(pool), held),
     oidPrefix: `bv.${engineId}.`,
-    lease: held,
     close: async () => {
       await held.release();
       await cluster.close();
