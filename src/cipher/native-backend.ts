@@ -5,6 +5,7 @@
  */
 import type { XtsBackend } from './backend.js';
 import type { NativeAddon } from './native-binding.js';
+import { asBuffer } from '../util/bytes.js';
 
 /**
  * `forcedPath` (benchmarks and tests only): every call expands its key for that AES code path
@@ -63,8 +64,4 @@ export function nativeBackend(addon: NativeAddon, forcedPath?: string): XtsBacke
       };
     },
   };
-}
-
-export function asBuffer(bytes: Uint8Array): Buffer {
-  return Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
 }

@@ -3,6 +3,7 @@
  * happens once, here, at the boundary; the binding checks again only against misuse of itself.
  */
 import { BlockvaultError } from '../../errors.js';
+import { asBuffer } from '../../util/bytes.js';
 
 /**
  * Object names: 1 to 256 characters of `A-Z a-z 0-9 . _ - :`. RADOS itself takes any bytes up to
@@ -96,7 +97,7 @@ export function checkBytes(what: string, value: unknown, options: { allowEmpty: 
   if (value.buffer instanceof SharedArrayBuffer) invalid(`${what} must not be a view of a SharedArrayBuffer`);
   if (value.byteLength > OBJECT_BYTES_MAX) invalid(`${what} is ${value.byteLength} bytes; at most ${OBJECT_BYTES_MAX} (OBJECT_BYTES_MAX)`);
   if (!options.allowEmpty && value.byteLength === 0) invalid(`${what} must not be empty`);
-  return Buffer.isBuffer(value) ? value : Buffer.from(value.buffer, value.byteOffset, value.byteLength);
+  return asBuffer(value);
 }
 
 export function checkPath(what: string, value: unknown): string {
