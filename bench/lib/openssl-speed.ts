@@ -23,14 +23,16 @@ export function opensslVersion(): string | undefined {
 /**
  * Runs `openssl speed -mr -seconds <seconds> -bytes <bufferBytes> -evp <cipher>` and parses its
  * machine-readable `+F:<n>:<cipher>:<bytes per second>` line. Undefined when openssl is missing
- * or the output has no such line (the caller reports the baseline as unavailable).
+ * or the output has no such line (the caller reports the baseline as unavailable). `env` is added
+ * to the child's environment (OPENSSL_ia32cap masks CPU features from OpenSSL's code choice).
  */
-export function opensslSpeed(cipher: string, bufferBytes: number, seconds = 2): OpensslSpeed | undefined {
+export function opensslSpeed(cipher: string, bufferBytes: number, seconds = 2, env: Record<string, string> = {}): OpensslSpeed | undefined {
   const version = opensslVersion();
   if (version === undefined) return undefined;
   const run = spawnSync('openssl', ['speed', '-mr', '-seconds', String(seconds), '-bytes', String(bufferBytes), '-evp', cipher], {
     encoding: 'utf8',
     timeout: (seconds + 10) * 1000,
+    env: { ...process.env, ...env },
   });
   if (run.status !== 0) return undefined;
   const line = run.stdout.split('\n').find((l) => l.startsWith('+F:'));
