@@ -61,6 +61,8 @@ const CLUSTER_BYTES_ARG = argValue('--cluster-bytes');
 const CLUSTER_BYTES = CLUSTER_BYTES_ARG === undefined ? undefined : parseByteSize(CLUSTER_BYTES_ARG, '--cluster-bytes');
 const WRITE_BUFFER_ARG = argValue('--write-buffer');
 const WRITE_BUFFER_BYTES = WRITE_BUFFER_ARG === undefined ? undefined : parseByteSize(WRITE_BUFFER_ARG, '--write-buffer');
+const LMDB_TXN_ARG = argValue('--lmdb-txn');
+const LMDB_TXN_BYTES = LMDB_TXN_ARG === undefined ? undefined : LMDB_TXN_ARG === '0' ? 0 : parseByteSize(LMDB_TXN_ARG, '--lmdb-txn');
 const CASES_ARG = argValue('--cases');
 
 const HELP = `npm run bench:nbd [-- options]
@@ -74,6 +76,8 @@ const HELP = `npm run bench:nbd [-- options]
                        default the engine's: split, 32KiB); such a run says so in its header
   --write-buffer 64MiB the engine's writeBufferBytesMax (default the engine's, 64MiB); such a run
                        says so in its header
+  --lmdb-txn 16MiB     the engine's lmdbTxnBytesMax (0: no cap; default the engine's, min(16MiB,
+                       write buffer / 2)); such a run says so in its header
   --pg-size 512MiB --pg-scale 8 --pg-seconds 10 --pg-rounds 4   the pgbench part
 Writes bench/results/nbd.{json,md} (and nbd-pgbench.*); npm run readme:bench copies them into the README.`;
 if (process.argv.includes('--help') || process.argv.includes('-h')) {
@@ -164,6 +168,7 @@ async function main(): Promise<void> {
       ...(LAYOUT === undefined ? {} : { volumeLayout: LAYOUT }),
       ...(CLUSTER_BYTES === undefined ? {} : { clusterBytes: CLUSTER_BYTES }),
       ...(WRITE_BUFFER_BYTES === undefined ? {} : { writeBufferBytesMax: WRITE_BUFFER_BYTES }),
+      ...(LMDB_TXN_BYTES === undefined ? {} : { lmdbTxnBytesMax: LMDB_TXN_BYTES }),
     });
     stops.push(() => engine.close());
     for (const name of ['bench', 'bench-wt']) await (await engine.createVolume({ name, sizeBytes: SIZE, sectorSize: 4096 })).close();
@@ -218,7 +223,9 @@ async function main(): Promise<void> {
       LAYOUT === undefined && CLUSTER_BYTES === undefined
         ? 'blockvault volumes with the default layout (split, 32 KiB clusters)'
         : `blockvault volumes with layout ${LAYOUT ?? 'split'} and ${(CLUSTER_BYTES ?? 32 * 1024) / 1024} KiB clusters (NOT the default; --layout/--cluster-bytes)`;
-    const bufferNote = WRITE_BUFFER_BYTES === undefined ? '' : ` Engine write buffer ${WRITE_BUFFER_BYTES / MIB} MiB (NOT the default; --write-buffer).`;
+    const bufferNote =
+      (WRITE_BUFFER_BYTES === undefined ? '' : ` Engine write buffer ${WRITE_BUFFER_BYTES / MIB} MiB (NOT the default; --write-buffer).`) +
+      (LMDB_TXN_BYTES === undefined ? '' : ` LMDB transaction cap ${LMDB_TXN_BYTES === 0 ? 'off' : `${LMDB_TXN_BYTES / MIB} MiB`} (NOT the default; --lmdb-txn).`);
     const md = [
       '# NBD: fio through the nbd engine (bench/nbd.bench.ts)',
       '',
@@ -241,7 +248,7 @@ async function main(): Promise<void> {
         ]),
       ),
     ].join('\n');
-    const paths = saveResults('nbd', { machine, sizeBytes: SIZE, seconds: SECONDS, rounds: ROUNDS, layout: LAYOUT ?? 'split', clusterBytes: CLUSTER_BYTES ?? 32 * 1024, writeBufferBytes: WRITE_BUFFER_BYTES ?? null, rows }, md);
+    const paths = saveResults('nbd', { machine, sizeBytes: SIZE, seconds: SECONDS, rounds: ROUNDS, layout: LAYOUT ?? 'split', clusterBytes: CLUSTER_BYTES ?? 32 * 1024, writeBufferBytes: WRITE_BUFFER_BYTES ?? null, lmdbTxnBytes: LMDB_TXN_BYTES ?? null, rows }, md);
     console.log(md);
     console.log(`\nwrote ${paths.json} and ${paths.md}`);
   } finally {

@@ -15,6 +15,8 @@ export const DEFAULT_PURGE_INTERVAL_MS = MS_PER_HOUR;
 /** 32 KiB of sectors per LMDB value: 9 pages of 4 KiB, 1.125x on disk (bench/results/volume.md). */
 export const DEFAULT_CLUSTER_BYTES = 32 * 1024;
 export const DEFAULT_WRITE_BUFFER_BYTES_MAX = 64 * 1024 * 1024;
+/** Default LMDB transaction size cap: at most this, and at most half the write buffer (so one transaction fills while the one before is fsynced). */
+export const DEFAULT_LMDB_TXN_BYTES_MAX = 16 * 1024 * 1024;
 /** Address space reserved for the memory map, not disk: LMDB grows the file as pages are used. */
 export const DEFAULT_MAP_SIZE_BYTES = 256 * 1024 ** 3;
 /** mapSizeBytes bounds: LMDB needs room for the engine's own databases; above 2^47 bytes (128 TiB) no x86-64 or arm64 process has the address space to map it. */
@@ -58,6 +60,13 @@ export interface EngineOptions {
   /** Most bytes handed to LMDB and not yet committed, across all volumes (backpressure bound). Default 64 MiB. */
   writeBufferBytesMax?: number;
   /**
+   * About how many bytes of volume writes one LMDB transaction takes before the engine lets it
+   * commit (src/volume/write-budget.ts, TxnSizeCap): the next transaction then fills while this
+   * one is fsynced, instead of one transaction absorbing the whole write buffer. Default
+   * min(16 MiB, writeBufferBytesMax / 2); 0 turns the cap off; at most writeBufferBytesMax.
+   */
+  lmdbTxnBytesMax?: number;
+  /**
    * Clusters whose decoded meta value each open split-layout volume keeps in memory (about 0.5 KiB
    * each). A random read whose cluster is cached does one LMDB get instead of two, about 1.3x
    * faster (bench/results/volume.md, "meta cache cold"). Default 16384: 512 MiB of 4096-byte
@@ -91,6 +100,8 @@ export interface ResolvedOptions {
   clusterBytes: number;
   volumeLayout: VolumeLayout;
   writeBufferBytesMax: number;
+  /** 0: no cap. */
+  lmdbTxnBytesMax: number;
   metaCacheClustersMax: number;
   mapSizeBytes: number;
   lockWaitMs: number;
@@ -121,6 +132,10 @@ export function resolveOptions(options: EngineOptions): ResolvedOptions {
   if (store !== undefined && volumeLayout !== 'compact') throw invalid("Engine.open: volumes in RADOS have the compact layout; leave volumeLayout out or set it to 'compact'");
   const writeBufferBytesMax = nonNegative(options.writeBufferBytesMax, DEFAULT_WRITE_BUFFER_BYTES_MAX, 'writeBufferBytesMax');
   if (writeBufferBytesMax < 1024 * 1024) throw invalid('Engine.open: writeBufferBytesMax must be at least 1 MiB');
+  const lmdbTxnBytesMax = nonNegative(options.lmdbTxnBytesMax, Math.min(DEFAULT_LMDB_TXN_BYTES_MAX, Math.floor(writeBufferBytesMax / 2)), 'lmdbTxnBytesMax');
+  if (lmdbTxnBytesMax > writeBufferBytesMax) {
+    throw invalid(`Engine.open: lmdbTxnBytesMax must be at most writeBufferBytesMax (${writeBufferBytesMax}), got ${lmdbTxnBytesMax}`);
+  }
   const metaCacheClustersMax = nonNegative(options.metaCacheClustersMax, META_CACHE_CLUSTERS_MAX, 'metaCacheClustersMax');
   // A limit on everything: 2^24 clusters (64 GiB of 4096-byte sectors) is about 8 GiB of memory per volume.
   if (metaCacheClustersMax > META_CACHE_CLUSTERS_LIMIT) {
@@ -146,6 +161,7 @@ export function resolveOptions(options: EngineOptions): ResolvedOptions {
     clusterBytes,
     volumeLayout,
     writeBufferBytesMax,
+    lmdbTxnBytesMax,
     metaCacheClustersMax,
     mapSizeBytes,
     // NaN would make the wait deadline NaN (no wait at all) and Infinity would wait forever.

@@ -34,7 +34,7 @@ import type { Volume } from './volume/volume.js';
 import type { VolumeCoreDeps } from './volume/volume-core.js';
 import { KeyAccess } from './volume/key-access.js';
 import { clusterOid } from './volume/object-store.js';
-import { WriteBudget } from './volume/write-budget.js';
+import { WriteBudget, lmdbWriteFence } from './volume/write-budget.js';
 import { lockDir, type DirLock } from './util/dir-lock.js';
 import { openVolumeStore, type VolumeObjectPool } from './store/volume-store.js';
 import { startNbdServer, type NbdExportOptions, type NbdServeOptions, type NbdServerHandle } from './nbd/serve.js';
@@ -125,7 +125,7 @@ export class Engine {
       root,
       clusters,
       sectors,
-      budget: new WriteBudget(options.writeBufferBytesMax),
+      budget: new WriteBudget(options.writeBufferBytesMax, options.lmdbTxnBytesMax > 0 ? { bytes: options.lmdbTxnBytesMax, fence: lmdbWriteFence(root) } : null),
       cipher: parts.cipher,
       writeStepBytesMax: WRITE_STEP_BYTES_MAX,
       trimStepClustersMax: TRIM_STEP_CLUSTERS_MAX,

@@ -209,7 +209,7 @@ class PendingWrites {
     const entry: Pending = { value, overlay, index, budgetBytes };
     const previous = overlay.get(index);
     overlay.set(index, entry);
-    this.budget.take(budgetBytes);
+    this.budget.take(budgetBytes, true);
     if (value !== null) this.pins?.pin(value);
     let written: Promise<boolean>;
     try {

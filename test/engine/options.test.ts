@@ -12,13 +12,15 @@ import { useTempDirs } from '../helpers/temp-dir.js';
 
 const tempDir = useTempDirs('bv-options-');
 
-type NumericOption = 'retentionMs' | 'purgeIntervalMs' | 'clusterBytes' | 'writeBufferBytesMax' | 'metaCacheClustersMax' | 'mapSizeBytes' | 'lockWaitMs';
+type NumericOption = 'retentionMs' | 'purgeIntervalMs' | 'clusterBytes' | 'writeBufferBytesMax' | 'lmdbTxnBytesMax' | 'metaCacheClustersMax' | 'mapSizeBytes' | 'lockWaitMs';
 
 const BAD: Record<NumericOption, unknown[]> = {
   retentionMs: [-1, 1.5, Number.NaN, '1'],
   purgeIntervalMs: [-1, 0.5, Number.POSITIVE_INFINITY],
   clusterBytes: [256, 3000, 1.5, 2 ** 30],
   writeBufferBytesMax: [1024, -1, 2.5],
+  // Above the write buffer (64 MiB by default) a transaction could never reach it.
+  lmdbTxnBytesMax: [-1, 1.5, 64 * 1024 * 1024 + 1, '8', Number.NaN],
   metaCacheClustersMax: [-1, 2 ** 24 + 1, '8'],
   mapSizeBytes: [0, 1024 ** 2 - 1, 2 ** 47 + 4096, 1.5 * 1024 ** 3 + 0.5, Number.NaN, '1073741824', -(1024 ** 3)],
   // NaN made the lock wait's deadline NaN (no wait), Infinity waited forever (issue 13).
