@@ -15,7 +15,7 @@ import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { findPackageRoot } from '../../src/cipher/native-binding.js';
 import { findTools } from '../helpers/external-tool.js';
-import { NATIVE_STATUS, REQUIRE_NATIVE } from './helpers.js';
+import { NATIVE_STATUS, REQUIRE_NATIVE, cipherChildEnv } from './helpers.js';
 
 const ROOT = findPackageRoot(dirname(fileURLToPath(import.meta.url)))!;
 const FIXTURE = fileURLToPath(new URL('./fixtures/emulated-cpu-check.ts', import.meta.url));
@@ -28,11 +28,9 @@ const SKIP = NO_ADDON ? `native addon unavailable: ${NATIVE_STATUS.error}` : !TO
 const RUN_TIMEOUT_MS = 120_000;
 
 function underQemu(cpuModel: string, extraEnv: Record<string, string> = {}) {
-  const env: Record<string, string | undefined> = { ...process.env, BLOCKVAULT_CIPHER: undefined, BLOCKVAULT_XTS_PATH: undefined, ...extraEnv };
-  for (const k of Object.keys(env)) if (env[k] === undefined) delete env[k];
   const run = spawnSync('qemu-x86_64', ['-cpu', cpuModel, process.execPath, '--import', 'tsx', FIXTURE], {
     cwd: ROOT,
-    env: env as NodeJS.ProcessEnv,
+    env: cipherChildEnv(extraEnv),
     encoding: 'utf8',
     timeout: RUN_TIMEOUT_MS,
   });

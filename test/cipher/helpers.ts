@@ -74,6 +74,18 @@ export function randomKey(): Buffer {
   }
 }
 
+/**
+ * The environment for a child process that picks its cipher itself: this process's, without
+ * BLOCKVAULT_CIPHER and BLOCKVAULT_XTS_PATH (a run that forces a path must not force the child's),
+ * then `overrides`.
+ */
+export function cipherChildEnv(overrides: Record<string, string> = {}): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = { ...process.env };
+  delete env.BLOCKVAULT_CIPHER;
+  delete env.BLOCKVAULT_XTS_PATH;
+  return { ...env, ...overrides };
+}
+
 /** dm-crypt plain64: the sector's first 512-byte unit number, 64-bit little-endian, zero-padded. */
 export function plain64Tweak(sector: bigint, sectorSize: number): Buffer {
   const iv = Buffer.alloc(16);

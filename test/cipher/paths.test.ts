@@ -10,7 +10,7 @@ import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { XtsCipher } from '../../src/cipher/index.js';
 import { findPackageRoot } from '../../src/cipher/native-binding.js';
-import { NATIVE_STATUS, REQUIRE_NATIVE, randomKey } from './helpers.js';
+import { NATIVE_STATUS, REQUIRE_NATIVE, cipherChildEnv, randomKey } from './helpers.js';
 
 const ROOT = findPackageRoot(dirname(fileURLToPath(import.meta.url)))!;
 const FIXTURE = fileURLToPath(new URL('./fixtures/select-backend.ts', import.meta.url));
@@ -18,9 +18,7 @@ const NO_ADDON = !NATIVE_STATUS.available && !REQUIRE_NATIVE;
 const PATHS = NATIVE_STATUS.paths ?? [];
 
 function childWithPath(path: string) {
-  const env: Record<string, string | undefined> = { ...process.env, BLOCKVAULT_CIPHER: undefined, BLOCKVAULT_XTS_PATH: path };
-  for (const k of Object.keys(env)) if (env[k] === undefined) delete env[k];
-  const run = spawnSync(process.execPath, ['--import', 'tsx', FIXTURE, 'native'], { cwd: ROOT, env: env as NodeJS.ProcessEnv, encoding: 'utf8' });
+  const run = spawnSync(process.execPath, ['--import', 'tsx', FIXTURE, 'native'], { cwd: ROOT, env: cipherChildEnv({ BLOCKVAULT_XTS_PATH: path }), encoding: 'utf8' });
   expect(run.status, run.stderr).toBe(0);
   return JSON.parse(run.stdout.trim().split('\n').at(-1)!) as { ok: boolean; message?: string; status: { cpuPath?: string; error?: string } };
 }
