@@ -92,10 +92,7 @@ export class WriteBudget {
 
   private startFence(cap: TxnSizeCap): void {
     this.fencing = true;
-    let passed = false;
     const pass = (): void => {
-      if (passed) return;
-      passed = true;
       // One macrotask later: the write thread commits right after the marker, and writes issued
       // before it looked for more work would join this transaction (harmless, only larger).
       setImmediate(() => {
@@ -104,7 +101,7 @@ export class WriteBudget {
         if (this.inflightBytes < this.bytesMax) this.wake();
       });
     };
-    // A fence that fails must not hold writers forever.
+    // A fence that fails must not hold writers forever (a promise settles once: one pass).
     cap.fence().then(pass, pass);
   }
 
