@@ -15,7 +15,10 @@
  *  - Each target is filled once with 1 MiB sequential writes (untimed), then per round each case
  *    runs for SECONDS on every target, the target order rotating each round: random 4 KiB write,
  *    random 4 KiB read, sequential 1 MiB write, sequential 1 MiB read; fio --ioengine=nbd,
- *    iodepth 16, one job, time based. MB/s are fio's bandwidth summed over rounds.
+ *    iodepth 16, one job, time based. MB/s are fio's bandwidth, the mean over rounds.
+ *  - Around each fio run the server's CPU time is read (this process for blockvault, /proc for
+ *    qemu-nbd): the second table gives CPU ms per MB and cores busy, which say whether a server
+ *    is short of CPU on this machine rather than waiting.
  *
  * `npm run bench:nbd [-- --size 256MiB --seconds 3 --rounds 2]` (`-- --help` lists every option).
  * `--cases randwrite,write` runs only those fio cases (in the usual order), `--layout compact`
@@ -29,7 +32,7 @@
  * 8 --pg-seconds 10 --pg-rounds 4` set it up. `--only fio` or `--only pgbench` runs one part.
  */
 import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { nativeCipherStatus } from '../src/cipher/index.js';
@@ -127,16 +130,33 @@ async function runOk(command: string, args: string[]): Promise<string> {
   return r.stdout;
 }
 
-/** fio's nbd engine on `uri`; returns MB/s (10^6 bytes per second). */
-async function fio(uri: string, rw: string, bs: string, timed: boolean): Promise<number> {
+/** fio's nbd engine on `uri`: MB/s (10^6 bytes per second) and the run's wall time. */
+async function fio(uri: string, rw: string, bs: string, timed: boolean): Promise<{ mbps: number; wallMs: number }> {
   const args = ['--name=bench', '--ioengine=nbd', `--uri=${uri}`, `--rw=${rw}`, `--bs=${bs}`, `--size=${SIZE}`, '--iodepth=16', '--randseed=7', '--output-format=json'];
   if (timed) args.push('--time_based', `--runtime=${SECONDS}`, '--ramp_time=0.5');
+  const started = performance.now();
   const out = await runOk('fio', args);
+  const wallMs = performance.now() - started;
   const job = (JSON.parse(out.slice(out.indexOf('{'))) as { jobs: Array<{ read: { bw_bytes: number }; write: { bw_bytes: number } }> }).jobs[0]!;
-  return (rw.includes('read') ? job.read.bw_bytes : job.write.bw_bytes) / 1e6;
+  return { mbps: (rw.includes('read') ? job.read.bw_bytes : job.write.bw_bytes) / 1e6, wallMs };
 }
 
-async function startQemuNbd(socketPath: string, args: string[]): Promise<() => Promise<void>> {
+/**
+ * CPU time (user + system, all threads) a server has used so far, in ms: this process for
+ * blockvault (the engine, its LMDB write threads and libuv's pool; fio is a child and not counted),
+ * /proc/PID/stat for qemu-nbd (clock ticks, 100 per second on Linux).
+ */
+function cpuMsOf(pid: number | null): number {
+  if (pid === null) {
+    const usage = process.cpuUsage();
+    return (usage.user + usage.system) / 1000;
+  }
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+  return (Number(fields[11]) + Number(fields[12])) * (1000 / CLOCK_TICKS_PER_S);
+}
+const CLOCK_TICKS_PER_S = 100;
+
+async function startQemuNbd(socketPath: string, args: string[]): Promise<{ pid: number; stop: () => Promise<void> }> {
   const child = spawn('qemu-nbd', ['--persistent', '--shared=4', '--socket', socketPath, ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
   child.stderr!.on('data', (b: Buffer) => (stderr += b.toString()));
@@ -146,9 +166,12 @@ async function startQemuNbd(socketPath: string, args: string[]): Promise<() => P
     if (child.exitCode !== null || Date.now() > deadline) throw new Error(`qemu-nbd did not start: ${stderr}`);
     await new Promise((r) => setTimeout(r, 20));
   }
-  return async () => {
-    child.kill('SIGTERM');
-    await exited;
+  return {
+    pid: child.pid!,
+    stop: async () => {
+      child.kill('SIGTERM');
+      await exited;
+    },
   };
 }
 
@@ -177,27 +200,39 @@ async function main(): Promise<void> {
     const luks = join(dir, 'disk.luks');
     const secret = `secret,id=sec0,data=${LUKS_SECRET}`;
     await createLuksImage(luks, secret, SIZE);
-    stops.push(await startQemuNbd(join(dir, 'luks.sock'), ['--object', secret, '--export-name=luks', '--image-opts', `driver=luks,key-secret=sec0,file.driver=file,file.filename=${luks}`]));
+    const luksServer = await startQemuNbd(join(dir, 'luks.sock'), ['--object', secret, '--export-name=luks', '--image-opts', `driver=luks,key-secret=sec0,file.driver=file,file.filename=${luks}`]);
+    stops.push(luksServer.stop);
     const raw = join(dir, 'disk.raw');
     await runOk('qemu-img', ['create', '-q', '-f', 'raw', raw, String(SIZE)]);
-    stops.push(await startQemuNbd(join(dir, 'raw.sock'), ['--export-name=raw', '-f', 'raw', raw]));
+    const rawServer = await startQemuNbd(join(dir, 'raw.sock'), ['--export-name=raw', '-f', 'raw', raw]);
+    stops.push(rawServer.stop);
 
-    const targets: Array<{ name: string; uri: string }> = [
-      { name: 'blockvault', uri: served.uri },
-      { name: 'blockvault write-through', uri: served.exports[1]!.uri },
-      { name: 'qemu-nbd + LUKS', uri: `nbd+unix:///luks?socket=${join(dir, 'luks.sock')}` },
-      { name: 'qemu-nbd + raw', uri: `nbd+unix:///raw?socket=${join(dir, 'raw.sock')}` },
+    // pid: where the server's CPU time is read (null: this process).
+    const targets: Array<{ name: string; uri: string; pid: number | null }> = [
+      { name: 'blockvault', uri: served.uri, pid: null },
+      { name: 'blockvault write-through', uri: served.exports[1]!.uri, pid: null },
+      { name: 'qemu-nbd + LUKS', uri: `nbd+unix:///luks?socket=${join(dir, 'luks.sock')}`, pid: luksServer.pid },
+      { name: 'qemu-nbd + raw', uri: `nbd+unix:///raw?socket=${join(dir, 'raw.sock')}`, pid: rawServer.pid },
     ];
     for (const t of targets) await fio(t.uri, 'write', '1M', false);
 
     const perRound: Record<string, Record<string, number[]>> = {};
+    // Per case and target: the server's CPU ms per MB moved, and its CPU time over wall time
+    // (cores busy). Both over the whole fio run, its 0.5 s ramp and start included (the MB are
+    // fio's measured rate times that wall time), so they compare targets, not absolute costs.
+    const cpuPerMb: Record<string, Record<string, number[]>> = {};
+    const coresBusy: Record<string, Record<string, number[]>> = {};
     for (let round = 0; round < ROUNDS; round++) {
       for (const c of CASES) {
         for (let i = 0; i < targets.length; i++) {
           const t = targets[(i + round) % targets.length]!;
-          const mbps = await fio(t.uri, c.rw, c.bs, true);
+          const cpuBeforeMs = cpuMsOf(t.pid);
+          const { mbps, wallMs } = await fio(t.uri, c.rw, c.bs, true);
+          const cpuMs = cpuMsOf(t.pid) - cpuBeforeMs;
           ((perRound[c.name] ??= {})[t.name] ??= []).push(mbps);
-          process.stderr.write(`round ${round + 1}/${ROUNDS} ${c.name} ${t.name}: ${mbps.toFixed(1)} MB/s\n`);
+          ((cpuPerMb[c.name] ??= {})[t.name] ??= []).push(cpuMs / ((mbps * wallMs) / 1000));
+          ((coresBusy[c.name] ??= {})[t.name] ??= []).push(cpuMs / wallMs);
+          process.stderr.write(`round ${round + 1}/${ROUNDS} ${c.name} ${t.name}: ${mbps.toFixed(1)} MB/s, server ${(cpuMs / wallMs).toFixed(2)} cores\n`);
         }
       }
     }
@@ -208,10 +243,13 @@ async function main(): Promise<void> {
       const m = Object.fromEntries(targets.map((t) => [t.name, mean(perRound[c.name]![t.name]!)]));
       const ratio = m['blockvault']! / m['qemu-nbd + LUKS']!;
       const met = c.target === null ? '-' : ratio >= c.target.ratio ? 'met' : 'MISSED';
+      const cpu = (table: Record<string, Record<string, number[]>>) => Object.fromEntries(targets.map((t) => [t.name, mean(table[c.name]![t.name]!)]));
       return {
         case: c.name,
         mbps: m,
         perRound: perRound[c.name],
+        serverCpuMsPerMb: cpu(cpuPerMb),
+        serverCoresBusy: cpu(coresBusy),
         ratioVsLuks: ratio,
         ratioVsRaw: m['blockvault']! / m['qemu-nbd + raw']!,
         target: c.target?.ratio ?? null,
@@ -245,6 +283,21 @@ async function main(): Promise<void> {
           `${r.ratioVsRaw.toFixed(2)}x`,
           r.target === null ? '-' : `>= ${r.target.toFixed(1)}x`,
           r.met,
+        ]),
+      ),
+      '',
+      `Server CPU in the same runs (user + system, all threads; blockvault is this process, fio not counted): ms per MB written or read, and cores busy (CPU time over the run's wall time) on this ${machine.logicalCpus}-CPU machine, which fio and the kernel's writeback share.`,
+      '',
+      markdownTable(
+        ['case', 'blockvault CPU ms/MB', 'cores', 'qemu-nbd + LUKS CPU ms/MB', 'cores', 'qemu-nbd + raw CPU ms/MB', 'cores'],
+        rows.map((r) => [
+          r.case,
+          r.serverCpuMsPerMb['blockvault']!.toFixed(2),
+          r.serverCoresBusy['blockvault']!.toFixed(2),
+          r.serverCpuMsPerMb['qemu-nbd + LUKS']!.toFixed(2),
+          r.serverCoresBusy['qemu-nbd + LUKS']!.toFixed(2),
+          r.serverCpuMsPerMb['qemu-nbd + raw']!.toFixed(2),
+          r.serverCoresBusy['qemu-nbd + raw']!.toFixed(2),
         ]),
       ),
     ].join('\n');
