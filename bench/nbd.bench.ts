@@ -14,7 +14,8 @@
  *    defaults (cache=writeback: a write is acknowledged once in the page cache, no fsync).
  *  - Each target is filled once with 1 MiB sequential writes (untimed), then per round each case
  *    runs for SECONDS on every target, the target order rotating each round: random 4 KiB write,
- *    random 4 KiB read, sequential 1 MiB write, sequential 1 MiB read; fio --ioengine=nbd,
+ *    random 4 KiB read, sequential 1 MiB write, sequential 1 MiB read, and random 4 KiB writes
+ *    each followed by a flush at iodepth 1 (a database's commits); fio --ioengine=nbd,
  *    iodepth 16, one job, time based. MB/s are fio's bandwidth, the mean over rounds.
  *  - Around each fio run the server's CPU time is read (this process for blockvault, /proc for
  *    qemu-nbd): the second table gives CPU ms per MB and cores busy, which say whether a server
@@ -73,7 +74,9 @@ const HELP = `npm run bench:nbd [-- options]
   --seconds 3          seconds per fio case and target (default 3)
   --rounds 2           rounds, the target order rotating (default 2)
   --only fio|pgbench   run one part (default both)
-  --cases LIST         fio cases to run, comma-separated: randwrite,randread,write,read (default all)
+  --cases LIST         fio cases to run, comma-separated: randwrite,randread,write,read,syncwrite
+                       (default all; syncwrite: 4 KiB random writes, each followed by a flush,
+                       iodepth 1)
   --layout split|compact, --cluster-bytes 32KiB
                        the blockvault volumes' layout (Engine.open volumeLayout, clusterBytes;
                        default the engine's: split, 32KiB); such a run says so in its header
@@ -90,25 +93,32 @@ if (process.argv.includes('--help') || process.argv.includes('-h')) {
 
 interface Case {
   name: string;
+  /** What `--cases` calls it: fio's rw name, or a name of its own for a case with extra fio options. */
+  key: string;
   rw: string;
   bs: string;
+  /** fio options after the common ones (a later option wins in fio). */
+  fioArgs: string[];
   target: { ratio: number; against: string } | null;
 }
 
 const ALL_CASES: Case[] = [
-  { name: 'random write 4 KiB', rw: 'randwrite', bs: '4k', target: { ratio: 1.0, against: 'qemu-nbd + LUKS' } },
-  { name: 'random read 4 KiB', rw: 'randread', bs: '4k', target: { ratio: 1.0, against: 'qemu-nbd + LUKS' } },
-  { name: 'sequential write 1 MiB', rw: 'write', bs: '1M', target: { ratio: 1.5, against: 'qemu-nbd + LUKS' } },
-  { name: 'sequential read 1 MiB', rw: 'read', bs: '1M', target: { ratio: 1.5, against: 'qemu-nbd + LUKS' } },
+  { name: 'random write 4 KiB', key: 'randwrite', rw: 'randwrite', bs: '4k', fioArgs: [], target: { ratio: 1.0, against: 'qemu-nbd + LUKS' } },
+  { name: 'random read 4 KiB', key: 'randread', rw: 'randread', bs: '4k', fioArgs: [], target: { ratio: 1.0, against: 'qemu-nbd + LUKS' } },
+  { name: 'sequential write 1 MiB', key: 'write', rw: 'write', bs: '1M', fioArgs: [], target: { ratio: 1.5, against: 'qemu-nbd + LUKS' } },
+  { name: 'sequential read 1 MiB', key: 'read', rw: 'read', bs: '1M', fioArgs: [], target: { ratio: 1.5, against: 'qemu-nbd + LUKS' } },
+  // What a database's commit feels like: each 4 KiB write followed by a FLUSH, one at a time
+  // (fio --fsync=1 sends NBD_CMD_FLUSH through the nbd engine). No target in the issue.
+  { name: 'random write 4 KiB + flush, iodepth 1', key: 'syncwrite', rw: 'randwrite', bs: '4k', fioArgs: ['--fsync=1', '--iodepth=1'], target: null },
 ];
 
 /** The cases `--cases` picks by fio's rw name, in the usual order. */
 function pickCases(list: string | undefined): Case[] {
   if (list === undefined) return ALL_CASES;
-  const wanted = list.split(',').map((rw) => rw.trim());
-  const unknown = wanted.filter((rw) => !ALL_CASES.some((c) => c.rw === rw));
-  if (unknown.length > 0 || wanted.length === 0) throw new Error(`--cases ${list}: give some of ${ALL_CASES.map((c) => c.rw).join(',')}`);
-  return ALL_CASES.filter((c) => wanted.includes(c.rw));
+  const wanted = list.split(',').map((key) => key.trim());
+  const unknown = wanted.filter((key) => !ALL_CASES.some((c) => c.key === key));
+  if (unknown.length > 0 || wanted.length === 0) throw new Error(`--cases ${list}: give some of ${ALL_CASES.map((c) => c.key).join(',')}`);
+  return ALL_CASES.filter((c) => wanted.includes(c.key));
 }
 const CASES = pickCases(CASES_ARG);
 
@@ -131,9 +141,10 @@ async function runOk(command: string, args: string[]): Promise<string> {
 }
 
 /** fio's nbd engine on `uri`: MB/s (10^6 bytes per second) and the run's wall time. */
-async function fio(uri: string, rw: string, bs: string, timed: boolean): Promise<{ mbps: number; wallMs: number }> {
+async function fio(uri: string, rw: string, bs: string, timed: boolean, extraArgs: string[] = []): Promise<{ mbps: number; wallMs: number }> {
   const args = ['--name=bench', '--ioengine=nbd', `--uri=${uri}`, `--rw=${rw}`, `--bs=${bs}`, `--size=${SIZE}`, '--iodepth=16', '--randseed=7', '--output-format=json'];
   if (timed) args.push('--time_based', `--runtime=${SECONDS}`, '--ramp_time=0.5');
+  args.push(...extraArgs);
   const started = performance.now();
   const out = await runOk('fio', args);
   const wallMs = performance.now() - started;
@@ -227,7 +238,7 @@ async function main(): Promise<void> {
         for (let i = 0; i < targets.length; i++) {
           const t = targets[(i + round) % targets.length]!;
           const cpuBeforeMs = cpuMsOf(t.pid);
-          const { mbps, wallMs } = await fio(t.uri, c.rw, c.bs, true);
+          const { mbps, wallMs } = await fio(t.uri, c.rw, c.bs, true, c.fioArgs);
           const cpuMs = cpuMsOf(t.pid) - cpuBeforeMs;
           ((perRound[c.name] ??= {})[t.name] ??= []).push(mbps);
           ((cpuPerMb[c.name] ??= {})[t.name] ??= []).push(cpuMs / ((mbps * wallMs) / 1000));
@@ -268,7 +279,7 @@ async function main(): Promise<void> {
       '# NBD: fio through the nbd engine (bench/nbd.bench.ts)',
       '',
       `${machine.date}, ${machine.cpuModel}, ${machine.logicalCpus} logical CPUs (load ${machine.loadAverage1m} at start), ${machine.memoryGiB} GiB, Node ${machine.node}, ${machine.platform}; ${nativeCipherStatus().available ? 'native' : 'ts'} cipher; ${seconds} s.`,
-      `A ${SIZE / MIB} MiB disk per target, filled once; fio --ioengine=nbd, iodepth 16, ${SECONDS} s per case, ${ROUNDS} rounds (target order rotating); MB/s is the mean over rounds; ${layoutNote}.${bufferNote}${CASES.length === ALL_CASES.length ? '' : ` Only some cases (--cases ${CASES_ARG}).`}`,
+      `A ${SIZE / MIB} MiB disk per target, filled once; fio --ioengine=nbd, iodepth 16 (the flush case: iodepth 1, a FLUSH after every write), ${SECONDS} s per case, ${ROUNDS} rounds (target order rotating); MB/s is the mean over rounds; ${layoutNote}.${bufferNote}${CASES.length === ALL_CASES.length ? '' : ` Only some cases (--cases ${CASES_ARG}).`}`,
       'qemu-nbd runs with its defaults (cache=writeback: writes acknowledged from the page cache, no fsync); blockvault answers a write once applied (write-back: FLUSH and FUA make it durable), blockvault write-through once its LMDB transaction committed.',
       '',
       markdownTable(
