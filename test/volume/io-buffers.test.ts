@@ -4,15 +4,16 @@
  * never touched by later reads or writes, and two volumes' reads never share memory. Overlay
  * entries settled per lmdb-js batch (cluster-store.ts, PendingWrites) and one reused key buffer per
  * store (LookupKey): the lmdb-js behaviours those rely on, and every entry and budget byte
- * returned after the commits. Ciphertext slabs (CiphertextSlabs) reused only once every value
- * cut from them has settled.
+ * returned after the commits. Ciphertext slabs (CiphertextSlabs) and big ciphertext buffers
+ * reused only once every value cut from them has settled (the big ones also checked against real
+ * LMDB commits in flight).
  */
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { open, type Database } from 'lmdb';
 import { afterAll, describe, expect, it, vi } from 'vitest';
 import { BlockvaultError } from '../../src/errors.js';
-import { BufferSlab, CiphertextSlabs, FREE_SLABS_MAX, SLAB_BYTES } from '../../src/volume/buffer-slab.js';
+import { BufferSlab, CiphertextSlabs, FREE_BIG_BYTES_MAX, FREE_SLABS_MAX, SLAB_BYTES } from '../../src/volume/buffer-slab.js';
 import { createClusterStore } from '../../src/volume/cluster-store.js';
 import { WriteBudget } from '../../src/volume/write-budget.js';
 import { CoreHarness } from '../helpers/core-harness.js';
@@ -100,14 +101,110 @@ describe('CiphertextSlabs', () => {
     slabs.take(4096);
     for (const v of pinned) slabs.unpin(v);
     expect(slabs.freeCount).toBe(FREE_SLABS_MAX);
-    // Values from elsewhere (meta values, big writes) are not tracked.
-    const big = slabs.take(SLAB_BYTES / 4 + 1);
-    slabs.pin(big);
-    slabs.unpin(big);
+    // Values from elsewhere (meta values) are not tracked.
+    slabs.pin(Buffer.alloc(16));
     slabs.unpin(Buffer.alloc(16));
     slabs.release();
     expect(slabs.freeCount).toBe(0);
     slabs.unpin(pinned[0]!); // forgotten slabs are ignored, not an error
+  });
+});
+
+describe('CiphertextSlabs: big buffers (a write step above a quarter slab)', () => {
+  const MIB = 1024 * 1024;
+
+  it('reuses a big buffer only once its last pin is gone and a later big cut was made; a buffer never pinned is dead at the next cut; free ones go once nothing big is pinned', () => {
+    const slabs = new CiphertextSlabs();
+    // A write still in flight the whole time (so the pool is not emptied as idle until the end).
+    const inFlight = slabs.take(MIB);
+    slabs.pin(inFlight);
+    const a = slabs.take(MIB);
+    expect(a.length).toBe(MIB);
+    a.fill(1);
+    // The split layout pins views of the sectors' bodies.
+    slabs.pin(a.subarray(0, 4072));
+    slabs.pin(a.subarray(4096, 4096 + 4072));
+    const b = slabs.take(MIB);
+    expect(b.buffer).not.toBe(a.buffer);
+    slabs.unpin(a.subarray(0, 4072));
+    // b was never pinned (its values were copied, as the compact layout does): the next cut reuses it.
+    const c = slabs.take(MIB);
+    expect(c.buffer).toBe(b.buffer);
+    c.fill(2);
+    expect(a.every((x) => x === 1)).toBe(true);
+    slabs.pin(c.subarray(0, 4072));
+    slabs.unpin(a.subarray(4096, 4096 + 4072));
+    expect(slabs.freeBigBytesNow).toBe(MIB); // a: unpinned, and not the last cut
+    slabs.unpin(c.subarray(0, 4072));
+    expect(slabs.freeBigBytesNow).toBe(MIB); // c is the last cut: kept until the next one
+    // Sizes share a power-of-two capacity: half a MiB and a byte comes from a 1 MiB buffer.
+    const d = slabs.take(MIB / 2 + 1);
+    expect(d.length).toBe(MIB / 2 + 1);
+    expect(d.buffer.byteLength).toBe(MIB);
+    expect([a.buffer, c.buffer]).toContain(d.buffer);
+    expect(slabs.freeBigBytesNow).toBe(MIB);
+    const e = slabs.take(2 * MIB);
+    expect(e.buffer.byteLength).toBe(2 * MIB);
+    expect(slabs.freeBigBytesNow).toBe(2 * MIB); // d's buffer back, next to the other 1 MiB one
+    expect(() => slabs.unpin(a.subarray(0, 4072))).toThrow(/unpinned once per pin/);
+    // Nothing big pinned any more: an idle volume keeps no free big buffers.
+    slabs.unpin(inFlight);
+    expect(slabs.freeBigBytesNow).toBe(0);
+    expect([a.buffer, b.buffer, inFlight.buffer]).not.toContain(slabs.take(MIB).buffer);
+  });
+
+  it('keeps at most FREE_BIG_BYTES_MAX of free big buffers; release forgets them all', () => {
+    const slabs = new CiphertextSlabs();
+    const pinned: Buffer[] = [];
+    for (let i = 0; i < FREE_BIG_BYTES_MAX / MIB + 3; i++) {
+      const v = slabs.take(MIB);
+      slabs.pin(v);
+      pinned.push(v);
+    }
+    // One more in flight, and the last cut, so that the others go back to the pool.
+    slabs.pin(slabs.take(MIB));
+    for (const v of pinned) slabs.unpin(v);
+    expect(slabs.freeBigBytesNow).toBe(FREE_BIG_BYTES_MAX);
+    // The free ones come back one by one (each pinned, so none is dead at the next cut), all of
+    // them buffers handed out before; then fresh ones.
+    const before = new Set(pinned.map((v) => v.buffer));
+    const reused = Array.from({ length: FREE_BIG_BYTES_MAX / MIB }, () => {
+      const v = slabs.take(MIB);
+      slabs.pin(v);
+      return v.buffer;
+    });
+    expect(new Set(reused).size).toBe(FREE_BIG_BYTES_MAX / MIB);
+    for (const memory of reused) expect(before.has(memory)).toBe(true);
+    expect(slabs.freeBigBytesNow).toBe(0);
+    expect(before.has(slabs.take(MIB).buffer)).toBe(false);
+    slabs.release();
+    expect(slabs.freeBigBytesNow).toBe(0);
+    slabs.unpin(pinned[0]!); // forgotten buffers are ignored, not an error
+  });
+
+  it('on a real LMDB environment, many 1 MiB write-back writes in flight over the same MiBs read back as the last written, before and after a reopen', async () => {
+    const dir = makeTempDir();
+    const sizeBytes = 8 * MIB;
+    const h = await CoreHarness.open({ dir, backend: 'native', sectorSize: 4096, clusterSectors: 8, layout: 'split', sizeBytes, writeStepBytesMax: MIB });
+    const last = new Map<number, Buffer>();
+    try {
+      const writes: Promise<void>[] = [];
+      // 64 writes over 8 MiBs: each MiB rewritten about 8 times while earlier commits are pending,
+      // so big buffers are recycled while lmdb-js still reads some of them.
+      for (let i = 0; i < 64; i++) {
+        const mib = (i * 5) % 8;
+        const data = randomBytes(MIB);
+        last.set(mib, data);
+        writes.push(h.core.write(mib * MIB, data, true));
+      }
+      await Promise.all(writes);
+      await h.core.flush();
+      for (const [mib, data] of last) expect(Buffer.from(await h.core.read(mib * MIB, MIB)).equals(data), `MiB ${mib} after flush`).toBe(true);
+      await h.reopen();
+      for (const [mib, data] of last) expect(Buffer.from(await h.core.read(mib * MIB, MIB)).equals(data), `MiB ${mib} after reopen`).toBe(true);
+    } finally {
+      await h.close();
+    }
   });
 });
 
