@@ -9,6 +9,10 @@ import type { Socket } from 'node:net';
 
 /** Bytes received ahead of what the server asked for before the socket is paused. */
 export const READ_AHEAD_BYTES_MAX = 1024 * 1024;
+/** Payloads at least this large that span chunks come from the reader's pool (smaller ones gain little). */
+export const ASSEMBLED_POOL_MIN_BYTES = 64 * 1024;
+/** Capacity of the free payload buffers a reader (one connection) keeps. */
+export const FREE_PAYLOAD_BYTES_MAX = 4 * 1024 * 1024;
 
 /** The peer closed the connection (or it failed) before the bytes a read needs arrived. */
 export class ConnectionEnded extends Error {
@@ -31,6 +35,11 @@ export class SocketReader {
   #pending: PendingRead | null = null;
   #ended: ConnectionEnded | null = null;
   #stopped = false;
+  /** Free payload buffers (power-of-two capacities) and their capacity altogether. */
+  readonly #free: Buffer[] = [];
+  #freeBytes = 0;
+  /** The memory of assembled payloads handed out and not handed back yet. */
+  readonly #assembled = new Set<ArrayBufferLike>();
 
   readonly #listeners: { data: (chunk: Buffer) => void; end: () => void; close: () => void; error: (error: Error) => void };
 
@@ -57,7 +66,10 @@ export class SocketReader {
     return true;
   }
 
-  /** Exactly `bytes` bytes (a fresh buffer or a view the caller owns); rejects with ConnectionEnded. */
+  /**
+   * Exactly `bytes` bytes (a fresh or recycled buffer, or a view, that the caller owns until it
+   * hands it back with `recycle`); rejects with ConnectionEnded.
+   */
   read(bytes: number): Promise<Buffer> {
     if (this.#pending !== null) return Promise.reject(new Error('blockvault invariant violated: one read at a time'));
     if (this.#bufferedBytes >= bytes) return Promise.resolve(this.#take(bytes));
@@ -96,6 +108,43 @@ export class SocketReader {
     }
   }
 
+  /**
+   * Hand back a buffer `read` returned, once nothing reads it any more (the transmission loop
+   * calls this after the write that got it has resolved: the volume has encrypted it by then).
+   * Only payloads this reader assembled from several chunks are kept, up to
+   * FREE_PAYLOAD_BYTES_MAX; anything else, or a buffer handed back twice, is ignored.
+   */
+  recycle(buffer: Buffer): void {
+    if (buffer.byteOffset !== 0 || !this.#assembled.delete(buffer.buffer)) return;
+    const capacity = buffer.buffer.byteLength;
+    if (this.#freeBytes + capacity > FREE_PAYLOAD_BYTES_MAX) return;
+    this.#free.push(Buffer.from(buffer.buffer, 0, capacity));
+    this.#freeBytes += capacity;
+  }
+
+  /**
+   * A buffer for a payload that spans chunks. Why a pool: a fresh 1 MiB buffer per 1 MiB write is
+   * new memory each time (page faults, and external memory that V8 answers with collections);
+   * reusing them took about 6% off the server's CPU per MB of sequential writes (bench:nbd's CPU
+   * table, three alternating pairs). A buffer is zeroed once when made, so the part beyond a
+   * payload only ever holds this connection's earlier payloads, and the part handed out is
+   * overwritten by the copy.
+   */
+  #payloadBuffer(bytes: number): Buffer {
+    if (bytes < ASSEMBLED_POOL_MIN_BYTES) return Buffer.allocUnsafe(bytes);
+    const capacity = 2 ** Math.ceil(Math.log2(bytes));
+    const at = this.#free.findIndex((b) => b.length === capacity);
+    let buffer: Buffer;
+    if (at >= 0) {
+      buffer = this.#free.splice(at, 1)[0]!;
+      this.#freeBytes -= capacity;
+    } else {
+      buffer = Buffer.alloc(capacity);
+    }
+    this.#assembled.add(buffer.buffer);
+    return buffer.subarray(0, bytes);
+  }
+
   #take(bytes: number): Buffer {
     let out: Buffer;
     const first = this.#chunks[0];
@@ -107,7 +156,7 @@ export class SocketReader {
       out = first!.subarray(0, bytes);
       this.#chunks[0] = first!.subarray(bytes);
     } else {
-      out = Buffer.allocUnsafe(bytes);
+      out = this.#payloadBuffer(bytes);
       let at = 0;
       while (at < bytes) {
         const chunk = this.#chunks[0]!;

@@ -148,7 +148,11 @@ export class Transmission {
       } catch (error) {
         outcome = Promise.resolve(errorOutcome(error));
       }
-      void outcome.catch(errorOutcome).then((result) => this.#reply(request, result, shareBytes));
+      void outcome.catch(errorOutcome).then((result) => {
+        // The write has resolved (or failed): nothing reads its payload any more.
+        if (payload !== null) this.#reader.recycle(payload);
+        this.#reply(request, result, shareBytes);
+      });
     }
     await this.drain();
   }
