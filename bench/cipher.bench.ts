@@ -105,14 +105,14 @@ function median(values: number[]): number {
   return s.length % 2 === 1 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
 }
 
-/** CPU family/model and the flags the paths depend on, from /proc/cpuinfo (Linux only). */
+/** The CPU flags the paths depend on, from /proc/cpuinfo (Linux only; machineInfo names the family and model). */
 function cpuDescription(): string {
   try {
     const info = readFileSync('/proc/cpuinfo', 'utf8');
     const field = (name: string) => new RegExp(`^${name}\\s*:\\s*(.*)$`, 'm').exec(info)?.[1]?.trim();
     const flags = new Set((field('flags') ?? '').split(/\s+/));
     const wanted = ['aes', 'pclmulqdq', 'avx2', 'avx512f', 'vaes', 'vpclmulqdq'].filter((f) => flags.has(f));
-    return `CPU family ${field('cpu family') ?? '?'} model ${field('model') ?? '?'}, flags ${wanted.join(' ') || 'none of aes/avx2/avx512f/vaes'}`;
+    return `flags ${wanted.join(' ') || 'none of aes/avx2/avx512f/vaes'}`;
   } catch {
     return 'CPU flags unknown (no /proc/cpuinfo)';
   }

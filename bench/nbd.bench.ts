@@ -278,7 +278,7 @@ async function main(): Promise<void> {
     const md = [
       '# NBD: fio through the nbd engine (bench/nbd.bench.ts)',
       '',
-      `${machine.date}, ${machine.cpuModel}, ${machine.logicalCpus} logical CPUs (load ${machine.loadAverage1m} at start), ${machine.memoryGiB} GiB, Node ${machine.node}, ${machine.platform}; ${nativeCipherStatus().available ? 'native' : 'ts'} cipher; ${seconds} s.`,
+      `${machine.date}, ${machine.cpuModel}, ${machine.logicalCpus} logical CPUs (load ${machine.loadAverage1m} at start), ${machine.memoryGiB} GiB, Node ${machine.node}, ${machine.platform}; ${nativeCipherStatus().available ? `native cipher on its ${nativeCipherStatus().cpuPath ?? '?'} path` : 'ts cipher'}; ${seconds} s.`,
       `A ${SIZE / MIB} MiB disk per target, filled once; fio --ioengine=nbd, iodepth 16 (the flush case: iodepth 1, a FLUSH after every write), ${SECONDS} s per case, ${ROUNDS} rounds (target order rotating); MB/s is the mean over rounds; ${layoutNote}.${bufferNote}${CASES.length === ALL_CASES.length ? '' : ` Only some cases (--cases ${CASES_ARG}).`}`,
       'qemu-nbd runs with its defaults (cache=writeback: writes acknowledged from the page cache, no fsync); blockvault answers a write once applied (write-back: FLUSH and FUA make it durable), blockvault write-through once its LMDB transaction committed.',
       '',

@@ -1,8 +1,10 @@
 /** Where a benchmark ran: what a reader needs to compare figures across machines. */
+import { readFileSync } from 'node:fs';
 import { cpus, loadavg, totalmem } from 'node:os';
 
 export interface MachineInfo {
   date: string;
+  /** The CPU's name and, on Linux, its family and model: "AMD EPYC" alone names Zen 3 and Zen 4 alike, whose AES paths differ. */
   cpuModel: string;
   logicalCpus: number;
   memoryGiB: number;
@@ -16,11 +18,25 @@ export function machineInfo(): MachineInfo {
   const list = cpus();
   return {
     date: new Date().toISOString(),
-    cpuModel: list[0]?.model.trim() ?? 'unknown',
+    cpuModel: `${list[0]?.model.trim() ?? 'unknown'}${cpuFamilyModel()}`,
     logicalCpus: list.length,
     memoryGiB: Math.round(totalmem() / 2 ** 30),
     node: process.version,
     platform: `${process.platform}-${process.arch}`,
     loadAverage1m: Math.round(loadavg()[0]! * 100) / 100,
   };
+}
+
+/** " (CPU family F model M)" from /proc/cpuinfo, or "" where there is none. */
+function cpuFamilyModel(): string {
+  let info: string;
+  try {
+    info = readFileSync('/proc/cpuinfo', 'utf8');
+  } catch {
+    return '';
+  }
+  const field = (name: string) => new RegExp(`^${name}\\s*:\\s*(.*)$`, 'm').exec(info)?.[1]?.trim();
+  const family = field('cpu family');
+  const model = field('model');
+  return family === undefined || model === undefined ? '' : ` (CPU family ${family} model ${model})`;
 }

@@ -145,7 +145,7 @@ export async function runPgbenchBench(options: PgbenchBenchOptions): Promise<voi
     const md = [
       '# NBD: pgbench on ext4 on an export (bench/lib/nbd-pgbench.ts)',
       '',
-      `${machine.date}, ${machine.cpuModel}, ${machine.logicalCpus} logical CPUs (load ${machine.loadAverage1m} at start), ${machine.memoryGiB} GiB, Node ${machine.node}, ${machine.platform}; ${nativeCipherStatus().available ? 'native' : 'ts'} cipher; ${seconds} s.`,
+      `${machine.date}, ${machine.cpuModel}, ${machine.logicalCpus} logical CPUs (load ${machine.loadAverage1m} at start), ${machine.memoryGiB} GiB, Node ${machine.node}, ${machine.platform}; ${nativeCipherStatus().available ? `native cipher on its ${nativeCipherStatus().cpuPath ?? '?'} path` : 'ts cipher'}; ${seconds} s.`,
       `Each target: a ${options.sizeBytes / MIB} MiB disk, nbdfuse, loop device, ext4 (no lazy init), PostgreSQL (shared_buffers 32MB, fsync and synchronous_commit on), pgbench -i -s ${options.scale}; then per run CHECKPOINT, sync and pgbench -c 4 -j 2 -T ${options.seconds} --no-vacuum (TPC-B-like), ${options.rounds} rounds with the target order rotating; TPS is the mean over rounds.`,
       'The blockvault server runs in its own process; qemu-nbd with its defaults (cache=writeback; a flush is an fdatasync of the image file), blockvault acknowledges a write once applied (write-back; a flush waits for the commits and an LMDB sync).',
       '',
