@@ -13,6 +13,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { afterAll } from 'vitest';
 import type { Pkcs11Options } from '../../src/hsm/pkcs11/index.js';
 import { findTools, type ToolCheck } from './external-tool.js';
 
@@ -48,6 +49,23 @@ export interface SoftHsmToken {
 }
 
 let token: SoftHsmToken | null = null;
+let tokenRoot: string | null = null;
+
+function removeToken(): void {
+  if (tokenRoot !== null) rmSync(tokenRoot, { recursive: true, force: true });
+  tokenRoot = null;
+  token = null;
+}
+
+// Each test file imports this module afresh (vitest isolates files) and makes its own token, and
+// vitest ends its worker processes without an 'exit' event: so the token goes with the file's
+// last hook. Outside a vitest file (a child process a test spawns) there is no suite to hook into,
+// and the 'exit' handler below removes it.
+try {
+  afterAll(removeToken);
+} catch {
+  // not collecting a vitest file
+}
 
 /** This process's token, made on first use. */
 export function softHsmToken(): SoftHsmToken {
@@ -61,7 +79,8 @@ export function softHsmToken(): SoftHsmToken {
   process.env['SOFTHSM2_CONF'] = conf;
   const init = spawnSync('softhsm2-util', ['--init-token', '--free', '--label', SOFTHSM_TOKEN_LABEL, '--pin', SOFTHSM_PIN, '--so-pin', SO_PIN], { encoding: 'utf8', env: process.env });
   if (init.status !== 0) throw new Error(`softhsm2-util --init-token failed: ${init.stderr}${init.stdout}`);
-  process.once('exit', () => rmSync(dir, { recursive: true, force: true }));
+  tokenRoot = dir;
+  process.once('exit', removeToken);
   token = { options: { module: SOFTHSM_MODULE, tokenLabel: SOFTHSM_TOKEN_LABEL, pin: SOFTHSM_PIN }, tokenDir, conf };
   return token;
 }
