@@ -17,6 +17,8 @@
  *    random 4 KiB read, sequential 1 MiB write, sequential 1 MiB read, and random 4 KiB writes
  *    each followed by a flush at iodepth 1 (a database's commits); fio --ioengine=nbd,
  *    iodepth 16, one job, time based. MB/s are fio's bandwidth, the mean over rounds.
+ *  - Before each fio run both blockvault volumes are flushed and `sync` run, so no run pays for
+ *    the writeback another left behind.
  *  - Around each fio run the server's CPU time is read (this process for blockvault, /proc for
  *    qemu-nbd): the second table gives CPU ms per MB and cores busy, which say whether a server
  *    is short of CPU on this machine rather than waiting.
@@ -82,7 +84,7 @@ const HELP = `npm run bench:nbd [-- options]
                        default the engine's: split, 32KiB); such a run says so in its header
   --write-buffer 64MiB the engine's writeBufferBytesMax (default the engine's, 64MiB); such a run
                        says so in its header
-  --lmdb-txn 16MiB     the engine's lmdbTxnBytesMax (0: no cap; default the engine's, min(16MiB,
+  --lmdb-txn 4MiB      the engine's lmdbTxnBytesMax (0: no cap; default the engine's, min(4MiB,
                        write buffer / 2)); such a run says so in its header
   --pg-size 512MiB --pg-scale 8 --pg-seconds 10 --pg-rounds 4   the pgbench part
 Writes bench/results/nbd.{json,md} (and nbd-pgbench.*); npm run readme:bench copies them into the README.`;
@@ -227,6 +229,19 @@ async function main(): Promise<void> {
     ];
     for (const t of targets) await fio(t.uri, 'write', '1M', false);
 
+    // Before every timed run, nothing left over from the run before: blockvault's write-back
+    // commits (a flush on each volume waits for them) and every server's dirty pages (`sync`;
+    // qemu-nbd's writes stay in the page cache, up to gigabytes after a sequential run), so that
+    // no run pays for writeback or commits another target left behind.
+    const settleHandles = [await engine.openVolume('bench'), await engine.openVolume('bench-wt')];
+    stops.push(async () => {
+      for (const h of settleHandles) await h.close();
+    });
+    const settle = async (): Promise<void> => {
+      for (const h of settleHandles) await h.flush();
+      await runOk('sync', []);
+    };
+
     const perRound: Record<string, Record<string, number[]>> = {};
     // Per case and target: the server's CPU ms per MB moved, and its CPU time over wall time
     // (cores busy). Both over the whole fio run, its 0.5 s ramp and start included (the MB are
@@ -237,6 +252,7 @@ async function main(): Promise<void> {
       for (const c of CASES) {
         for (let i = 0; i < targets.length; i++) {
           const t = targets[(i + round) % targets.length]!;
+          await settle();
           const cpuBeforeMs = cpuMsOf(t.pid);
           const { mbps, wallMs } = await fio(t.uri, c.rw, c.bs, true, c.fioArgs);
           const cpuMs = cpuMsOf(t.pid) - cpuBeforeMs;
@@ -279,7 +295,7 @@ async function main(): Promise<void> {
       '# NBD: fio through the nbd engine (bench/nbd.bench.ts)',
       '',
       `${machine.date}, ${machine.cpuModel}, ${machine.logicalCpus} logical CPUs (load ${machine.loadAverage1m} at start), ${machine.memoryGiB} GiB, Node ${machine.node}, ${machine.platform}; ${nativeCipherStatus().available ? `native cipher on its ${nativeCipherStatus().cpuPath ?? '?'} path` : 'ts cipher'}; ${seconds} s.`,
-      `A ${SIZE / MIB} MiB disk per target, filled once; fio --ioengine=nbd, iodepth 16 (the flush case: iodepth 1, a FLUSH after every write), ${SECONDS} s per case, ${ROUNDS} rounds (target order rotating); MB/s is the mean over rounds; ${layoutNote}.${bufferNote}${CASES.length === ALL_CASES.length ? '' : ` Only some cases (--cases ${CASES_ARG}).`}`,
+      `A ${SIZE / MIB} MiB disk per target, filled once; fio --ioengine=nbd, iodepth 16 (the flush case: iodepth 1, a FLUSH after every write), ${SECONDS} s per case, ${ROUNDS} rounds (target order rotating), each after a flush of the blockvault volumes and a sync; MB/s is the mean over rounds; ${layoutNote}.${bufferNote}${CASES.length === ALL_CASES.length ? '' : ` Only some cases (--cases ${CASES_ARG}).`}`,
       'qemu-nbd runs with its defaults (cache=writeback: writes acknowledged from the page cache, no fsync); blockvault answers a write once applied (write-back: FLUSH and FUA make it durable), blockvault write-through once its LMDB transaction committed.',
       '',
       markdownTable(

@@ -15,8 +15,16 @@ export const DEFAULT_PURGE_INTERVAL_MS = MS_PER_HOUR;
 /** 32 KiB of sectors per LMDB value: 9 pages of 4 KiB, 1.125x on disk (bench/results/volume.md). */
 export const DEFAULT_CLUSTER_BYTES = 32 * 1024;
 export const DEFAULT_WRITE_BUFFER_BYTES_MAX = 64 * 1024 * 1024;
-/** Default LMDB transaction size cap: at most this, and at most half the write buffer (so one transaction fills while the one before is fsynced). */
-export const DEFAULT_LMDB_TXN_BYTES_MAX = 16 * 1024 * 1024;
+/**
+ * Default LMDB transaction size cap: at most this, and at most half the write buffer (so one
+ * transaction fills while the one before is fsynced). Why 4 MiB and not the 16 MiB it was: pages
+ * a transaction frees stay unused until its fsync, so big transactions leave LMDB a big free list,
+ * scattered after random writes, and lmdb-js 3.5's LMDB re-checks that whole list at every
+ * commit. With 16 MiB, random then sequential writes left every later small commit (a database's
+ * write + flush) costing 10-20 ms of CPU (0.2-1.1 MB/s of 4 KiB write + flush, against 3.0-3.4
+ * with 4 MiB, 2026-12-07, README "NBD"); sequential writes lose about a tenth.
+ */
+export const DEFAULT_LMDB_TXN_BYTES_MAX = 4 * 1024 * 1024;
 /** Address space reserved for the memory map, not disk: LMDB grows the file as pages are used. */
 export const DEFAULT_MAP_SIZE_BYTES = 256 * 1024 ** 3;
 /** mapSizeBytes bounds: LMDB needs room for the engine's own databases; above 2^47 bytes (128 TiB) no x86-64 or arm64 process has the address space to map it. */
@@ -63,7 +71,7 @@ export interface EngineOptions {
    * About how many bytes of volume writes one LMDB transaction takes before the engine lets it
    * commit (src/volume/write-budget.ts, TxnSizeCap): the next transaction then fills while this
    * one is fsynced, instead of one transaction absorbing the whole write buffer. Default
-   * min(16 MiB, writeBufferBytesMax / 2); 0 turns the cap off; at most writeBufferBytesMax.
+   * min(4 MiB, writeBufferBytesMax / 2); 0 turns the cap off; at most writeBufferBytesMax.
    */
   lmdbTxnBytesMax?: number;
   /**
