@@ -84,7 +84,7 @@ const HELP = `npm run bench:nbd [-- options]
                        default the engine's: split, 32KiB); such a run says so in its header
   --write-buffer 64MiB the engine's writeBufferBytesMax (default the engine's, 64MiB); such a run
                        says so in its header
-  --lmdb-txn 4MiB      the engine's lmdbTxnBytesMax (0: no cap; default the engine's, min(4MiB,
+  --lmdb-txn 8MiB      the engine's lmdbTxnBytesMax (0: no cap; default the engine's, min(8MiB,
                        write buffer / 2)); such a run says so in its header
   --pg-size 512MiB --pg-scale 8 --pg-seconds 10 --pg-rounds 4   the pgbench part
 Writes bench/results/nbd.{json,md} (and nbd-pgbench.*); npm run readme:bench copies them into the README.`;

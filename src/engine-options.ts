@@ -17,14 +17,15 @@ export const DEFAULT_CLUSTER_BYTES = 32 * 1024;
 export const DEFAULT_WRITE_BUFFER_BYTES_MAX = 64 * 1024 * 1024;
 /**
  * Default LMDB transaction size cap: at most this, and at most half the write buffer (so one
- * transaction fills while the one before is fsynced). Why 4 MiB and not the 16 MiB it was: pages
+ * transaction fills while the one before is fsynced). Why 8 MiB and not the 16 MiB it was: pages
  * a transaction frees stay unused until its fsync, so big transactions leave LMDB a big free list,
- * scattered after random writes, and lmdb-js 3.5's LMDB re-checks that whole list at every
- * commit. With 16 MiB, random then sequential writes left every later small commit (a database's
- * write + flush) costing 10-20 ms of CPU (0.2-1.1 MB/s of 4 KiB write + flush, against 3.0-3.4
- * with 4 MiB, 2026-12-07, README "NBD"); sequential writes lose about a tenth.
+ * scattered after random writes, and lmdb-js 3.5's LMDB goes over that list at every commit.
+ * With 16 MiB, random then sequential writes left every later small commit (a database's write +
+ * flush) costing 3-17 ms of CPU (0.8 on a freshly filled disk): 0.2-1.1 MB/s of 4 KiB writes each flushed, against 2.1-2.6 with
+ * 8 MiB and 2.4-3.4 with 4 MiB (3.0 on a freshly filled disk); 4 MiB cost random 4 KiB writes
+ * about an eighth, 8 MiB measured as 16 MiB there (2026-12-07, README "NBD").
  */
-export const DEFAULT_LMDB_TXN_BYTES_MAX = 4 * 1024 * 1024;
+export const DEFAULT_LMDB_TXN_BYTES_MAX = 8 * 1024 * 1024;
 /** Address space reserved for the memory map, not disk: LMDB grows the file as pages are used. */
 export const DEFAULT_MAP_SIZE_BYTES = 256 * 1024 ** 3;
 /** mapSizeBytes bounds: LMDB needs room for the engine's own databases; above 2^47 bytes (128 TiB) no x86-64 or arm64 process has the address space to map it. */
@@ -71,7 +72,7 @@ export interface EngineOptions {
    * About how many bytes of volume writes one LMDB transaction takes before the engine lets it
    * commit (src/volume/write-budget.ts, TxnSizeCap): the next transaction then fills while this
    * one is fsynced, instead of one transaction absorbing the whole write buffer. Default
-   * min(4 MiB, writeBufferBytesMax / 2); 0 turns the cap off; at most writeBufferBytesMax.
+   * min(8 MiB, writeBufferBytesMax / 2); 0 turns the cap off; at most writeBufferBytesMax.
    */
   lmdbTxnBytesMax?: number;
   /**
