@@ -13,9 +13,9 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll } from 'vitest';
 import type { Pkcs11Options } from '../../src/hsm/pkcs11/index.js';
 import { findTools, type ToolCheck } from './external-tool.js';
+import { removeAtFileEnd } from './file-end-cleanup.js';
 
 export const SOFTHSM_MODULE = '/usr/lib/softhsm/libsofthsm2.so';
 export const SOFTHSM_TOKEN_LABEL = 'blockvault-test';
@@ -49,23 +49,6 @@ export interface SoftHsmToken {
 }
 
 let token: SoftHsmToken | null = null;
-let tokenRoot: string | null = null;
-
-function removeToken(): void {
-  if (tokenRoot !== null) rmSync(tokenRoot, { recursive: true, force: true });
-  tokenRoot = null;
-  token = null;
-}
-
-// Each test file imports this module afresh (vitest isolates files) and makes its own token, and
-// vitest ends its worker processes without an 'exit' event: so the token goes with the file's
-// last hook. Outside a vitest file (a child process a test spawns) there is no suite to hook into,
-// and the 'exit' handler below removes it.
-try {
-  afterAll(removeToken);
-} catch {
-  // not collecting a vitest file
-}
 
 /** This process's token, made on first use. */
 export function softHsmToken(): SoftHsmToken {
@@ -79,8 +62,10 @@ export function softHsmToken(): SoftHsmToken {
   process.env['SOFTHSM2_CONF'] = conf;
   const init = spawnSync('softhsm2-util', ['--init-token', '--free', '--label', SOFTHSM_TOKEN_LABEL, '--pin', SOFTHSM_PIN, '--so-pin', SO_PIN], { encoding: 'utf8', env: process.env });
   if (init.status !== 0) throw new Error(`softhsm2-util --init-token failed: ${init.stderr}${init.stdout}`);
-  tokenRoot = dir;
-  process.once('exit', removeToken);
+  // vitest ends its worker processes without an 'exit' event, so in a test file the directory
+  // goes once the file has run (test/setup.ts); in a process outside vitest, at its exit.
+  removeAtFileEnd(dir);
+  process.once('exit', () => rmSync(dir, { recursive: true, force: true }));
   token = { options: { module: SOFTHSM_MODULE, tokenLabel: SOFTHSM_TOKEN_LABEL, pin: SOFTHSM_PIN }, tokenDir, conf };
   return token;
 }
