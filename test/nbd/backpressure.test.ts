@@ -10,6 +10,7 @@ import type { NbdVolume } from '../../src/nbd/export.js';
 import { IN_FLIGHT_BYTES_MAX, PAYLOAD_BYTES_MAX } from '../../src/nbd/protocol.js';
 import { NbdServer } from '../../src/nbd/server.js';
 import { useTempDirs } from '../helpers/temp-dir.js';
+import { waitFor } from '../helpers/wait-for.js';
 import { CMD, RawClient } from './helpers/raw-client.js';
 
 const tempDir = useTempDirs('blockvault-nbd-bp-');
@@ -47,13 +48,6 @@ afterEach(async () => {
   server = raw = null;
 });
 
-async function until(condition: () => boolean, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error('timed out');
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
 
 describe('bytes in flight per connection', () => {
   it('stops reading at IN_FLIGHT_BYTES_MAX and resumes when calls settle', async () => {
@@ -69,7 +63,7 @@ describe('bytes in flight per connection', () => {
     expect(writes * writeBytes).toBeGreaterThan(IN_FLIGHT_BYTES_MAX * 2);
     const payload = Buffer.alloc(writeBytes, 1);
     for (let i = 0; i < writes; i++) raw.request(CMD.WRITE, BigInt(i), i * writeBytes, writeBytes, 0, payload);
-    await until(() => held.calls.length === IN_FLIGHT_BYTES_MAX / writeBytes);
+    await waitFor(() => held.calls.length === IN_FLIGHT_BYTES_MAX / writeBytes, 'the volume calls held');
     // Give the server time to (wrongly) read on; it must not start more.
     await new Promise((r) => setTimeout(r, 300));
     expect(held.calls.length).toBe(IN_FLIGHT_BYTES_MAX / writeBytes);
@@ -96,7 +90,7 @@ describe('bytes in flight per connection', () => {
     raw = await RawClient.connect(socketPath);
     await raw.go('m', { structured: true });
     raw.request(CMD.READ, 1n, 0, PAYLOAD_BYTES_MAX);
-    await until(() => held.calls.length === 1);
+    await waitFor(() => held.calls.length === 1, 'the volume calls held');
     held.releaseAll();
     const reply = await raw.reply();
     expect(reply.data!.length).toBe(PAYLOAD_BYTES_MAX);

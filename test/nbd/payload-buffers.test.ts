@@ -13,6 +13,7 @@ import type { NbdVolume } from '../../src/nbd/export.js';
 import { NbdServer } from '../../src/nbd/server.js';
 import { ASSEMBLED_POOL_MIN_BYTES, FREE_PAYLOAD_BYTES_MAX, SocketReader } from '../../src/nbd/socket-reader.js';
 import { useTempDirs } from '../helpers/temp-dir.js';
+import { waitFor } from '../helpers/wait-for.js';
 import { CMD, RawClient } from './helpers/raw-client.js';
 
 const MiB = 1024 * 1024;
@@ -102,13 +103,6 @@ afterEach(async () => {
   server = raw = null;
 });
 
-async function until(condition: () => boolean, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error('timed out');
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
 
 describe('payload buffers through the server', () => {
   it('a write payload is never reused while its volume call is unresolved, and is reused after', async () => {
@@ -127,12 +121,12 @@ describe('payload buffers through the server', () => {
     const pattern = (n: number) => Buffer.alloc(MiB, n);
     raw.request(CMD.WRITE, 1n, 0, MiB, 0, pattern(0xa1));
     raw.request(CMD.WRITE, 2n, MiB, MiB, 0, pattern(0xb2));
-    await until(() => calls.length === 2);
+    await waitFor(() => calls.length === 2, 'the volume calls held');
     // Settle the first; the second stays in flight.
     calls[0]!.settle();
     expect((await raw.reply()).cookie).toBe(1n);
     for (let i = 0; i < 4; i++) raw.request(CMD.WRITE, BigInt(3 + i), (2 + i) * MiB, MiB, 0, pattern(0xc3 + i));
-    await until(() => calls.length === 6);
+    await waitFor(() => calls.length === 6, 'the volume calls held');
     // The held payload is intact, and no later request got its memory.
     expect(Buffer.from(calls[1]!.data).equals(pattern(0xb2))).toBe(true);
     for (const later of calls.slice(2)) expect(later.data.buffer).not.toBe(calls[1]!.data.buffer);

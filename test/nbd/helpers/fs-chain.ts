@@ -10,6 +10,7 @@
 import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { waitFor } from '../../helpers/wait-for.js';
 import { run, runOk } from './processes.js';
 
 /** What this machine lacks for the chain beyond the tools (root, /dev/fuse, loop devices); empty when nothing. */
@@ -51,13 +52,6 @@ export function mounted(path: string): boolean {
   return readFileSync('/proc/mounts', 'utf8').split('\n').some((line) => line.split(' ')[1] === path);
 }
 
-export async function waitFor(condition: () => boolean, what: string, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
 
 /** Unmounts `path`; if that fails or hangs (a device gone bad), detaches it lazily (umount -l). */
 export async function unmountRobustly(path: string, timeoutMs = 10_000): Promise<void> {
@@ -83,7 +77,7 @@ export async function attachLoop(cleanups: Cleanups, uri: string, fuseDir: strin
     if (mounted(fuseDir)) await runOk('umount', ['-l', fuseDir], { timeoutMs: 5000 });
   });
   const file = join(fuseDir, 'nbd');
-  await waitFor(() => existsSync(file) || fuse.exitCode !== null, 'nbdfuse');
+  await waitFor(() => existsSync(file) || fuse.exitCode !== null, 'nbdfuse', 10_000, 25);
   if (!existsSync(file)) throw new Error(`nbdfuse exited: ${fuseErr}`);
   const loop = (await runOk('losetup', ['--find', '--show', file])).stdout.trim();
   cleanups.push(`detach ${loop}`, async () => {
