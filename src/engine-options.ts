@@ -21,9 +21,9 @@ export const DEFAULT_WRITE_BUFFER_BYTES_MAX = 64 * 1024 * 1024;
  * a transaction frees stay unused until its fsync, so big transactions leave LMDB a big free list,
  * scattered after random writes, and lmdb-js 3.5's LMDB goes over that list at every commit.
  * With 16 MiB, random then sequential writes left every later small commit (a database's write +
- * flush) costing 3-17 ms of CPU (0.8 on a freshly filled disk): 0.2-1.1 MB/s of 4 KiB writes each flushed, against 2.1-2.6 with
- * 8 MiB and 2.4-3.4 with 4 MiB (3.0 on a freshly filled disk); 4 MiB cost random 4 KiB writes
- * about an eighth, 8 MiB measured as 16 MiB there (2026-12-07, README "NBD").
+ * flush) costing 3-17 ms of CPU, 0.2-1.1 MB/s of 4 KiB writes each flushed; 2.1-2.6 MB/s with
+ * 8 MiB, 2.4-3.4 with 4 MiB, and 3.0 (0.8 ms of CPU each) on a freshly filled disk. 4 MiB cost
+ * random 4 KiB writes about an eighth; 8 MiB measured as 16 MiB there (2026-12-07, README "NBD").
  */
 export const DEFAULT_LMDB_TXN_BYTES_MAX = 8 * 1024 * 1024;
 /** Address space reserved for the memory map, not disk: LMDB grows the file as pages are used. */

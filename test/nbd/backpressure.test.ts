@@ -63,7 +63,7 @@ describe('bytes in flight per connection', () => {
     expect(writes * writeBytes).toBeGreaterThan(IN_FLIGHT_BYTES_MAX * 2);
     const payload = Buffer.alloc(writeBytes, 1);
     for (let i = 0; i < writes; i++) raw.request(CMD.WRITE, BigInt(i), i * writeBytes, writeBytes, 0, payload);
-    await waitFor(() => held.calls.length === IN_FLIGHT_BYTES_MAX / writeBytes, 'the volume calls held');
+    await waitFor(() => held.calls.length === IN_FLIGHT_BYTES_MAX / writeBytes, 'the volume calls held', 10_000, 20);
     // Give the server time to (wrongly) read on; it must not start more.
     await new Promise((r) => setTimeout(r, 300));
     expect(held.calls.length).toBe(IN_FLIGHT_BYTES_MAX / writeBytes);
@@ -90,7 +90,7 @@ describe('bytes in flight per connection', () => {
     raw = await RawClient.connect(socketPath);
     await raw.go('m', { structured: true });
     raw.request(CMD.READ, 1n, 0, PAYLOAD_BYTES_MAX);
-    await waitFor(() => held.calls.length === 1, 'the volume calls held');
+    await waitFor(() => held.calls.length === 1, 'the volume calls held', 10_000, 20);
     held.releaseAll();
     const reply = await raw.reply();
     expect(reply.data!.length).toBe(PAYLOAD_BYTES_MAX);
