@@ -4,16 +4,14 @@
  * once calls settle it reads on and answers everything. Also: one volume call per request,
  * whatever its size (no per-sector loop).
  */
-import { afterEach, describe, expect, it } from 'vitest';
-import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
 import type { NbdVolume } from '../../src/nbd/export.js';
 import { IN_FLIGHT_BYTES_MAX, PAYLOAD_BYTES_MAX } from '../../src/nbd/protocol.js';
-import { NbdServer } from '../../src/nbd/server.js';
-import { useTempDirs } from '../helpers/temp-dir.js';
 import { waitFor } from '../helpers/wait-for.js';
-import { CMD, RawClient } from './helpers/raw-client.js';
+import { useModelServer } from './helpers/model-server.js';
+import { CMD } from './helpers/raw-client.js';
 
-const tempDir = useTempDirs('blockvault-nbd-bp-');
+const startServer = useModelServer('blockvault-nbd-bp-');
 const MiB = 1024 * 1024;
 
 /** A volume that records calls and settles them only when told. */
@@ -40,24 +38,11 @@ function heldVolume(sizeBytes: number) {
   };
 }
 
-let server: NbdServer | null = null;
-let raw: RawClient | null = null;
-afterEach(async () => {
-  raw?.close();
-  await server?.close();
-  server = raw = null;
-});
-
-
 describe('bytes in flight per connection', () => {
   it('stops reading at IN_FLIGHT_BYTES_MAX and resumes when calls settle', async () => {
     const size = 1024 * MiB;
     const held = heldVolume(size);
-    server = new NbdServer([{ name: 'm', volume: held.volume, readOnly: false, writeThrough: false, sizeBytes: size, sectorSize: 4096, description: 'model' }]);
-    const socketPath = join(tempDir(), 'bp.sock');
-    await server.listen({ socketPath });
-    raw = await RawClient.connect(socketPath);
-    await raw.go('m');
+    const raw = await startServer({ volume: held.volume, sizeBytes: size, sectorSize: 4096, description: 'model' });
     const writeBytes = 4 * MiB;
     const writes = 40; // 160 MiB, far over the bound
     expect(writes * writeBytes).toBeGreaterThan(IN_FLIGHT_BYTES_MAX * 2);
@@ -69,7 +54,7 @@ describe('bytes in flight per connection', () => {
     expect(held.calls.length).toBe(IN_FLIGHT_BYTES_MAX / writeBytes);
     let answered = 0;
     const replies = (async () => {
-      for (; answered < writes; answered++) expect((await raw!.reply()).error).toBe(0);
+      for (; answered < writes; answered++) expect((await raw.reply()).error).toBe(0);
     })();
     while (answered < writes) {
       held.releaseAll();
@@ -84,11 +69,7 @@ describe('bytes in flight per connection', () => {
   it('a maximal read is one volume call', async () => {
     const size = 64 * MiB;
     const held = heldVolume(size);
-    server = new NbdServer([{ name: 'm', volume: held.volume, readOnly: false, writeThrough: false, sizeBytes: size, sectorSize: 512, description: 'model' }]);
-    const socketPath = join(tempDir(), 'bp2.sock');
-    await server.listen({ socketPath });
-    raw = await RawClient.connect(socketPath);
-    await raw.go('m', { structured: true });
+    const raw = await startServer({ volume: held.volume, sizeBytes: size, sectorSize: 512, description: 'model', structured: true });
     raw.request(CMD.READ, 1n, 0, PAYLOAD_BYTES_MAX);
     await waitFor(() => held.calls.length === 1, 'the volume calls held', 10_000, 20);
     held.releaseAll();

@@ -7,14 +7,12 @@
  */
 import { EventEmitter } from 'node:events';
 import type { Socket } from 'node:net';
-import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { NbdVolume } from '../../src/nbd/export.js';
-import { NbdServer } from '../../src/nbd/server.js';
 import { ASSEMBLED_POOL_MIN_BYTES, FREE_PAYLOAD_BYTES_MAX, SocketReader } from '../../src/nbd/socket-reader.js';
-import { useTempDirs } from '../helpers/temp-dir.js';
 import { waitFor } from '../helpers/wait-for.js';
-import { CMD, RawClient } from './helpers/raw-client.js';
+import { useModelServer } from './helpers/model-server.js';
+import { CMD } from './helpers/raw-client.js';
 
 const MiB = 1024 * 1024;
 const CHUNK = 64 * 1024;
@@ -94,15 +92,7 @@ describe('SocketReader payload pool', () => {
   });
 });
 
-const tempDir = useTempDirs('blockvault-nbd-payload-');
-let server: NbdServer | null = null;
-let raw: RawClient | null = null;
-afterEach(async () => {
-  raw?.close();
-  await server?.close();
-  server = raw = null;
-});
-
+const startServer = useModelServer('blockvault-nbd-payload-');
 
 describe('payload buffers through the server', () => {
   it('a write payload is never reused while its volume call is unresolved, and is reused after', async () => {
@@ -113,11 +103,7 @@ describe('payload buffers through the server', () => {
       write: (_offset: number, data: Uint8Array) => new Promise<void>((resolve) => calls.push({ data, settle: resolve })),
       info: () => ({ sizeBytes: size }) as ReturnType<NbdVolume['info']>,
     } as unknown as NbdVolume;
-    server = new NbdServer([{ name: 'm', volume, readOnly: false, writeThrough: false, sizeBytes: size, sectorSize: 4096, description: 'held writes' }]);
-    const socketPath = join(tempDir(), 'payload.sock');
-    await server.listen({ socketPath });
-    raw = await RawClient.connect(socketPath);
-    await raw.go('m');
+    const raw = await startServer({ volume, sizeBytes: size, sectorSize: 4096, description: 'held writes' });
     const pattern = (n: number) => Buffer.alloc(MiB, n);
     raw.request(CMD.WRITE, 1n, 0, MiB, 0, pattern(0xa1));
     raw.request(CMD.WRITE, 2n, MiB, MiB, 0, pattern(0xb2));
