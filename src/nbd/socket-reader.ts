@@ -6,6 +6,7 @@
  * held back by TCP flow control instead of filling memory.
  */
 import type { Socket } from 'node:net';
+import { FreeByCapacity, powerOfTwoCapacity } from '../util/free-by-capacity.js';
 
 /** Bytes received ahead of what the server asked for before the socket is paused. */
 export const READ_AHEAD_BYTES_MAX = 1024 * 1024;
@@ -35,9 +36,8 @@ export class SocketReader {
   #pending: PendingRead | null = null;
   #ended: ConnectionEnded | null = null;
   #stopped = false;
-  /** Free payload buffers (power-of-two capacities) and their capacity altogether. */
-  readonly #free: Buffer[] = [];
-  #freeBytes = 0;
+  /** Free payload buffers, by (power-of-two) capacity. */
+  readonly #free = new FreeByCapacity<Buffer>(FREE_PAYLOAD_BYTES_MAX, (b) => b.length);
   /** The memory of assembled payloads handed out and not handed back yet. */
   readonly #assembled = new Set<ArrayBufferLike>();
 
@@ -116,10 +116,7 @@ export class SocketReader {
    */
   recycle(buffer: Buffer): void {
     if (buffer.byteOffset !== 0 || !this.#assembled.delete(buffer.buffer)) return;
-    const capacity = buffer.buffer.byteLength;
-    if (this.#freeBytes + capacity > FREE_PAYLOAD_BYTES_MAX) return;
-    this.#free.push(Buffer.from(buffer.buffer, 0, capacity));
-    this.#freeBytes += capacity;
+    this.#free.keep(Buffer.from(buffer.buffer, 0, buffer.buffer.byteLength));
   }
 
   /**
@@ -132,15 +129,8 @@ export class SocketReader {
    */
   #payloadBuffer(bytes: number): Buffer {
     if (bytes < ASSEMBLED_POOL_MIN_BYTES) return Buffer.allocUnsafe(bytes);
-    const capacity = 2 ** Math.ceil(Math.log2(bytes));
-    const at = this.#free.findIndex((b) => b.length === capacity);
-    let buffer: Buffer;
-    if (at >= 0) {
-      buffer = this.#free.splice(at, 1)[0]!;
-      this.#freeBytes -= capacity;
-    } else {
-      buffer = Buffer.alloc(capacity);
-    }
+    const capacity = powerOfTwoCapacity(bytes);
+    const buffer = this.#free.take(capacity) ?? Buffer.alloc(capacity);
     this.#assembled.add(buffer.buffer);
     return buffer.subarray(0, bytes);
   }

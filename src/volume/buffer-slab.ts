@@ -13,6 +13,7 @@
  * anyway), and a slab is zeroed when allocated (its unused part holds no stale process memory).
  */
 import { assert } from '../errors.js';
+import { FreeByCapacity, powerOfTwoCapacity } from '../util/free-by-capacity.js';
 
 /** 64 KiB: sixteen 4096-byte sectors or 128 512-byte ones per allocation. */
 export const SLAB_BYTES = 64 * 1024;
@@ -76,11 +77,6 @@ interface PooledSlab {
   readonly big: boolean;
 }
 
-/** The capacity a big buffer of `bytes` is drawn from: the next power of two (at most 2x the bytes). */
-function bigCapacity(bytes: number): number {
-  return 2 ** Math.ceil(Math.log2(bytes));
-}
-
 /**
  * The ciphertext of writes: BufferSlab's views, but a slab is used again once every put that
  * referenced it has settled, instead of becoming garbage (so `take` may return bytes handed out
@@ -111,9 +107,8 @@ export class CiphertextSlabs extends BufferSlab implements ValuePins {
   private readonly free: PooledSlab[] = [];
   /** Every slab this pool may still reuse, by its memory (how a pinned value finds its slab). */
   private readonly byMemory = new Map<ArrayBufferLike, PooledSlab>();
-  /** Free big buffers by capacity, and their capacity in bytes altogether. */
-  private readonly freeBig = new Map<number, PooledSlab[]>();
-  private freeBigBytes = 0;
+  /** Free big buffers, by capacity. */
+  private readonly freeBig = new FreeByCapacity<PooledSlab>(FREE_BIG_BYTES_MAX, (big) => big.bytes.length);
   /** The big buffer cut last: like the current slab, never reused before the next big cut. */
   private lastBig: PooledSlab | null = null;
   /** Pins held on big buffers: at 0 no big write is in flight, and the free ones go (an idle volume holds none). */
@@ -126,16 +121,12 @@ export class CiphertextSlabs extends BufferSlab implements ValuePins {
    */
   override take(bytes: number): Buffer {
     if (bytes <= SLAB_BYTES / 4) return super.take(bytes);
-    assert(Number.isInteger(bytes), 'a slab serves whole positive sizes');
     const last = this.lastBig;
     this.lastBig = null;
     if (last !== null && last.pins === 0) this.recycle(last);
-    const capacity = bigCapacity(bytes);
-    const free = this.freeBig.get(capacity);
-    let big = free?.pop();
-    if (big !== undefined) {
-      this.freeBigBytes -= capacity;
-    } else {
+    const capacity = powerOfTwoCapacity(bytes);
+    let big = this.freeBig.take(capacity);
+    if (big === undefined) {
       big = { bytes: Buffer.alloc(capacity), pins: 0, big: true };
       this.byMemory.set(big.bytes.buffer, big);
     }
@@ -166,7 +157,7 @@ export class CiphertextSlabs extends BufferSlab implements ValuePins {
 
   /** Capacity of the big buffers kept for reuse now, in bytes (for tests). */
   get freeBigBytesNow(): number {
-    return this.freeBigBytes;
+    return this.freeBig.bytes;
   }
 
   /** Forget every slab (a closed or locked volume): values still pinned stay valid and are no longer tracked. */
@@ -174,7 +165,6 @@ export class CiphertextSlabs extends BufferSlab implements ValuePins {
     super.release();
     this.free.length = 0;
     this.freeBig.clear();
-    this.freeBigBytes = 0;
     this.lastBig = null;
     this.bigPins = 0;
     this.byMemory.clear();
@@ -182,9 +172,7 @@ export class CiphertextSlabs extends BufferSlab implements ValuePins {
 
   /** Nothing big in flight: the free big buffers become garbage (the last cut stays, as it is live or dead by the next cut). */
   private dropFreeBig(): void {
-    for (const list of this.freeBig.values()) for (const big of list) this.byMemory.delete(big.bytes.buffer);
-    this.freeBig.clear();
-    this.freeBigBytes = 0;
+    for (const big of this.freeBig.clear()) this.byMemory.delete(big.bytes.buffer);
   }
 
   /** A slab closed with nothing pinned is free at once; the next slab is a free one if any. */
@@ -203,15 +191,7 @@ export class CiphertextSlabs extends BufferSlab implements ValuePins {
 
   private recycle(slab: PooledSlab): void {
     if (slab.big) {
-      const capacity = slab.bytes.length;
-      if (this.freeBigBytes + capacity <= FREE_BIG_BYTES_MAX) {
-        let list = this.freeBig.get(capacity);
-        if (list === undefined) this.freeBig.set(capacity, (list = []));
-        list.push(slab);
-        this.freeBigBytes += capacity;
-      } else {
-        this.byMemory.delete(slab.bytes.buffer);
-      }
+      if (!this.freeBig.keep(slab)) this.byMemory.delete(slab.bytes.buffer);
       return;
     }
     if (this.free.length < FREE_SLABS_MAX) this.free.push(slab);
