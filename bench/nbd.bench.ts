@@ -38,12 +38,11 @@ import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { nativeCipherStatus } from '../src/cipher/index.js';
 import { Engine } from '../src/index.js';
 import { parseByteSize } from './lib/args.js';
 import { createLuksImage } from './lib/luks.js';
 import { runPgbenchBench } from './lib/nbd-pgbench.js';
-import { machineInfo } from './lib/machine.js';
+import { cipherDescription, machineInfo } from './lib/machine.js';
 import { formatNumber, markdownTable, saveResults } from './lib/report.js';
 
 const MIB = 1024 * 1024;
@@ -294,7 +293,7 @@ async function main(): Promise<void> {
     const md = [
       '# NBD: fio through the nbd engine (bench/nbd.bench.ts)',
       '',
-      `${machine.date}, ${machine.cpuModel}, ${machine.logicalCpus} logical CPUs (load ${machine.loadAverage1m} at start), ${machine.memoryGiB} GiB, Node ${machine.node}, ${machine.platform}; ${nativeCipherStatus().available ? `native cipher on its ${nativeCipherStatus().cpuPath ?? '?'} path` : 'ts cipher'}; ${seconds} s.`,
+      `${machine.date}, ${machine.cpuModel}, ${machine.logicalCpus} logical CPUs (load ${machine.loadAverage1m} at start), ${machine.memoryGiB} GiB, Node ${machine.node}, ${machine.platform}; ${cipherDescription()}; ${seconds} s.`,
       `A ${SIZE / MIB} MiB disk per target, filled once; fio --ioengine=nbd, iodepth 16 (the flush case: iodepth 1, a FLUSH after every write), ${SECONDS} s per case, ${ROUNDS} rounds (target order rotating), each after a flush of the blockvault volumes and a sync; MB/s is the mean over rounds; ${layoutNote}.${bufferNote}${CASES.length === ALL_CASES.length ? '' : ` Only some cases (--cases ${CASES_ARG}).`}`,
       'qemu-nbd runs with its defaults (cache=writeback: writes acknowledged from the page cache, no fsync); blockvault answers a write once applied (write-back: FLUSH and FUA make it durable), blockvault write-through once its LMDB transaction committed.',
       '',

@@ -36,7 +36,7 @@ import { Engine, type Volume } from '../src/index.js';
 import { DEFAULT_RUNNER_OPTIONS } from '../src/rotation/runner.js';
 import { TaskManager } from '../src/rotation/task-manager.js';
 import { restampGeneration } from '../test/rotation/helpers/plain-product-ops.js';
-import { machineInfo } from './lib/machine.js';
+import { cipherDescription, machineInfo } from './lib/machine.js';
 import { formatNumber, markdownTable, saveResults } from './lib/report.js';
 import { engineInternals } from '../src/engine-internals.js';
 
@@ -67,7 +67,7 @@ const workerCounts = [...new Set([1, 2, cores])].sort((a, b) => a - b);
 const rounds = Number(argValue('--rounds') ?? process.env.ROTATION_BENCH_ROUNDS ?? (sizeBytes > 256 * MIB ? 2 : 3));
 const backend = nativeCipherStatus().available ? 'native' : 'ts';
 /** Which AES code path the cipher runs (the workers pick the same one: per process, not per thread). */
-const cipherText = backend === 'native' ? `native cipher on its ${nativeCipherStatus().cpuPath ?? '?'} path` : 'ts cipher';
+const cipherText = cipherDescription();
 
 interface RunResult {
   name: string;

@@ -1,6 +1,7 @@
 /** Where a benchmark ran: what a reader needs to compare figures across machines. */
 import { readFileSync } from 'node:fs';
 import { cpus, loadavg, totalmem } from 'node:os';
+import { nativeCipherStatus } from '../../src/cipher/index.js';
 
 export interface MachineInfo {
   date: string;
@@ -39,4 +40,10 @@ function cpuFamilyModel(): string {
   const family = field('cpu family');
   const model = field('model');
   return family === undefined || model === undefined ? '' : ` (CPU family ${family} model ${model})`;
+}
+
+/** Which cipher an engine in this process runs, and on which AES code path (per process, workers included). */
+export function cipherDescription(): string {
+  const status = nativeCipherStatus();
+  return status.available ? `native cipher on its ${status.cpuPath ?? '?'} path` : 'ts cipher';
 }

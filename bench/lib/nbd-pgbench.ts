@@ -25,13 +25,12 @@ import { spawn, spawnSync } from 'node:child_process';
 import { chmodSync, existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { nativeCipherStatus } from '../../src/cipher/index.js';
 import { startEngineServer } from '../../test/nbd/helpers/engine-server.js';
 import { attachLoop, Cleanups, fsChainMissing, mkfsExt4, mountExt4 } from '../../test/nbd/helpers/fs-chain.js';
 import { cluster, findPostgresBin, postgresUser, type Cluster, type PgbenchResult } from '../../test/nbd/helpers/postgres.js';
 import { runOk } from '../../test/nbd/helpers/processes.js';
 import { createLuksImage } from './luks.js';
-import { machineInfo } from './machine.js';
+import { cipherDescription, machineInfo } from './machine.js';
 import { formatNumber, markdownTable, saveResults } from './report.js';
 
 const MIB = 1024 * 1024;
@@ -145,7 +144,7 @@ export async function runPgbenchBench(options: PgbenchBenchOptions): Promise<voi
     const md = [
       '# NBD: pgbench on ext4 on an export (bench/lib/nbd-pgbench.ts)',
       '',
-      `${machine.date}, ${machine.cpuModel}, ${machine.logicalCpus} logical CPUs (load ${machine.loadAverage1m} at start), ${machine.memoryGiB} GiB, Node ${machine.node}, ${machine.platform}; ${nativeCipherStatus().available ? `native cipher on its ${nativeCipherStatus().cpuPath ?? '?'} path` : 'ts cipher'}; ${seconds} s.`,
+      `${machine.date}, ${machine.cpuModel}, ${machine.logicalCpus} logical CPUs (load ${machine.loadAverage1m} at start), ${machine.memoryGiB} GiB, Node ${machine.node}, ${machine.platform}; ${cipherDescription()}; ${seconds} s.`,
       `Each target: a ${options.sizeBytes / MIB} MiB disk, nbdfuse, loop device, ext4 (no lazy init), PostgreSQL (shared_buffers 32MB, fsync and synchronous_commit on), pgbench -i -s ${options.scale}; then per run CHECKPOINT, sync and pgbench -c 4 -j 2 -T ${options.seconds} --no-vacuum (TPC-B-like), ${options.rounds} rounds with the target order rotating; TPS is the mean over rounds.`,
       'The blockvault server runs in its own process; qemu-nbd with its defaults (cache=writeback; a flush is an fdatasync of the image file), blockvault acknowledges a write once applied (write-back; a flush waits for the commits and an LMDB sync).',
       '',
