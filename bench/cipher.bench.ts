@@ -17,9 +17,8 @@
  * Takes about a minute with the default 7 rounds.
  */
 import { createCipheriv, randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import { XtsCipher, nativeCipherStatus } from '../src/cipher/index.js';
-import { machineInfo } from './lib/machine.js';
+import { cpuInfoField, machineInfo } from './lib/machine.js';
 import { opensslSpeed, opensslVersion } from './lib/openssl-speed.js';
 import { formatNumber, formatRatio, markdownTable, saveResults } from './lib/report.js';
 
@@ -107,15 +106,11 @@ function median(values: number[]): number {
 
 /** The CPU flags the paths depend on, from /proc/cpuinfo (Linux only; machineInfo names the family and model). */
 function cpuDescription(): string {
-  try {
-    const info = readFileSync('/proc/cpuinfo', 'utf8');
-    const field = (name: string) => new RegExp(`^${name}\\s*:\\s*(.*)$`, 'm').exec(info)?.[1]?.trim();
-    const flags = new Set((field('flags') ?? '').split(/\s+/));
-    const wanted = ['aes', 'pclmulqdq', 'avx2', 'avx512f', 'vaes', 'vpclmulqdq'].filter((f) => flags.has(f));
-    return `flags ${wanted.join(' ') || 'none of aes/avx2/avx512f/vaes'}`;
-  } catch {
-    return 'CPU flags unknown (no /proc/cpuinfo)';
-  }
+  const field = cpuInfoField('flags');
+  if (field === undefined) return 'CPU flags unknown (no flags in /proc/cpuinfo)';
+  const flags = new Set(field.split(/\s+/));
+  const wanted = ['aes', 'pclmulqdq', 'avx2', 'avx512f', 'vaes', 'vpclmulqdq'].filter((f) => flags.has(f));
+  return `flags ${wanted.join(' ') || 'none of aes/avx2/avx512f/vaes'}`;
 }
 
 async function main(): Promise<void> {

@@ -28,17 +28,24 @@ export function machineInfo(): MachineInfo {
   };
 }
 
-/** " (CPU family F model M)" from /proc/cpuinfo, or "" where there is none. */
-function cpuFamilyModel(): string {
+/**
+ * A field of the first processor in /proc/cpuinfo ("cpu family", "model", "flags"); undefined
+ * where there is no such file (not Linux) or field.
+ */
+export function cpuInfoField(name: string): string | undefined {
   let info: string;
   try {
     info = readFileSync('/proc/cpuinfo', 'utf8');
   } catch {
-    return '';
+    return undefined;
   }
-  const field = (name: string) => new RegExp(`^${name}\\s*:\\s*(.*)$`, 'm').exec(info)?.[1]?.trim();
-  const family = field('cpu family');
-  const model = field('model');
+  return new RegExp(`^${name}\\s*:\\s*(.*)$`, 'm').exec(info)?.[1]?.trim();
+}
+
+/** " (CPU family F model M)" from /proc/cpuinfo, or "" where there is none. */
+function cpuFamilyModel(): string {
+  const family = cpuInfoField('cpu family');
+  const model = cpuInfoField('model');
   return family === undefined || model === undefined ? '' : ` (CPU family ${family} model ${model})`;
 }
 
