@@ -68,6 +68,9 @@ const WRITE_BUFFER_ARG = argValue('--write-buffer');
 const WRITE_BUFFER_BYTES = WRITE_BUFFER_ARG === undefined ? undefined : parseByteSize(WRITE_BUFFER_ARG, '--write-buffer');
 const LMDB_TXN_ARG = argValue('--lmdb-txn');
 const LMDB_TXN_BYTES = LMDB_TXN_ARG === undefined ? undefined : LMDB_TXN_ARG === '0' ? 0 : parseByteSize(LMDB_TXN_ARG, '--lmdb-txn');
+const LMDB_FREE_ARG = argValue('--lmdb-free');
+const LMDB_FREE_PAGES = LMDB_FREE_ARG === undefined ? undefined : Number(LMDB_FREE_ARG);
+if (LMDB_FREE_PAGES !== undefined && !(Number.isSafeInteger(LMDB_FREE_PAGES) && LMDB_FREE_PAGES >= 1)) throw new Error(`--lmdb-free ${LMDB_FREE_ARG}: give a whole number >= 1`);
 const CASES_ARG = argValue('--cases');
 
 const HELP = `npm run bench:nbd [-- options]
@@ -85,6 +88,8 @@ const HELP = `npm run bench:nbd [-- options]
                        says so in its header
   --lmdb-txn 8MiB      the engine's lmdbTxnBytesMax (0: no cap; default the engine's, min(8MiB,
                        write buffer / 2)); such a run says so in its header
+  --lmdb-free 5000     the engine's lmdbFreePagesKeptMax (default the engine's, 5000; lmdb-js's
+                       own default is 75000); such a run says so in its header
   --pg-size 512MiB --pg-scale 8 --pg-seconds 10 --pg-rounds 4   the pgbench part
 Writes bench/results/nbd.{json,md} (and nbd-pgbench.*); npm run readme:bench copies them into the README.`;
 if (process.argv.includes('--help') || process.argv.includes('-h')) {
@@ -204,6 +209,7 @@ async function main(): Promise<void> {
       ...(CLUSTER_BYTES === undefined ? {} : { clusterBytes: CLUSTER_BYTES }),
       ...(WRITE_BUFFER_BYTES === undefined ? {} : { writeBufferBytesMax: WRITE_BUFFER_BYTES }),
       ...(LMDB_TXN_BYTES === undefined ? {} : { lmdbTxnBytesMax: LMDB_TXN_BYTES }),
+      ...(LMDB_FREE_PAGES === undefined ? {} : { lmdbFreePagesKeptMax: LMDB_FREE_PAGES }),
     });
     stops.push(() => engine.close());
     for (const name of ['bench', 'bench-wt']) await (await engine.createVolume({ name, sizeBytes: SIZE, sectorSize: 4096 })).close();
@@ -289,7 +295,8 @@ async function main(): Promise<void> {
         : `blockvault volumes with layout ${LAYOUT ?? 'split'} and ${(CLUSTER_BYTES ?? 32 * 1024) / 1024} KiB clusters (NOT the default; --layout/--cluster-bytes)`;
     const bufferNote =
       (WRITE_BUFFER_BYTES === undefined ? '' : ` Engine write buffer ${WRITE_BUFFER_BYTES / MIB} MiB (NOT the default; --write-buffer).`) +
-      (LMDB_TXN_BYTES === undefined ? '' : ` LMDB transaction cap ${LMDB_TXN_BYTES === 0 ? 'off' : `${LMDB_TXN_BYTES / MIB} MiB`} (NOT the default; --lmdb-txn).`);
+      (LMDB_TXN_BYTES === undefined ? '' : ` LMDB transaction cap ${LMDB_TXN_BYTES === 0 ? 'off' : `${LMDB_TXN_BYTES / MIB} MiB`} (NOT the default; --lmdb-txn).`) +
+      (LMDB_FREE_PAGES === undefined ? '' : ` LMDB keeps at most ${LMDB_FREE_PAGES} free pages in memory (NOT the default; --lmdb-free).`);
     const md = [
       '# NBD: fio through the nbd engine (bench/nbd.bench.ts)',
       '',
@@ -327,7 +334,7 @@ async function main(): Promise<void> {
         ]),
       ),
     ].join('\n');
-    const paths = saveResults('nbd', { machine, sizeBytes: SIZE, seconds: SECONDS, rounds: ROUNDS, layout: LAYOUT ?? 'split', clusterBytes: CLUSTER_BYTES ?? 32 * 1024, writeBufferBytes: WRITE_BUFFER_BYTES ?? null, lmdbTxnBytes: LMDB_TXN_BYTES ?? null, rows }, md);
+    const paths = saveResults('nbd', { machine, sizeBytes: SIZE, seconds: SECONDS, rounds: ROUNDS, layout: LAYOUT ?? 'split', clusterBytes: CLUSTER_BYTES ?? 32 * 1024, writeBufferBytes: WRITE_BUFFER_BYTES ?? null, lmdbTxnBytes: LMDB_TXN_BYTES ?? null, lmdbFreePagesKept: LMDB_FREE_PAGES ?? null, rows }, md);
     console.log(md);
     console.log(`\nwrote ${paths.json} and ${paths.md}`);
   } finally {

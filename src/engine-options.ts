@@ -26,6 +26,20 @@ export const DEFAULT_WRITE_BUFFER_BYTES_MAX = 64 * 1024 * 1024;
  * random 4 KiB writes about an eighth; 8 MiB measured as 16 MiB there (2026-12-07, README "NBD").
  */
 export const DEFAULT_LMDB_TXN_BYTES_MAX = 8 * 1024 * 1024;
+/**
+ * How many free page numbers lmdb-js's LMDB may keep in memory from one transaction to the next
+ * (its maxFreeSpaceToRetain, and the most it loads from the free database at once,
+ * maxFreeSpaceToLoad; lmdb-js 3.5's defaults are 75000 and 50000). Every commit goes over that
+ * list (mdb_freelist_save), so after heavy random writes, which leave thousands of scattered free
+ * pages in it, each later small commit cost 6.7-10.6 ms of CPU and 4 KiB writes each flushed ran
+ * at 0.37-0.58 MB/s in three of five runs; with 5000 kept, 0.30-0.96 ms and 3.4-7.6 MB/s in five
+ * runs, random and sequential writes unchanged (raw lmdb-js, the split layout's puts, 2026-12-08,
+ * README "NBD"). A list longer than this is dropped at the end of the transaction and read back
+ * from the free database when pages are needed.
+ */
+export const DEFAULT_LMDB_FREE_PAGES_KEPT_MAX = 5000;
+/** lmdbFreePagesKeptMax's bound: lmdb-js passes it to LMDB as a C int. */
+const LMDB_FREE_PAGES_KEPT_LIMIT = 2 ** 31 - 1;
 /** Address space reserved for the memory map, not disk: LMDB grows the file as pages are used. */
 export const DEFAULT_MAP_SIZE_BYTES = 256 * 1024 ** 3;
 /** mapSizeBytes bounds: LMDB needs room for the engine's own databases; above 2^47 bytes (128 TiB) no x86-64 or arm64 process has the address space to map it. */
@@ -76,6 +90,13 @@ export interface EngineOptions {
    */
   lmdbTxnBytesMax?: number;
   /**
+   * Free page numbers LMDB keeps in memory between transactions and loads at once
+   * (DEFAULT_LMDB_FREE_PAGES_KEPT_MAX: 5000). Every commit goes over the kept list, so a long one
+   * makes each small commit (a database's write + flush) slow after heavy random writes; a short
+   * one makes LMDB read its free database more often. Whole number >= 1.
+   */
+  lmdbFreePagesKeptMax?: number;
+  /**
    * Clusters whose decoded meta value each open split-layout volume keeps in memory (about 0.5 KiB
    * each). A random read whose cluster is cached does one LMDB get instead of two, about 1.3x
    * faster (bench/results/volume.md, "meta cache cold"). Default 16384: 512 MiB of 4096-byte
@@ -111,6 +132,7 @@ export interface ResolvedOptions {
   writeBufferBytesMax: number;
   /** 0: no cap. */
   lmdbTxnBytesMax: number;
+  lmdbFreePagesKeptMax: number;
   metaCacheClustersMax: number;
   mapSizeBytes: number;
   lockWaitMs: number;
@@ -145,6 +167,10 @@ export function resolveOptions(options: EngineOptions): ResolvedOptions {
   if (lmdbTxnBytesMax > writeBufferBytesMax) {
     throw invalid(`Engine.open: lmdbTxnBytesMax must be at most writeBufferBytesMax (${writeBufferBytesMax}), got ${lmdbTxnBytesMax}`);
   }
+  const lmdbFreePagesKeptMax = nonNegative(options.lmdbFreePagesKeptMax, DEFAULT_LMDB_FREE_PAGES_KEPT_MAX, 'lmdbFreePagesKeptMax');
+  if (lmdbFreePagesKeptMax < 1 || lmdbFreePagesKeptMax > LMDB_FREE_PAGES_KEPT_LIMIT) {
+    throw invalid(`Engine.open: lmdbFreePagesKeptMax must be from 1 to ${LMDB_FREE_PAGES_KEPT_LIMIT}, got ${lmdbFreePagesKeptMax}`);
+  }
   const metaCacheClustersMax = nonNegative(options.metaCacheClustersMax, META_CACHE_CLUSTERS_MAX, 'metaCacheClustersMax');
   // A limit on everything: 2^24 clusters (64 GiB of 4096-byte sectors) is about 8 GiB of memory per volume.
   if (metaCacheClustersMax > META_CACHE_CLUSTERS_LIMIT) {
@@ -171,6 +197,7 @@ export function resolveOptions(options: EngineOptions): ResolvedOptions {
     volumeLayout,
     writeBufferBytesMax,
     lmdbTxnBytesMax,
+    lmdbFreePagesKeptMax,
     metaCacheClustersMax,
     mapSizeBytes,
     // NaN would make the wait deadline NaN (no wait at all) and Infinity would wait forever.

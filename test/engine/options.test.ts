@@ -12,7 +12,7 @@ import { useTempDirs } from '../helpers/temp-dir.js';
 
 const tempDir = useTempDirs('bv-options-');
 
-type NumericOption = 'retentionMs' | 'purgeIntervalMs' | 'clusterBytes' | 'writeBufferBytesMax' | 'lmdbTxnBytesMax' | 'metaCacheClustersMax' | 'mapSizeBytes' | 'lockWaitMs';
+type NumericOption = 'retentionMs' | 'purgeIntervalMs' | 'clusterBytes' | 'writeBufferBytesMax' | 'lmdbTxnBytesMax' | 'lmdbFreePagesKeptMax' | 'metaCacheClustersMax' | 'mapSizeBytes' | 'lockWaitMs';
 
 const BAD: Record<NumericOption, unknown[]> = {
   retentionMs: [-1, 1.5, Number.NaN, '1'],
@@ -21,6 +21,8 @@ const BAD: Record<NumericOption, unknown[]> = {
   writeBufferBytesMax: [1024, -1, 2.5],
   // Above the write buffer (64 MiB by default) a transaction could never reach it.
   lmdbTxnBytesMax: [-1, 1.5, 64 * 1024 * 1024 + 1, '8', Number.NaN],
+  // LMDB takes it as a C int; 0 would make it drop and reload the free list at every commit.
+  lmdbFreePagesKeptMax: [0, -1, 2 ** 31, 1.5, '5000', Number.NaN],
   metaCacheClustersMax: [-1, 2 ** 24 + 1, '8'],
   mapSizeBytes: [0, 1024 ** 2 - 1, 2 ** 47 + 4096, 1.5 * 1024 ** 3 + 0.5, Number.NaN, '1073741824', -(1024 ** 3)],
   // NaN made the lock wait's deadline NaN (no wait), Infinity waited forever (issue 13).
@@ -72,6 +74,56 @@ describe('Engine.open numeric options', () => {
       } finally {
         await engine.close();
       }
+    }
+  });
+});
+
+describe('lmdbFreePagesKeptMax', () => {
+  // At 1, LMDB drops its in-memory free list at the end of nearly every transaction and reads it
+  // back from the free database when it needs pages: the path a long run with the default takes
+  // now and then, here taken all the time, with real frees (overwrites and trims) in between.
+  it('keeps every sector exact across overwrites, trims and a reopen when LMDB keeps one free page in memory', async () => {
+    const dir = tempDir();
+    const sectorBytes = 4096;
+    const sectors = 512;
+    const expected = new Map<number, number>();
+    let engine = await openTestEngine(dir, { lmdbFreePagesKeptMax: 1, lmdbTxnBytesMax: 64 * 1024, purgeIntervalMs: 0 });
+    try {
+      const vol = await engine.createVolume({ name: 'v', sizeBytes: sectors * sectorBytes, sectorSize: sectorBytes });
+      let seed = 7;
+      const next = (n: number): number => {
+        seed = (seed * 1103515245 + 12345) % 2 ** 31;
+        return seed % n;
+      };
+      for (let pass = 0; pass < 6; pass++) {
+        const writes: Promise<void>[] = [];
+        for (let i = 0; i < 256; i++) {
+          const sector = next(sectors);
+          const fill = 1 + next(255);
+          expected.set(sector, fill);
+          writes.push(vol.write(sector * sectorBytes, Buffer.alloc(sectorBytes, fill)));
+        }
+        await Promise.all(writes);
+        const first = next(sectors - 16);
+        await vol.trim(first * sectorBytes, 16 * sectorBytes);
+        for (let s = first; s < first + 16; s++) expected.delete(s);
+        await vol.flush();
+      }
+      await vol.close();
+    } finally {
+      await engine.close();
+    }
+    engine = await openTestEngine(dir, { lmdbFreePagesKeptMax: 1, purgeIntervalMs: 0 });
+    try {
+      const vol = await engine.openVolume('v');
+      const all = Buffer.from(await vol.read(0, sectors * sectorBytes));
+      for (let s = 0; s < sectors; s++) {
+        const want = Buffer.alloc(sectorBytes, expected.get(s) ?? 0);
+        expect(all.subarray(s * sectorBytes, (s + 1) * sectorBytes).equals(want), `sector ${s}`).toBe(true);
+      }
+      await vol.close();
+    } finally {
+      await engine.close();
     }
   });
 });
