@@ -37,6 +37,8 @@ import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { open, type Database, type RootDatabase } from 'lmdb';
 import { Engine, type Volume } from '../src/index.js';
+import { lmdbEnvironmentOptions } from '../src/engine.js';
+import { DEFAULT_LMDB_FREE_PAGES_KEPT_MAX } from '../src/engine-options.js';
 import { nativeCipherStatus } from '../src/cipher/index.js';
 import { META_CACHE_CLUSTERS_MAX, type VolumeLayout } from '../src/volume/cluster-store.js';
 import { machineInfo } from './lib/machine.js';
@@ -68,16 +70,9 @@ interface RawEnv {
 
 function openRaw(): RawEnv {
   const dir = mkdtempSync(join(tmpdir(), 'bv-bench-raw-'));
-  // The engine's own settings (src/engine.ts): 4 KiB pages, overlappingSync, every commit fsynced.
-  const root = open({
-    path: join(dir, 'raw.lmdb'),
-    maxDbs: 4,
-    mapSize: 64 * 1024 ** 3,
-    pageSize: 4096,
-    overlappingSync: process.platform !== 'win32',
-    noSync: false,
-    compression: false,
-  });
+  // The engine's own settings (src/engine.ts): 4 KiB pages, overlappingSync, every commit fsynced,
+  // the engine's free-list bound.
+  const root = open(lmdbEnvironmentOptions(join(dir, 'raw.lmdb'), 64 * 1024 ** 3, DEFAULT_LMDB_FREE_PAGES_KEPT_MAX));
   const db = root.openDB<Buffer, Buffer>('sectors', { keyEncoding: 'binary', encoding: 'binary', compression: false, cache: false });
   return { dir, root, db };
 }

@@ -563,11 +563,19 @@ export class Engine {
  *    and its key registration move in commit order.
  */
 function openEnvironment(options: ResolvedOptions): RootDatabase {
+  return open(lmdbEnvironmentOptions(join(options.dir, LMDB_FILE), options.mapSizeBytes, options.lmdbFreePagesKeptMax));
+}
+
+/**
+ * The settings above as lmdb-js options, exported so that a benchmark's raw-LMDB baseline
+ * (bench/volume.bench.ts) runs on exactly the engine's settings.
+ */
+export function lmdbEnvironmentOptions(path: string, mapSizeBytes: number, freePagesKeptMax: number): RootDatabaseOptionsWithPath {
   // lmdb-js reads the two free-list options (src/env.cpp) but its types do not name them.
   const envOptions: RootDatabaseOptionsWithPath & { maxFreeSpaceToRetain: number; maxFreeSpaceToLoad: number } = {
-    path: join(options.dir, LMDB_FILE),
+    path,
     maxDbs: 32,
-    mapSize: options.mapSizeBytes,
+    mapSize: mapSizeBytes,
     pageSize: 4096,
     overlappingSync: process.platform !== 'win32',
     noSync: false,
@@ -575,10 +583,10 @@ function openEnvironment(options: ResolvedOptions): RootDatabase {
     encoding: 'msgpack',
     // A short free list in memory keeps every commit cheap after heavy random writes
     // (DEFAULT_LMDB_FREE_PAGES_KEPT_MAX says what it measured).
-    maxFreeSpaceToRetain: options.lmdbFreePagesKeptMax,
-    maxFreeSpaceToLoad: options.lmdbFreePagesKeptMax,
+    maxFreeSpaceToRetain: freePagesKeptMax,
+    maxFreeSpaceToLoad: freePagesKeptMax,
   };
-  return open(envOptions);
+  return envOptions;
 }
 
 /** Binary keys (storeId u32 BE + index u64 BE) and values, no compression (ciphertext does not compress), no cache. */

@@ -21,7 +21,7 @@ const BAD: Record<NumericOption, unknown[]> = {
   writeBufferBytesMax: [1024, -1, 2.5],
   // Above the write buffer (64 MiB by default) a transaction could never reach it.
   lmdbTxnBytesMax: [-1, 1.5, 64 * 1024 * 1024 + 1, '8', Number.NaN],
-  // LMDB takes it as a C int; 0 would make it drop and reload the free list at every commit.
+  // LMDB takes it as a C int, and a bound below one page means nothing.
   lmdbFreePagesKeptMax: [0, -1, 2 ** 31, 1.5, '5000', Number.NaN],
   metaCacheClustersMax: [-1, 2 ** 24 + 1, '8'],
   mapSizeBytes: [0, 1024 ** 2 - 1, 2 ** 47 + 4096, 1.5 * 1024 ** 3 + 0.5, Number.NaN, '1073741824', -(1024 ** 3)],
